@@ -1,0 +1,4 @@
+"""`python -m charrnn` runs the command line."""
+from .cli import main
+
+main(prog_name="charrnn")

@@ -1,0 +1,130 @@
+"""The `charrnn` command line: thin Click wrappers that parse, call the library and print.
+
+Generated text goes to stdout; progress, logs and errors go to stderr. A CharrnnError becomes
+one line `Error: ...` and exit code 1; Click's usage errors exit 2.
+"""
+import json
+import sys
+
+import click
+import numpy as np
+
+from . import checkpoint, config as config_mod, corpus as corpus_mod, data
+from .errors import CharrnnError
+from .evaluate import score
+from .loss import bits
+from .sample import generate
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+class _Group(click.Group):
+    """Turns CharrnnError into Click's one-line error, wherever a command raises it."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CharrnnError as e:
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.version_option(package_name="charrnn")
+def main():
+    """Character-level RNN / LSTM / GRU language models in NumPy."""
+
+
+def _echo_err(text):
+    from tqdm import tqdm
+    tqdm.write(text, file=sys.stderr)
+
+
+TRAIN_FLAGS = [
+    ("--out", "out", str, "run directory"),
+    ("--steps", "steps", int, "total training steps (windows)"),
+    ("--time-limit", "time_limit", float, "stop after this many seconds"),
+    ("--cell", "cell", click.Choice(["rnn", "lstm", "gru"]), "recurrent cell"),
+    ("--hidden-size", "hidden_size", int, "units per layer (H)"),
+    ("--layers", "layers", int, "stacked recurrent layers"),
+    ("--dropout", "dropout", float, "dropout between layers and before the output"),
+    ("--batch-size", "batch_size", int, "parallel streams (N)"),
+    ("--seq-len", "seq_len", int, "window length for truncated BPTT (T)"),
+    ("--lr", "lr", float, "learning rate"),
+    ("--optimizer", "optimizer", click.Choice(["adam", "adagrad", "sgd"]), "optimizer"),
+    ("--clip", "clip", float, "gradient clipping threshold (0 = off)"),
+    ("--clip-mode", "clip_mode", click.Choice(["norm", "value"]), "clip the global norm or each value"),
+    ("--dtype", "dtype", click.Choice(["float32", "float64"]), "floating-point type"),
+    ("--seed", "seed", int, "random seed"),
+    ("--val-frac", "val_frac", float, "fraction of the corpus (its end) used for validation"),
+    ("--eval-every", "eval_every", int, "evaluate and checkpoint every N steps"),
+    ("--sample-length", "sample_length", int, "characters of sample shown at each evaluation"),
+]
+
+
+def _train_options(f):
+    for flag, dest, typ, help_text in reversed(TRAIN_FLAGS):
+        f = click.option(flag, dest, type=typ, default=None, help=help_text)(f)
+    return f
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("corpus", type=click.Path(dir_okay=False))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="YAML config file; flags override it")
+@_train_options
+def train(corpus, config_path, **overrides):
+    """Train a model on CORPUS (a UTF-8 text file)."""
+    from .train import train as run_training
+    cfg = config_mod.load(config_path, overrides)
+    text = corpus_mod.load(corpus)
+    click.echo(f"corpus {corpus}: {len(text):,} characters, vocabulary of {len(text.vocab)}; "
+               f"run directory {cfg.out}", err=True)
+    run = run_training(cfg, text, echo=_echo_err)
+    click.echo(f"done: step {run.step}, best validation loss {run.best_val:.4f} nats/char "
+               f"({bits(run.best_val):.3f} bits/char); checkpoints in {cfg.out}", err=True)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="checkpoint (.npz)")
+@click.option("--length", default=500, show_default=True, type=click.IntRange(min=0))
+@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="0 picks the most likely character every time")
+@click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0),
+              help="sample only among the K most likely characters (0 = all)")
+@click.option("--prime", default="", help="text to start from (it is printed first)")
+@click.option("--seed", default=None, type=int, help="random seed (default: unpredictable)")
+def sample(ckpt, length, temperature, top_k, prime, seed):
+    """Generate text from a checkpoint; the text streams to stdout."""
+    ck = checkpoint.load(ckpt)
+    prime_ids = data.encode(prime, ck.vocab) if prime else np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    out = sys.stdout
+    out.write(prime)
+    for i, ch in enumerate(generate(ck.params, ck.spec, ck.vocab, length, rng,
+                                    temperature=temperature, top_k=top_k, prime=prime_ids)):
+        out.write(ch)
+        if ch == "\n" or i % 64 == 0:
+            out.flush()
+    out.write("\n")
+    out.flush()
+
+
+@main.command("eval", context_settings=CONTEXT)
+@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="checkpoint (.npz)")
+@click.argument("textfile", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def eval_cmd(ckpt, textfile, as_json):
+    """Loss of a checkpoint's model on TEXTFILE, from a zero state."""
+    ck = checkpoint.load(ckpt)
+    text = corpus_mod.load(textfile, vocab=ck.vocab)
+    total, n = score(ck.params, ck.spec, text.ids)
+    if n == 0:
+        raise CharrnnError(f"{textfile} is too short to score (it needs at least 2 characters)")
+    nats = total / n
+    result = {"loss_nats": nats, "bits_per_char": bits(nats), "perplexity": float(np.exp(nats)),
+              "chars": n}
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"{nats:.4f} nats/char, {bits(nats):.4f} bits/char, perplexity "
+                   f"{result['perplexity']:.3f}, {n:,} characters scored")

@@ -1,0 +1,146 @@
+"""The language model: one-hot input -> stacked recurrent layers -> linear output -> softmax.
+
+Parameters are one flat dict whose names double as checkpoint keys: `l{i}.{name}` for layer i's
+cell parameters (see cells/) and `Wy` (H, V), `by` (V,) for the output layer. Shape letters:
+T time, N batch, H hidden, V vocabulary. Logits y_t = h_t Wy + by on the last layer's output.
+Dropout (inverted, rate `dropout`) is applied to each layer's output, i.e. between layers and
+before the output layer, only when a dropout generator is passed (training).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cells import CELLS
+from .loss import softmax_cross_entropy
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    cell: str
+    vocab_size: int
+    hidden_size: int
+    layers: int
+    dropout: float = 0.0
+    dtype: str = "float32"
+
+    @property
+    def cell_module(self):
+        return CELLS[self.cell]
+
+
+def param_shapes(spec):
+    """name -> shape of every parameter, in a fixed order."""
+    cell, H, V = spec.cell_module, spec.hidden_size, spec.vocab_size
+    shapes = {}
+    for layer in range(spec.layers):
+        for name, shape in cell.param_shapes(V if layer == 0 else H, H).items():
+            shapes[f"l{layer}.{name}"] = shape
+    shapes["Wy"] = (H, V)
+    shapes["by"] = (V,)
+    return shapes
+
+
+def init_params(spec, rng):
+    cell, H, V = spec.cell_module, spec.hidden_size, spec.vocab_size
+    params = {}
+    for layer in range(spec.layers):
+        for name, value in cell.init(rng, V if layer == 0 else H, H, spec.dtype).items():
+            params[f"l{layer}.{name}"] = value
+    k = 1.0 / np.sqrt(H)
+    params["Wy"] = rng.uniform(-k, k, size=(H, V)).astype(spec.dtype)
+    params["by"] = np.zeros(V, dtype=spec.dtype)
+    return params
+
+
+def layer_params(params, layer):
+    prefix = f"l{layer}."
+    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+def zero_state(spec, N):
+    """A list with one tuple of (N, H) zero arrays per layer (h, or h and c)."""
+    shape, names = (N, spec.hidden_size), spec.cell_module.STATE_NAMES
+    return [tuple(np.zeros(shape, dtype=spec.dtype) for _ in names) for _ in range(spec.layers)]
+
+
+def _layers_forward(params, spec, x, state, dropout_rng):
+    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks."""
+    cell, inp = spec.cell_module, x
+    caches, masks, new_state = [], [], []
+    for layer in range(spec.layers):
+        hs, final, cache = cell.forward(layer_params(params, layer), inp, state[layer])
+        mask = None
+        if dropout_rng is not None and spec.dropout > 0:
+            keep = 1.0 - spec.dropout
+            mask = dropout_rng.random(hs.shape, dtype=hs.dtype) < keep
+            mask = mask.astype(hs.dtype) * hs.dtype.type(1.0 / keep)
+            hs = hs * mask
+        caches.append(cache)
+        masks.append(mask)
+        new_state.append(final)
+        inp = hs
+    return inp, new_state, caches, masks
+
+
+def logits(params, spec, x, state):
+    """Forward without dropout: x (T, N) ids -> logits (T*N, V) and the new state."""
+    top, new_state, _, _ = _layers_forward(params, spec, x, state, None)
+    T, N, H = top.shape
+    out = top.reshape(T * N, H) @ params["Wy"]
+    out += params["by"]
+    return out, new_state
+
+
+def forward(params, spec, x, y, state, dropout_rng=None):
+    """Loss of a window and what backward needs.
+
+    x, y (T, N) ids (y is x shifted by one); state from zero_state or a previous window.
+    Returns (loss in nats/char, new state, cache). Passing dropout_rng turns dropout on.
+    """
+    top, new_state, caches, masks = _layers_forward(params, spec, x, state, dropout_rng)
+    T, N, H = top.shape
+    top2 = top.reshape(T * N, H)
+    out = top2 @ params["Wy"]
+    out += params["by"]
+    loss, dlogits = softmax_cross_entropy(out, y.reshape(-1))
+    return loss, new_state, (top2, dlogits, caches, masks, (T, N))
+
+
+def backward(params, spec, cache):
+    """Gradients of forward's loss: a dict with the keys of params, and d(initial state)."""
+    top2, dlogits, caches, masks, (T, N) = cache
+    cell = spec.cell_module
+    grads = {"Wy": top2.T @ dlogits, "by": dlogits.sum(axis=0)}
+    dh = (dlogits @ params["Wy"].T).reshape(T, N, spec.hidden_size)
+    dstate0 = [None] * spec.layers
+    for layer in range(spec.layers - 1, -1, -1):
+        if masks[layer] is not None:
+            dh *= masks[layer]
+        g, dh, dstate0[layer] = cell.backward(layer_params(params, layer), caches[layer], dh)
+        for k, v in g.items():
+            grads[f"l{layer}.{k}"] = v
+    return grads, dstate0
+
+
+def step(params, spec, tables, ids, state):
+    """One generation step: ids (N,) -> logits (N, V), new state.
+
+    tables: input_tables(params, spec), the first layer's Wx + b so the input is one row lookup.
+    """
+    cell = spec.cell_module
+    a = tables[ids]
+    new_state = []
+    for layer in range(spec.layers):
+        p = layer_params(params, layer)
+        if layer > 0:
+            a = new_state[-1][0] @ p["Wx"]
+            a += p["b"]
+        new_state.append(cell.step(p, a, state[layer]))
+    out = new_state[-1][0] @ params["Wy"]
+    out += params["by"]
+    return out, new_state
+
+
+def input_table(params):
+    """(V, G) table whose row v is the first layer's x Wx + b for the one-hot x of character v."""
+    return params["l0.Wx"] + params["l0.b"]

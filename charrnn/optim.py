@@ -1,0 +1,76 @@
+"""Optimizers (Adam, Adagrad, SGD with momentum) and gradient clipping, updating in place.
+
+The optimizer state is a flat dict of arrays keyed `{slot}.{param name}` (e.g. `m.l0.Wx`) plus
+`t`, the number of updates applied, so it saves into a checkpoint as it is.
+"""
+import numpy as np
+
+OPTIMIZERS = ("adam", "adagrad", "sgd")
+SLOTS = {"adam": ("m", "v"), "adagrad": ("g2",), "sgd": ("mom",)}
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+ADAGRAD_EPS = 1e-8
+SGD_MOMENTUM = 0.9
+
+
+def init_state(kind, params):
+    state = {"t": np.zeros((), dtype=np.int64)}
+    for slot in SLOTS[kind]:
+        for name, p in params.items():
+            state[f"{slot}.{name}"] = np.zeros_like(p)
+    return state
+
+
+def global_norm(grads):
+    return float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
+
+
+def clip(grads, mode, value):
+    """Clip in place: 'norm' rescales all gradients so their global L2 norm is at most value,
+    'value' clamps each element to [-value, value]. Returns the global norm before clipping."""
+    norm = global_norm(grads)
+    if value and value > 0:
+        if mode == "norm" and norm > value:
+            scale = value / (norm + 1e-6)
+            for g in grads.values():
+                g *= scale
+        elif mode == "value":
+            for g in grads.values():
+                np.clip(g, -value, value, out=g)
+    return norm
+
+
+def apply(kind, params, grads, state, lr):
+    """One update of every parameter, in place.
+
+    adam:    m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps)
+    adagrad: g2 += g^2;  p -= lr g / sqrt(g2 + eps)          (as in min-char-rnn)
+    sgd:     mom = mu mom + g;  p -= lr mom                   (PyTorch's momentum form)
+    """
+    state["t"] += 1
+    t = int(state["t"])
+    for name, p in params.items():
+        g = grads[name]
+        if kind == "adam":
+            b1, b2 = ADAM_BETAS
+            m, v = state[f"m.{name}"], state[f"v.{name}"]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            step = lr / (1 - b1 ** t)
+            denom = np.sqrt(v)
+            denom *= 1.0 / np.sqrt(1 - b2 ** t)
+            denom += ADAM_EPS
+            p -= step * (m / denom)
+        elif kind == "adagrad":
+            g2 = state[f"g2.{name}"]
+            g2 += g * g
+            p -= lr * g / np.sqrt(g2 + ADAGRAD_EPS)
+        elif kind == "sgd":
+            mom = state[f"mom.{name}"]
+            mom *= SGD_MOMENTUM
+            mom += g
+            p -= lr * mom
+        else:
+            raise ValueError(f"unknown optimizer {kind!r}")
