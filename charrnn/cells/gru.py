@@ -1,0 +1,137 @@
+"""GRU layer over a whole window, the PyTorch/cuDNN variant: the reset gate multiplies the
+recurrent product of the candidate, not h_{t-1} before it.
+
+Gate order along the 3H columns of Wx, Wh and b is r, z, n (reset, update, candidate), as in
+PyTorch; it is part of the checkpoint format. Slices [r], [z], [n] below are column blocks:
+
+    r = sigmoid(x_t Wx[r] + b[r] + h_{t-1} Wh[r])
+    z = sigmoid(x_t Wx[z] + b[z] + h_{t-1} Wh[z])
+    n = tanh(x_t Wx[n] + b[n] + r * (h_{t-1} Wh[n] + bhn))
+    h_t = (1 - z) * n + z * h_{t-1}
+
+bhn is a separate recurrent bias for n: it sits inside the reset product, so it cannot be
+folded into b. Arrays are time-major: x (T, N) ids or (T, N, D), hs (T, N, H), state (h,)
+with h (N, H). Parameters: Wx (D, 3H), Wh (H, 3H), b (3H,), bhn (H,).
+"""
+import numpy as np
+
+from ._input import project, project_backward
+from .lstm import sigmoid
+
+STATE_NAMES = ("h",)
+GATES = 3
+
+
+def param_shapes(D, H):
+    return {"Wx": (D, 3 * H), "Wh": (H, 3 * H), "b": (3 * H,), "bhn": (H,)}
+
+
+def init(rng, D, H, dtype):
+    """Uniform(-1/sqrt(H), 1/sqrt(H)) for every parameter, as PyTorch's nn.GRU."""
+    k = 1.0 / np.sqrt(H)
+    return {name: rng.uniform(-k, k, size=shape).astype(dtype)
+            for name, shape in param_shapes(D, H).items()}
+
+
+def _activate(p, a, h_prev, h, hn, rec, tmp):
+    """One step in place. a (N, 3H) holds x_t Wx + b on entry and r, z, n on exit;
+    h_prev (N, H) is read; h and hn = h_prev Wh[n] + bhn (N, H) are written (backward needs hn);
+    rec (N, 3H) and tmp (N, H) are scratch."""
+    H = h.shape[1]
+    np.matmul(h_prev, p["Wh"], out=rec)
+    np.add(rec[:, 2 * H:], p["bhn"], out=hn)
+    rz, n = a[:, :2 * H], a[:, 2 * H:]
+    rz += rec[:, :2 * H]
+    sigmoid(rz, out=rz)
+    np.multiply(a[:, :H], hn, out=tmp)
+    n += tmp
+    np.tanh(n, out=n)
+    # h = n + z * (h_prev - n), one multiply fewer than (1 - z) * n + z * h_prev
+    np.subtract(h_prev, n, out=h)
+    h *= a[:, H:2 * H]
+    h += n
+
+
+def forward(p, x, state):
+    """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
+    (h0,) = state
+    acts = project(p["Wx"], p["b"], x)  # (T, N, 3H): x_t Wx + b, overwritten by r, z, n
+    T, N, _ = acts.shape
+    hs = np.empty((T, N, h0.shape[1]), dtype=acts.dtype)
+    hns = np.empty_like(hs)  # h_{t-1} Wh[n] + bhn, the factor the reset gate scales
+    rec = np.empty((N, acts.shape[2]), dtype=acts.dtype)
+    tmp = np.empty_like(hs[0])
+    h = h0
+    for t in range(T):
+        _activate(p, acts[t], h, hs[t], hns[t], rec, tmp)
+        h = hs[t]
+    return hs, (hs[-1].copy(),), (x, h0, acts, hns, hs)
+
+
+def _backward_step(acts, hn, h_prev, dh, drec, dn, tmp, tmp2):
+    """Gates at one step given dh (N, H) = dLoss/dh_t from above and from step t+1.
+
+    Writes drec (N, 3H) = dLoss/d(h_{t-1} Wh + [0, 0, bhn]) and dn (N, H) = dLoss/d(n's
+    pre-activation); the r, z blocks of drec are also the input-side gradients. Then
+    dLoss/dh_{t-1} = dh * z + drec Wh^T, of which this adds the first term (dh *= z).
+    tmp (N, H) and tmp2 (N, 2H) are scratch. Derivatives come from the stored outputs.
+    """
+    H = dh.shape[1]
+    r, z, n = (acts[:, k * H:(k + 1) * H] for k in range(3))
+    dr, dz, dhn = (drec[:, k * H:(k + 1) * H] for k in range(3))
+    # dn = dh * (1 - z) * (1 - n^2)
+    np.multiply(n, n, out=dn)
+    np.subtract(1.0, dn, out=dn)
+    np.subtract(1.0, z, out=tmp)
+    tmp *= dh
+    dn *= tmp
+    np.subtract(h_prev, n, out=dz)
+    dz *= dh
+    np.multiply(dn, hn, out=dr)
+    # one sigmoid' pass over the contiguous r, z block
+    np.subtract(1.0, acts[:, :2 * H], out=tmp2)
+    tmp2 *= acts[:, :2 * H]
+    drec[:, :2 * H] *= tmp2
+    np.multiply(dn, r, out=dhn)
+    dh *= z
+
+
+def backward(p, cache, dhs, dstate=None):
+    """Backward through the window.
+
+    dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);
+    dstate: gradient w.r.t. the final state, or None for zero.
+    Returns grads {Wx, Wh, b, bhn}, dx ((T, N, D) or None for ids) and (dh0,).
+    """
+    x, h0, acts, hns, hs = cache
+    T, N, H = hs.shape
+    WhT = p["Wh"].T
+    dh = np.zeros_like(h0) if dstate is None else dstate[0].copy()
+    drec = np.empty_like(acts)  # (T, N, 3H): dLoss/d(h_{t-1} Wh + [0, 0, bhn])
+    dns = np.empty_like(hs)  # (T, N, H): dLoss/d(n's pre-activation)
+    tmp, mm = np.empty_like(hs[0]), np.empty_like(hs[0])
+    tmp2 = np.empty((N, 2 * H), dtype=acts.dtype)
+    for t in range(T - 1, -1, -1):
+        dh += dhs[t]
+        h_prev = hs[t - 1] if t > 0 else h0
+        _backward_step(acts[t], hns[t], h_prev, dh, drec[t], dns[t], tmp, tmp2)
+        np.matmul(drec[t], WhT, out=mm)
+        dh += mm
+    # dWh = sum_t h_{t-1}^T drec_t as one product over the window, plus the first step's h0
+    dWh = h0.T @ drec[0]
+    if T > 1:
+        dWh += hs[:-1].reshape(-1, H).T @ drec[1:].reshape(-1, 3 * H)
+    dbhn = drec[:, :, 2 * H:].sum(axis=(0, 1))
+    # the input side shares r and z with the recurrent side but sees n before the reset gate
+    drec[:, :, 2 * H:] = dns
+    dWx, db, dx = project_backward(p["Wx"], x, drec)
+    return {"Wx": dWx, "Wh": dWh, "b": db, "bhn": dbhn}, dx, (dh,)
+
+
+def step(p, a, state):
+    """One step for generation. a (N, 3H) = x Wx + b already looked up; returns (h,)."""
+    (h_prev,) = state
+    a = a.copy()  # _activate overwrites its input with the gates
+    h, hn, tmp = (np.empty_like(h_prev, dtype=a.dtype) for _ in range(3))
+    _activate(p, a, h_prev, h, hn, np.empty_like(a), tmp)
+    return (h,)

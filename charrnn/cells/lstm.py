@@ -1,0 +1,150 @@
+"""LSTM layer over a whole window, the four gates packed into one Wx and one Wh.
+
+Gate order along the 4H columns of Wx, Wh and b is i, f, o, g (input, forget, output, cell
+candidate); it is part of the checkpoint format. The three sigmoid gates come first so one
+sigmoid call covers a contiguous (N, 3H) block:
+
+    [i | f | o | g] = x_t Wx + h_{t-1} Wh + b            (N, 4H) pre-activations
+    i, f, o = sigmoid(.), g = tanh(.)
+    c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(c_t)
+
+Arrays are time-major: x (T, N) ids or (T, N, D), hs (T, N, H), state (h, c) with each (N, H).
+Parameters: Wx (D, 4H), Wh (H, 4H), b (4H,).
+"""
+import numpy as np
+
+from ._input import project, project_backward
+
+STATE_NAMES = ("h", "c")
+GATES = 4
+
+
+def param_shapes(D, H):
+    return {"Wx": (D, 4 * H), "Wh": (H, 4 * H), "b": (4 * H,)}
+
+
+def init(rng, D, H, dtype):
+    """Uniform(-1/sqrt(H), 1/sqrt(H)) as PyTorch's nn.LSTM, but forget bias 1.
+
+    A forget bias of 1 keeps the cell state open at the start, so gradients flow back across
+    many steps before training has learnt to remember anything.
+    """
+    k = 1.0 / np.sqrt(H)
+    p = {name: rng.uniform(-k, k, size=shape).astype(dtype)
+         for name, shape in param_shapes(D, H).items()}
+    p["b"][H:2 * H] = 1.0
+    return p
+
+
+def sigmoid(x, out):
+    """Logistic function written through tanh, which never overflows (exp(-x) does for x << 0)."""
+    np.multiply(x, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    return out
+
+
+def _activate(z, c_prev, c, tanh_c, h, tmp):
+    """One step in place. z (N, 4H) holds the pre-activations on entry and i, f, o, g on exit;
+    c_prev (N, H) is read; c, tanh_c and h (N, H) are written; tmp (N, H) is scratch."""
+    H = c.shape[1]
+    sigmoid(z[:, :3 * H], out=z[:, :3 * H])
+    np.tanh(z[:, 3 * H:], out=z[:, 3 * H:])
+    i, f, o, g = (z[:, k * H:(k + 1) * H] for k in range(4))
+    np.multiply(f, c_prev, out=c)
+    np.multiply(i, g, out=tmp)
+    c += tmp
+    np.tanh(c, out=tanh_c)
+    np.multiply(o, tanh_c, out=h)
+
+
+def forward(p, x, state):
+    """Run the window. Returns hs (T, N, H), the final state (hT, cT) and a cache for backward."""
+    h0, c0 = state
+    acts = project(p["Wx"], p["b"], x)  # (T, N, 4H): x_t Wx + b, overwritten by the gates
+    T, N, _ = acts.shape
+    hs = np.empty((T, N, h0.shape[1]), dtype=acts.dtype)
+    cs = np.empty_like(hs)
+    tanh_cs = np.empty_like(hs)  # kept so backward needs no second tanh
+    rec = np.empty((N, acts.shape[2]), dtype=acts.dtype)
+    tmp = np.empty_like(h0, dtype=acts.dtype)
+    h, c = h0, c0
+    for t in range(T):
+        np.matmul(h, p["Wh"], out=rec)
+        acts[t] += rec
+        _activate(acts[t], c, cs[t], tanh_cs[t], hs[t], tmp)
+        h, c = hs[t], cs[t]
+    return hs, (hs[-1].copy(), cs[-1].copy()), (x, h0, c0, acts, cs, tanh_cs, hs)
+
+
+def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, tmp3):
+    """Gates at one step given dh, dc (N, H) = dLoss/d(h_t, c_t).
+
+    Writes da (N, 4H) = dLoss/d(pre-activations) and turns dc into dLoss/dc_{t-1} in place;
+    tmp (N, H) and tmp3 (N, 3H) are scratch. Derivatives come from the stored outputs:
+    sigmoid' = s (1 - s), tanh' = 1 - y^2.
+    """
+    H = dh.shape[1]
+    i, f, o, g = (acts[:, k * H:(k + 1) * H] for k in range(4))
+    di, df, do, dg = (da[:, k * H:(k + 1) * H] for k in range(4))
+    np.multiply(dh, tanh_c, out=do)  # times sigmoid' below
+    # dc_t += dh * o * (1 - tanh(c_t)^2)
+    np.multiply(tanh_c, tanh_c, out=tmp)
+    np.subtract(1.0, tmp, out=tmp)
+    tmp *= o
+    tmp *= dh
+    dc += tmp
+    np.multiply(dc, g, out=di)
+    np.multiply(dc, c_prev, out=df)
+    # one sigmoid' pass over the contiguous i, f, o block
+    np.subtract(1.0, acts[:, :3 * H], out=tmp3)
+    tmp3 *= acts[:, :3 * H]
+    da[:, :3 * H] *= tmp3
+    # dg = dc * i * (1 - g^2)
+    np.multiply(g, g, out=dg)
+    np.subtract(1.0, dg, out=dg)
+    dg *= i
+    dg *= dc
+    dc *= f
+
+
+def backward(p, cache, dhs, dstate=None):
+    """Backward through the window.
+
+    dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);
+    dstate: gradients (dhT, dcT) w.r.t. the final state, or None for zero.
+    Returns grads {Wx, Wh, b}, dx ((T, N, D) or None for ids) and (dh0, dc0).
+    """
+    x, h0, c0, acts, cs, tanh_cs, hs = cache
+    T, N, H = hs.shape
+    WhT = p["Wh"].T
+    if dstate is None:
+        dh, dc = np.zeros_like(hs[0]), np.zeros_like(hs[0])
+    else:
+        dh, dc = dstate[0].copy(), dstate[1].copy()
+    da = np.empty_like(acts)  # (T, N, 4H): dLoss/d(pre-activations)
+    tmp = np.empty_like(hs[0])
+    tmp3 = np.empty((N, 3 * H), dtype=acts.dtype)
+    for t in range(T - 1, -1, -1):
+        dh += dhs[t]
+        c_prev = cs[t - 1] if t > 0 else c0
+        _backward_step(acts[t], c_prev, tanh_cs[t], dh, dc, da[t], tmp, tmp3)
+        np.matmul(da[t], WhT, out=dh)
+    # dWh = sum_t h_{t-1}^T da_t as one product over the window, plus the first step's h0
+    dWh = h0.T @ da[0]
+    if T > 1:
+        dWh += hs[:-1].reshape(-1, H).T @ da[1:].reshape(-1, 4 * H)
+    dWx, db, dx = project_backward(p["Wx"], x, da)
+    return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh, dc)
+
+
+def step(p, a, state):
+    """One step for generation. a (N, 4H) = x Wx + b already looked up; returns (h, c)."""
+    h, c_prev = state
+    z = h @ p["Wh"]
+    z += a
+    c, tanh_c, h_new, tmp = (np.empty_like(c_prev, dtype=z.dtype) for _ in range(4))
+    _activate(z, c_prev, c, tanh_c, h_new, tmp)
+    return h_new, c
