@@ -77,8 +77,6 @@ def train(corpus, config_path, **overrides):
     from .train import train as run_training
     cfg = config_mod.load(config_path, overrides)
     text = corpus_mod.load(corpus)
-    click.echo(f"corpus {corpus}: {len(text):,} characters, vocabulary of {len(text.vocab)}; "
-               f"run directory {cfg.out}", err=True)
     run = run_training(cfg, text, echo=_echo_err)
     click.echo(f"done: step {run.step}, best validation loss {run.best_val:.4f} nats/char "
                f"({bits(run.best_val):.3f} bits/char); checkpoints in {cfg.out}", err=True)

@@ -114,8 +114,12 @@ def train(cfg, corpus, resume=None, progress=True, echo=None):
     """
     echo = echo or (lambda text: None)
     run_dir = cfg.out
-    prepare_run_dir(run_dir)
     run = Run(cfg, corpus, resume)
+    prepare_run_dir(run_dir)
+    n_params = sum(p.size for p in run.params.values())
+    echo(f"corpus {corpus.source}: {len(corpus):,} characters, vocabulary of {len(corpus.vocab)}; "
+         f"{cfg.cell} {cfg.layers}x{cfg.hidden_size}, {n_params:,} parameters; "
+         f"{run.batches.windows_per_epoch:,} steps per epoch; run directory {run_dir}")
     _write_text_atomic(os.path.join(run_dir, "config.yaml"), config_mod.dump(cfg))
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     if resume is None and os.path.exists(metrics_path):

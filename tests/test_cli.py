@@ -1,0 +1,129 @@
+"""The command line end to end on small runs: train, sample, eval, and user errors."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
+TINY = os.path.join(ROOT, "configs", "tiny.yaml")
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = run("train", CORPUS, "--config", TINY, "--out", out, "--steps", 40, "--eval-every", 20)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_the_run_directory(tiny_run):
+    assert {"last.npz", "best.npz", "config.yaml", "metrics.jsonl"} <= set(os.listdir(tiny_run))
+    records = [json.loads(line) for line in open(tiny_run / "metrics.jsonl")]
+    assert [r["step"] for r in records] == [20, 40]
+    for r in records:
+        assert {"step", "chars", "elapsed", "train_loss", "val_loss", "val_bpc"} <= set(r)
+        assert r["val_bpc"] == pytest.approx(r["val_loss"] / np.log(2))
+    assert records[-1]["chars"] == 40 * 8 * 20
+    assert records[-1]["val_loss"] < np.log(65)  # it learned something beyond uniform
+
+
+def test_checkpoint_loads_without_pickle(tiny_run):
+    with np.load(tiny_run / "best.npz", allow_pickle=False) as z:
+        assert "param/l0.Wx" in z.files and z["vocab"].dtype == np.uint32
+        assert int(z["format_version"]) == 1
+
+
+def test_sample_writes_only_text_to_stdout(tiny_run):
+    result = run("sample", "--ckpt", tiny_run / "best.npz", "--length", 300, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout) == 301 and result.stdout.endswith("\n")
+    again = run("sample", "--ckpt", tiny_run / "best.npz", "--length", 300, "--seed", 1)
+    assert again.stdout == result.stdout
+    assert result.stderr == ""
+
+
+def test_sample_with_prime_and_argmax(tiny_run):
+    result = run("sample", "--ckpt", tiny_run / "best.npz", "--length", 50,
+                 "--temperature", 0, "--prime", "ROMEO:")
+    assert result.exit_code == 0 and result.stdout.startswith("ROMEO:")
+    assert len(result.stdout) == len("ROMEO:") + 51
+
+
+def test_sample_prime_with_unknown_characters(tiny_run):
+    result = run("sample", "--ckpt", tiny_run / "best.npz", "--prime", "caf\u00e9 \u2603")
+    assert result.exit_code == 1
+    assert "Error:" in result.stderr and "'é'" in result.stderr and "'☃'" in result.stderr
+
+
+def test_eval_json(tiny_run):
+    result = run("eval", "--ckpt", tiny_run / "best.npz", CORPUS, "--json")
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.stdout)
+    assert set(rec) == {"loss_nats", "bits_per_char", "perplexity", "chars"}
+    assert rec["chars"] == 1115394 - 1
+    assert rec["perplexity"] == pytest.approx(np.exp(rec["loss_nats"]))
+
+
+def test_same_seed_same_weights_bit_for_bit(tmp_path):
+    for name in ("a", "b"):
+        assert run("train", CORPUS, "--config", TINY, "--out", tmp_path / name,
+                   "--steps", 15, "--eval-every", 5).exit_code == 0
+    with np.load(tmp_path / "a" / "last.npz") as a, np.load(tmp_path / "b" / "last.npz") as b:
+        arrays = [k for k in a.files if k.startswith(("param/", "optim/", "state/"))]
+        assert arrays
+        for k in arrays:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    losses = [[json.loads(line)["val_loss"] for line in open(tmp_path / n / "metrics.jsonl")]
+              for n in ("a", "b")]
+    assert losses[0] == losses[1]
+
+
+def _assert_one_line_error(result, *fragments, code=1):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_user_errors(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    short = tmp_path / "short.txt"
+    short.write_text("to be or not to be\n" * 3)
+    bad_utf8 = tmp_path / "bad.txt"
+    bad_utf8.write_bytes(b"hello\xc3\x28 world")
+    bad_key = tmp_path / "bad.yaml"
+    bad_key.write_text("hidden_sise: 12\n")
+    bad_type = tmp_path / "type.yaml"
+    bad_type.write_text("hidden_size: big\n")
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    out = tmp_path / "out"
+    _assert_one_line_error(run("train", tmp_path / "missing.txt", "--out", out), "does not exist")
+    _assert_one_line_error(run("train", empty, "--out", out), "empty")
+    _assert_one_line_error(run("train", short, "--config", TINY, "--out", out), "fewer than one batch")
+    _assert_one_line_error(run("train", bad_utf8, "--out", out), "byte offset 5")
+    _assert_one_line_error(run("train", CORPUS, "--config", bad_key, "--out", out), "hidden_sise")
+    _assert_one_line_error(run("train", CORPUS, "--config", bad_type, "--out", out), "hidden_size")
+    _assert_one_line_error(run("sample", "--ckpt", tmp_path / "none.npz"), "does not exist")
+    _assert_one_line_error(run("sample", "--ckpt", corrupt), "corrupt.npz")
+    _assert_one_line_error(run("eval", "--ckpt", corrupt, CORPUS), "corrupt.npz")
+    assert run("train").exit_code == 2  # usage error: no corpus
+
+
+def test_python_dash_m_and_help():
+    result = subprocess.run([sys.executable, "-m", "charrnn", "-h"], capture_output=True, text=True)
+    assert result.returncode == 0 and "train" in result.stdout and "sample" in result.stdout

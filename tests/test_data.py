@@ -1,0 +1,58 @@
+"""Vocabulary, encoding, splits and the contiguous batch streams."""
+import numpy as np
+import pytest
+
+from charrnn import data
+from charrnn.errors import CharrnnError
+
+
+def test_vocab_is_sorted_and_ids_are_compact():
+    text = "hello, wörld ✓"
+    vocab = data.build_vocab(text)
+    assert vocab == "".join(sorted(set(text)))
+    ids = data.encode(text, vocab)
+    assert ids.dtype == np.uint8
+    assert data.decode(ids, vocab) == text
+
+
+def test_large_vocab_uses_wider_ids():
+    text = "".join(chr(0x4E00 + i) for i in range(300))
+    ids = data.encode(text, data.build_vocab(text))
+    assert ids.dtype == np.uint16
+
+
+def test_unknown_characters_are_listed():
+    with pytest.raises(CharrnnError, match="'z'"):
+        data.encode("abz", "ab")
+
+
+def test_invalid_utf8_names_the_offset():
+    with pytest.raises(CharrnnError, match="byte offset 3"):
+        data.decode_utf8(b"abc\xff")
+
+
+def test_split_keeps_the_tail_for_validation():
+    ids = np.arange(100)
+    train, val = data.split(ids, 0.1)
+    np.testing.assert_array_equal(val, np.arange(90, 100))
+    assert len(train) == 90
+
+
+def test_batches_are_contiguous_streams_that_wrap():
+    ids = np.arange(2 * 11)  # 2 streams of 11: windows of T=3 fit (11 - 1) // 3 = 3 times
+    b = data.Batches(ids, batch_size=2, seq_len=3)
+    x0, y0, w0 = b.next()
+    x1, y1, w1 = b.next()
+    np.testing.assert_array_equal(x0[:, 0], [0, 1, 2])
+    np.testing.assert_array_equal(x0[:, 1], [11, 12, 13])
+    np.testing.assert_array_equal(y0[:, 0], [1, 2, 3])
+    np.testing.assert_array_equal(x1[:, 0], [3, 4, 5])  # the next window continues the stream
+    assert not w0 and not w1
+    b.next()
+    x3, _, w3 = b.next()
+    assert w3 and x3[0, 0] == 0 and b.windows_per_epoch == 3
+
+
+def test_corpus_shorter_than_one_batch_is_an_error():
+    with pytest.raises(CharrnnError, match="fewer than one batch"):
+        data.Batches(np.arange(50), batch_size=8, seq_len=10)

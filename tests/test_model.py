@@ -1,0 +1,106 @@
+"""The whole model: gradients against finite differences, forward against a naive loop, loss."""
+import numpy as np
+import pytest
+
+from charrnn import model
+from charrnn.cells import CELLS
+from charrnn.loss import softmax_cross_entropy
+from gradcheck import numeric_grad, rel_error
+
+T, N, H, V = 4, 3, 5, 7
+
+
+def _spec(cell, layers=2, dropout=0.0):
+    return model.ModelSpec(cell, V, H, layers, dropout, "float64")
+
+
+def _random_params(spec, rng):
+    params = model.init_params(spec, rng)
+    for k in params:
+        params[k] = rng.standard_normal(params[k].shape) * 0.5
+    return params
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no-dropout", "dropout"])
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_model_backward_matches_finite_differences(name, dropout):
+    """Every parameter and every layer's initial state, 2 stacked layers, float64."""
+    spec = _spec(name, layers=2, dropout=dropout)
+    rng = np.random.default_rng(0)
+    params = _random_params(spec, rng)
+    x = rng.integers(0, V, size=(T, N))
+    y = rng.integers(0, V, size=(T, N))
+    state = [tuple(rng.standard_normal((N, H)) for _ in s) for s in model.zero_state(spec, N)]
+
+    def loss():
+        # the same dropout masks on every call: a fresh generator with a fixed seed
+        drop = np.random.default_rng(7) if dropout else None
+        return model.forward(params, spec, x, y, state, drop)[0]
+
+    drop = np.random.default_rng(7) if dropout else None
+    _, _, cache = model.forward(params, spec, x, y, state, drop)
+    grads, dstate0 = model.backward(params, spec, cache)
+    assert set(grads) == set(params)
+    for k in params:
+        err = rel_error(grads[k], numeric_grad(loss, params[k]))
+        assert err < 1e-7, (k, err)
+    for layer, st in enumerate(state):
+        for i, s in enumerate(st):
+            err = rel_error(dstate0[layer][i], numeric_grad(loss, s))
+            assert err < 1e-7, (layer, i, err)
+
+
+def test_rnn_forward_matches_naive_one_hot_loop():
+    """The batched, row-lookup forward equals a per-step loop with explicit one-hot vectors."""
+    spec = _spec("rnn", layers=2)
+    rng = np.random.default_rng(1)
+    params = _random_params(spec, rng)
+    x = rng.integers(0, V, size=(T, N))
+    y = rng.integers(0, V, size=(T, N))
+    loss, final, _ = model.forward(params, spec, x, y, model.zero_state(spec, N))
+
+    hs = [np.zeros((N, H)) for _ in range(2)]
+    total = 0.0
+    for t in range(T):
+        inp = np.eye(V)[x[t]]  # (N, V) one-hot rows
+        for layer in range(2):
+            p = model.layer_params(params, layer)
+            hs[layer] = np.tanh(inp @ p["Wx"] + hs[layer] @ p["Wh"] + p["b"])
+            inp = hs[layer]
+        logits = inp @ params["Wy"] + params["by"]
+        for n in range(N):
+            z = logits[n]
+            total += np.log(np.sum(np.exp(z - z.max()))) + z.max() - z[y[t, n]]
+    assert loss == pytest.approx(total / (T * N), rel=1e-12)
+    for layer in range(2):
+        np.testing.assert_allclose(final[layer][0], hs[layer], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_cross_entropy_is_finite_for_huge_logits(dtype):
+    logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, 1000.0]], dtype=dtype)
+    loss, dlogits = softmax_cross_entropy(logits, np.array([1, 2]))
+    assert np.isfinite(loss) and np.all(np.isfinite(dlogits))
+    assert loss == pytest.approx(1000.0, rel=1e-6)  # row 0 pays 2000 nats, row 1 pays 0
+    assert dlogits.dtype == dtype
+
+
+def test_softmax_cross_entropy_gradient():
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((6, V))
+    targets = rng.integers(0, V, size=6)
+    _, d = softmax_cross_entropy(logits.copy(), targets)
+    num = numeric_grad(lambda: softmax_cross_entropy(logits.copy(), targets)[0], logits)
+    assert rel_error(d, num) < 1e-7
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_float32_stays_float32(name):
+    spec = model.ModelSpec(name, V, H, 2, 0.2, "float32")
+    rng = np.random.default_rng(3)
+    params = model.init_params(spec, rng)
+    x = rng.integers(0, V, size=(T, N)).astype(np.uint8)
+    _, state, cache = model.forward(params, spec, x, x, model.zero_state(spec, N), rng)
+    grads, _ = model.backward(params, spec, cache)
+    assert all(g.dtype == np.float32 for g in grads.values())
+    assert all(s.dtype == np.float32 for layer in state for s in layer)
