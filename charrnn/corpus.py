@@ -1,16 +1,41 @@
-"""Reading a corpus from disk into ids and its vocabulary."""
+"""Reading a corpus from disk: files and folders -> vocabulary, content hash and ids.
+
+A corpus is one file, several files, or folders of text files, streamed in chunks so that its
+size is bounded by the disk, not by memory. The first pass validates the UTF-8, counts the
+characters, finds the vocabulary and hashes the content; the second writes one id per character
+to a cache file keyed by that hash and the vocabulary, and training reads the ids back through
+`np.memmap`. Later runs on the same text skip the second pass.
+
+When a corpus is made of several files (more than one path, or a folder) each file is followed by
+SEPARATOR, U+001C (the ASCII "file separator" control character), so the model sees where one
+document ends and the next begins. A single file is read as it is.
+
+Besides the training loop this is the one module that uses tqdm: both passes show a byte-count
+progress bar on stderr when asked to.
+"""
+import codecs
+import hashlib
 import os
+import sys
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from . import data
 from .errors import CharrnnError
 
+SEPARATOR = "\x1c"
+CHUNK_BYTES = 1 << 20  # larger chunks were slower (cache misses) and left more heap behind
+SNIFF_BYTES = 65536    # a NUL byte in a file's first SNIFF_BYTES marks it as binary
+_ASCII = bytes(range(128))
+_HIGH = bytes(range(128, 256))
+
 
 @dataclass
 class Corpus:
-    ids: np.ndarray  # (L,) ids in the smallest unsigned dtype
+    ids: np.ndarray  # (L,) ids in the smallest unsigned dtype; an np.memmap when cached
     vocab: str       # sorted distinct characters; id i is vocab[i]
     hash: str        # content hash of the text, recorded in checkpoints
     source: str
@@ -19,27 +44,262 @@ class Corpus:
         return len(self.ids)
 
 
-def read_text(path):
-    """The UTF-8 text of one file; errors name the file and the problem."""
-    if not os.path.exists(path):
-        raise CharrnnError(f"corpus {path} does not exist")
-    if os.path.isdir(path):
-        raise CharrnnError(f"corpus {path} is a directory")
+@dataclass
+class Scan:
+    """What the first pass learns about a corpus, without holding its text."""
+    files: list      # the files read, in order
+    separated: bool  # whether each file is followed by SEPARATOR
+    hash: str        # first 16 hex digits of the SHA-256 of the bytes read, separators included
+    vocab: str       # sorted distinct characters
+    chars: int       # characters, separators included
+    nbytes: int      # UTF-8 bytes, separators included
+    skipped: int     # binary files left out of folders
+    source: str      # a short description for logs
+
+
+def default_cache_dir():
+    """$XDG_CACHE_HOME/charrnn, or ~/.cache/charrnn when XDG_CACHE_HOME is unset."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "charrnn")
+
+
+def _is_binary(path):
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            return b"\x00" in f.read(SNIFF_BYTES)
     except OSError as e:
         raise CharrnnError(f"cannot read corpus {path}: {e.strerror}") from None
-    if not raw:
-        raise CharrnnError(f"corpus {path} is empty")
-    if b"\x00" in raw[:65536]:
-        raise CharrnnError(f"corpus {path} looks like a binary file (it holds NUL bytes), not text")
-    return data.decode_utf8(raw, name=f"corpus {path}")
 
 
-def load(path, vocab=None):
-    """Read path; build its vocabulary unless one is given (then every character must be in it)."""
-    text = read_text(path)
-    vocab = vocab if vocab is not None else data.build_vocab(text)
-    ids = data.encode(text, vocab)
-    return Corpus(ids=ids, vocab=vocab, hash=data.content_hash(ids), source=str(path))
+def list_files(paths):
+    """paths (files or folders) -> (files in reading order, separated?, binary files skipped).
+
+    A folder contributes every non-empty, non-binary file under it whose path has no component
+    starting with "." (so .git is left out), in sorted order of their paths.
+    """
+    if not paths:
+        raise CharrnnError("no corpus given")
+    files, skipped = [], 0
+    for path in map(os.fspath, paths):
+        if not os.path.exists(path):
+            raise CharrnnError(f"corpus {path} does not exist")
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        found = []
+        for root, dirs, names in os.walk(path):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found += [os.path.join(root, n) for n in names if not n.startswith(".")]
+        before = len(files)
+        for f in sorted(found):
+            if os.path.isfile(f) and os.path.getsize(f) > 0:
+                if _is_binary(f):
+                    skipped += 1
+                else:
+                    files.append(f)
+        if len(files) == before:
+            raise CharrnnError(f"corpus folder {path} holds no text files")
+    separated = len(paths) > 1 or os.path.isdir(os.fspath(paths[0]))
+    for f in files:
+        if os.path.getsize(f) == 0:
+            raise CharrnnError(f"corpus {f} is empty")
+        if _is_binary(f):
+            raise CharrnnError(f"corpus {f} looks like a binary file (it holds NUL bytes), "
+                               f"not text")
+    return files, separated, skipped
+
+
+def _pieces(files, separated):
+    """Yield (raw bytes, text or None) for the whole corpus in order; text is None when raw is
+    ASCII (then raw is the text). The UTF-8 is checked with an incremental decoder, so a
+    character split between two chunks is joined, and an error names the file's byte offset."""
+    sep = SEPARATOR.encode("utf-8")
+    for path in files:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        offset = 0  # bytes of this file read before the current chunk
+        try:
+            f = open(path, "rb")
+        except OSError as e:
+            raise CharrnnError(f"cannot read corpus {path}: {e.strerror}") from None
+        with f:
+            while True:
+                try:
+                    raw = f.read(CHUNK_BYTES)
+                except OSError as e:
+                    raise CharrnnError(f"cannot read corpus {path}: {e.strerror}") from None
+                pending = len(decoder.getstate()[0])  # bytes of a character the last chunk began
+                try:
+                    if pending == 0 and raw.isascii():
+                        text = None
+                    else:
+                        text = decoder.decode(raw, final=not raw)
+                except UnicodeDecodeError as e:
+                    at = offset - pending + e.start
+                    raise CharrnnError(
+                        f"corpus {path} is not valid UTF-8: byte 0x{e.object[e.start]:02x} at byte "
+                        f"offset {at} ({e.reason})") from None
+                if not raw:
+                    break
+                offset += len(raw)
+                yield raw, text
+        if separated:
+            yield sep, None
+
+
+def _bar(progress, total, desc):
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True)
+
+
+def _describe(paths, files, skipped):
+    if len(files) == 1 and len(paths) == 1 and files[0] == os.fspath(paths[0]):
+        return files[0]
+    where = ", ".join(map(os.fspath, paths[:3])) + (" ..." if len(paths) > 3 else "")
+    extra = f", {skipped} binary files skipped" if skipped else ""
+    return f"{len(files)} files from {where}{extra}"
+
+
+def scan(paths, progress=False):
+    """First pass over the corpus at paths (a list): -> Scan (vocabulary, length, hash).
+
+    The vocabulary is gathered without a per-character Python loop: ASCII characters by deleting
+    the bytes already known from each chunk with bytes.translate, others by decoding the stream
+    of non-ASCII bytes alone, which is itself valid UTF-8 (multi-byte sequences are contiguous).
+    """
+    files, separated, skipped = list_files(list(paths))
+    total = sum(os.path.getsize(f) for f in files) + (len(files) if separated else 0)
+    sha = hashlib.sha256()
+    ascii_seen = set()
+    other_seen = set()
+    high = codecs.getincrementaldecoder("utf-8")()
+    chars = nbytes = 0
+    with _bar(progress, total, "vocabulary") as bar:
+        for raw, text in _pieces(files, separated):
+            sha.update(raw)
+            nbytes += len(raw)
+            chars += len(raw) if text is None else len(text)
+            ascii_seen.update(raw.translate(None, bytes(sorted(ascii_seen)) + _HIGH))
+            if text is not None:
+                other_seen.update(high.decode(raw.translate(None, _ASCII)))
+            bar.update(len(raw))
+    vocab = "".join(sorted({chr(b) for b in ascii_seen} | other_seen))
+    return Scan(files=files, separated=separated, hash=sha.hexdigest()[:16], vocab=vocab,
+                chars=chars, nbytes=nbytes, skipped=skipped,
+                source=_describe(list(paths), files, skipped))
+
+
+def check_vocab(sc, vocab):
+    """Every character of the scanned corpus must be in vocab (e.g. a checkpoint's)."""
+    missing = set(sc.vocab) - set(vocab)
+    if missing:
+        raise CharrnnError(f"corpus {sc.source} has characters not in the vocabulary: "
+                           + data.describe_chars(missing))
+
+
+def encode_ids(sc, vocab, sink, progress=False):
+    """Second pass: call sink(ids) with each chunk's ids (1-D, id_dtype(len(vocab))), in order.
+
+    Every character must be in vocab (check_vocab). ASCII chunks map bytes to ids with one
+    bytes.translate when the ids are bytes; other chunks go through their code points.
+    """
+    dtype = data.id_dtype(len(vocab))
+    cps = data.codepoints(vocab)
+    lut = np.zeros(int(cps.max()) + 1, dtype=dtype)  # code point -> id
+    lut[cps] = np.arange(len(vocab), dtype=dtype)
+    byte_table = np.zeros(256, dtype=dtype)  # ids of code points 0..255, for ASCII chunks
+    byte_table[:min(len(lut), 256)] = lut[:256]
+    translate = byte_table.astype(np.uint8).tobytes() if dtype == np.uint8 else None
+    sha = hashlib.sha256()
+    with _bar(progress, sc.nbytes, "ids") as bar:
+        for raw, text in _pieces(sc.files, sc.separated):
+            sha.update(raw)
+            if text is None and translate is not None:
+                ids = np.frombuffer(raw.translate(translate), dtype=np.uint8)
+            elif text is None:
+                ids = byte_table[np.frombuffer(raw, dtype=np.uint8)]
+            else:
+                ids = lut.take(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32),
+                               mode="clip")
+            sink(ids)
+            bar.update(len(raw))
+    if sha.hexdigest()[:16] != sc.hash:
+        raise CharrnnError(f"corpus {sc.source} changed while it was being read; run again")
+
+
+def cache_path(cache_dir, sc, vocab):
+    """The cache file of the ids of corpus sc under vocab: named by both hashes and the dtype."""
+    vocab_hash = hashlib.sha256(vocab.encode("utf-8")).hexdigest()[:16]
+    dtype = np.dtype(data.id_dtype(len(vocab))).name
+    return os.path.join(cache_dir, f"{sc.hash}-{vocab_hash}.{dtype}")
+
+
+def _write_cache(path, sc, vocab, progress):
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    except OSError as e:
+        raise CharrnnError(f"cannot write to the corpus cache {folder}: {e.strerror or e}; "
+                           f"choose another with --cache-dir") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            encode_ids(sc, vocab, f.write, progress)
+        os.replace(tmp, path)  # a run that dies midway leaves no half-written cache behind
+    except OSError as e:
+        raise CharrnnError(f"cannot write to the corpus cache {folder}: {e.strerror or e}; "
+                           f"choose another with --cache-dir") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def open_corpus(paths, cache_dir=None, vocab=None, progress=False, sc=None):
+    """The corpus at paths with its ids memory-mapped from the cache, encoding them if needed.
+
+    vocab: use this vocabulary (every character must be in it) instead of the corpus's own.
+    cache_dir: where id files live (default_cache_dir() when None). sc: a Scan already made.
+    """
+    sc = sc or scan(paths, progress)
+    if vocab is None:
+        vocab = sc.vocab
+    else:
+        check_vocab(sc, vocab)
+    path = cache_path(os.path.expanduser(cache_dir or default_cache_dir()), sc, vocab)
+    dtype = data.id_dtype(len(vocab))
+    expected = sc.chars * np.dtype(dtype).itemsize
+    if not (os.path.isfile(path) and os.path.getsize(path) == expected):
+        _write_cache(path, sc, vocab, progress)
+    ids = np.memmap(path, dtype=dtype, mode="r", shape=(sc.chars,))
+    return Corpus(ids=ids, vocab=vocab, hash=sc.hash, source=sc.source)
+
+
+def load(path, vocab=None, progress=False):
+    """The corpus at path (a file, a folder or a list of them) with its ids in memory.
+
+    For scoring text that is not worth caching (`charrnn eval`); vocab as in open_corpus.
+    """
+    paths = list(path) if isinstance(path, (list, tuple)) else [path]
+    sc = scan(paths, progress)
+    if vocab is None:
+        vocab = sc.vocab
+    else:
+        check_vocab(sc, vocab)
+    ids = np.empty(sc.chars, dtype=data.id_dtype(len(vocab)))
+    filled = 0
+
+    def sink(chunk):
+        nonlocal filled
+        ids[filled:filled + len(chunk)] = chunk
+        filled += len(chunk)
+
+    encode_ids(sc, vocab, sink, progress)
+    return Corpus(ids=ids, vocab=vocab, hash=sc.hash, source=sc.source)
+
+
+def read_text(path):
+    """The UTF-8 text of one small file (a prime), checked as a corpus file is."""
+    if os.path.isdir(path):
+        raise CharrnnError(f"{path} is a directory, not a text file")
+    files, _, _ = list_files([path])
+    return "".join(raw.decode("ascii") if text is None else text
+                   for raw, text in _pieces(files, separated=False))

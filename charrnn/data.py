@@ -1,25 +1,14 @@
 """Vocabulary, encoding, train/validation split and contiguous (T, N) batches.
 
 The corpus is held as one integer id per character (uint8 when the vocabulary fits), never as a
-one-hot matrix. Batches follow torch-rnn: the training split is cut into N contiguous streams and
-step k+1 takes the window right after step k's in every stream, so carrying the hidden state from
-one window to the next is meaningful (truncated backpropagation through time).
+one-hot matrix, and may be an np.memmap: splitting and batching only take views of it. Batches
+follow torch-rnn: the training split is cut into N contiguous streams and step k+1 takes the
+window right after step k's in every stream, so carrying the hidden state from one window to the
+next is meaningful (truncated backpropagation through time).
 """
-import hashlib
-
 import numpy as np
 
 from .errors import CharrnnError
-
-
-def decode_utf8(raw, name="corpus"):
-    """bytes -> str; invalid UTF-8 is an error naming the byte offset."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise CharrnnError(
-            f"{name} is not valid UTF-8: byte 0x{raw[e.start]:02x} at byte offset {e.start} "
-            f"({e.reason})") from None
 
 
 def id_dtype(vocab_size):
@@ -63,15 +52,23 @@ def describe_chars(chars):
     return shown + (f" and {len(chars) - 20} more" if len(chars) > 20 else "")
 
 
-def content_hash(ids_or_bytes):
-    """Short SHA-256 of the corpus content, recorded in checkpoints to refuse a mismatched resume."""
-    return hashlib.sha256(memoryview(np.ascontiguousarray(ids_or_bytes)).cast("B")).hexdigest()[:16]
+def split_sizes(n, val_frac):
+    """-> (training, validation) lengths of a corpus of n characters."""
+    n_val = int(n * val_frac)
+    return n - n_val, n_val
 
 
 def split(ids, val_frac):
-    """The first 1 - val_frac of the ids train, the last val_frac validate."""
-    n_val = int(len(ids) * val_frac)
-    return ids[:len(ids) - n_val], ids[len(ids) - n_val:]
+    """The first 1 - val_frac of the ids train, the last val_frac validate; both are views, so a
+    memory-mapped corpus stays on disk."""
+    n_train, _ = split_sizes(len(ids), val_frac)
+    return ids[:n_train], ids[n_train:]
+
+
+def windows_per_epoch(n_train, batch_size, seq_len):
+    """Windows of seq_len in each of batch_size streams over n_train characters (0: not one)."""
+    S = n_train // batch_size
+    return (S - 1) // seq_len if S >= seq_len + 1 else 0
 
 
 class Batches:
@@ -90,9 +87,10 @@ class Batches:
                 f"the training split has {len(ids)} characters, fewer than one batch needs: "
                 f"batch_size * (seq_len + 1) = {batch_size * (seq_len + 1)}; use a longer corpus "
                 f"or smaller --batch-size / --seq-len")
+        # a reshape of a contiguous slice: a view, never a copy of a memory-mapped corpus
         self.streams = ids[:batch_size * S].reshape(batch_size, S)
         self.seq_len = seq_len
-        self.windows_per_epoch = (S - 1) // seq_len
+        self.windows_per_epoch = windows_per_epoch(len(ids), batch_size, seq_len)
         self.position = position
 
     def next(self):

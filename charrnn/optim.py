@@ -1,11 +1,15 @@
-"""Optimizers (Adam, Adagrad, SGD with momentum) and gradient clipping, updating in place.
+"""Optimizers (Adam, Adagrad, SGD with momentum) and gradient clipping, updating in place, and
+the learning-rate schedule.
 
 The optimizer state is a flat dict of arrays keyed `{slot}.{param name}` (e.g. `m.l0.Wx`) plus
 `t`, the number of updates applied, so it saves into a checkpoint as it is.
 """
+import math
+
 import numpy as np
 
 OPTIMIZERS = ("adam", "adagrad", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "step")
 SLOTS = {"adam": ("m", "v"), "adagrad": ("g2",), "sgd": ("mom",)}
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -74,3 +78,28 @@ def apply(kind, params, grads, state, lr):
             p -= lr * mom
         else:
             raise ValueError(f"unknown optimizer {kind!r}")
+
+
+def lr_at(step, lr, schedule="constant", total_steps=1, warmup_steps=0, lr_min=0.0, decay=0.5,
+          decay_every=1000):
+    """The learning rate of update number `step` (0 for the first): a pure function of the step,
+    so a resumed run continues the schedule exactly.
+
+    Every schedule first ramps up linearly, lr * (step + 1) / warmup_steps, for warmup_steps
+    updates. After that, with s = step - warmup_steps and S = total_steps - warmup_steps:
+    constant: lr
+    cosine:   lr_min + (lr - lr_min) * (1 + cos(pi * min(s / S, 1))) / 2, reaching lr_min at
+              total_steps and staying there
+    step:     lr * decay ** (s // decay_every)
+    """
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    s = step - warmup_steps
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        progress = min(s / max(total_steps - warmup_steps, 1), 1.0)
+        return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "step":
+        return lr * decay ** (s // decay_every)
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}")

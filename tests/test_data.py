@@ -26,11 +26,6 @@ def test_unknown_characters_are_listed():
         data.encode("abz", "ab")
 
 
-def test_invalid_utf8_names_the_offset():
-    with pytest.raises(CharrnnError, match="byte offset 3"):
-        data.decode_utf8(b"abc\xff")
-
-
 def test_split_keeps_the_tail_for_validation():
     ids = np.arange(100)
     train, val = data.split(ids, 0.1)
