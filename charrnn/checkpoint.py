@@ -34,6 +34,10 @@ class Checkpoint:
     rng_state: dict = field(default_factory=dict)
     carried_state: list = field(default_factory=list)
     data_position: int = 0
+    # training loss summed since the last evaluation, so that a resumed run's next metrics line
+    # averages the same steps as an uninterrupted run's
+    loss_sum: float = 0.0
+    loss_count: int = 0
 
     @property
     def spec(self):
@@ -61,6 +65,8 @@ def to_arrays(ck):
         "corpus_hash": _text(ck.corpus_hash),
         "rng_state": _text(json.dumps(ck.rng_state)),
         "data_position": np.array(ck.data_position, dtype=np.int64),
+        "loss_sum": np.array(ck.loss_sum, dtype=np.float64),
+        "loss_count": np.array(ck.loss_count, dtype=np.int64),
     }
     for k, v in ck.params.items():
         arrays[f"param/{k}"] = v
@@ -83,6 +89,8 @@ def save(path, ck):
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+        # mkstemp makes the file private (0600); a checkpoint gets the usual umask-based mode
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             # a file object, not a name: np.savez would append ".npz" to a name
             np.savez(f, **to_arrays(ck))
@@ -94,13 +102,25 @@ def save(path, ck):
         raise CharrnnError(f"could not save checkpoint {path}: {e.strerror or e}; "
                            f"the previous checkpoint is kept") from None
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass  # already gone, or the folder itself went away or became read-only
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _read_npz(path):
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ValueError("it holds a single array, not an .npz archive")
+        with loaded as z:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise CharrnnError(f"checkpoint {path} does not exist") from None
@@ -145,11 +165,15 @@ def load(path):
     ck = Checkpoint(config=cfg, vocab=vocab, params=params,
                     step=_scalar(arrays, "step", "iu", path))
     for key, kind in (("chars", "iu"), ("elapsed", "f"), ("best_val", "f"),
-                      ("data_position", "iu"), ("corpus_hash", "U")):
+                      ("data_position", "iu"), ("corpus_hash", "U"), ("loss_sum", "f"),
+                      ("loss_count", "iu")):
         if key in arrays:
             setattr(ck, key, _scalar(arrays, key, kind, path))
+    for key in ("step", "chars", "data_position", "loss_count"):
+        if getattr(ck, key) < 0:
+            raise CharrnnError(f"checkpoint {path}: key {key!r} is negative")
     if "rng_state" in arrays:
-        ck.rng_state = json.loads(_scalar(arrays, "rng_state", "U", path))
+        ck.rng_state = _rng_state(_scalar(arrays, "rng_state", "U", path), path)
     optim_keys = [k for k in arrays if k.startswith("optim/")]
     if optim_keys:
         expected = init_state(cfg.optimizer, params)
@@ -162,6 +186,17 @@ def load(path):
                                                  for n in names}, cfg.dtype, path)
         ck.carried_state = [tuple(flat[f"l{i}.{n}"] for n in names) for i in range(cfg.layers)]
     return ck
+
+
+def _rng_state(text, path):
+    """The generator state saved as JSON, checked by loading it into a fresh generator."""
+    try:
+        state = json.loads(text)
+        np.random.default_rng().bit_generator.state = state
+    except (ValueError, TypeError, KeyError) as e:
+        raise CharrnnError(f"checkpoint {path}: key 'rng_state' is not a random generator "
+                           f"state ({e})") from None
+    return state
 
 
 def _checked_group(arrays, prefix, shapes, dtype, path):

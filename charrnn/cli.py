@@ -4,6 +4,7 @@ Generated text goes to stdout; progress, logs and errors go to stderr. A Charrnn
 one line `Error: ...` and exit code 1; Click's usage errors exit 2.
 """
 import json
+import os
 import sys
 
 import click
@@ -26,6 +27,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except CharrnnError as e:
             raise click.ClickException(str(e)) from None
+        except MemoryError:
+            # e.g. a hidden_size of 1e9 in a config: a user's mistake, not a crash
+            raise click.ClickException("out of memory: the model, batch or corpus is too large "
+                                       "for this machine") from None
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)
@@ -58,6 +63,8 @@ TRAIN_FLAGS = [
     ("--val-frac", "val_frac", float, "fraction of the corpus (its end) used for validation"),
     ("--eval-every", "eval_every", int, "evaluate and checkpoint every N steps"),
     ("--sample-length", "sample_length", int, "characters of sample shown at each evaluation"),
+    ("--keep-last", "keep_last", click.IntRange(min=0),
+     "also keep the N most recent periodic checkpoints RUN/step-NNNNNN.npz (0 = none)"),
 ]
 
 
@@ -71,15 +78,39 @@ def _train_options(f):
 @click.argument("corpus", type=click.Path(dir_okay=False))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="YAML config file; flags override it")
+@click.option("--resume", "resume_path", type=click.Path(dir_okay=False),
+              help="continue the run that saved this checkpoint, in its folder")
+@click.option("--init-from", "init_path", type=click.Path(dir_okay=False),
+              help="start a new run from this checkpoint's weights (fine-tuning)")
 @_train_options
-def train(corpus, config_path, **overrides):
+@click.pass_context
+def train(ctx, corpus, config_path, resume_path, init_path, **overrides):
     """Train a model on CORPUS (a UTF-8 text file)."""
+    from . import resume as resume_mod
     from .train import train as run_training
-    cfg = config_mod.load(config_path, overrides)
-    text = corpus_mod.load(corpus)
-    run = run_training(cfg, text, echo=_echo_err)
-    click.echo(f"done: step {run.step}, best validation loss {run.best_val:.4f} nats/char "
-               f"({bits(run.best_val):.3f} bits/char); checkpoints in {cfg.out}", err=True)
+    if resume_path and init_path:
+        raise click.UsageError("--resume and --init-from cannot be used together")
+    ck = None
+    if resume_path:
+        ck, cfg = resume_mod.for_resume(resume_path, config_path, overrides)
+    elif init_path:
+        ck, cfg = resume_mod.for_init(init_path, config_path, overrides)
+    else:
+        cfg = config_mod.load(config_path, overrides)
+    text = corpus_mod.load(corpus, vocab=ck.vocab if ck else None)
+    if resume_path:
+        resume_mod.check_corpus(ck, text, resume_path)
+        _echo_err(resume_mod.describe(ck, cfg))
+    run = run_training(cfg, text, resume=ck if resume_path else None,
+                       init_from=ck if init_path else None, echo=_echo_err)
+    if run.stopped_by is not None:
+        last = os.path.join(cfg.out, "last.npz")
+        click.echo(f"interrupted at step {run.step}: saved {last}; continue with "
+                   f"--resume {last}", err=True)
+        ctx.exit(128 + run.stopped_by)
+    best = min(run.best_val, run.last_val)
+    click.echo(f"done: step {run.step}, best validation loss {best:.4f} nats/char "
+               f"({bits(best):.3f} bits/char); checkpoints in {cfg.out}", err=True)
 
 
 @main.command(context_settings=CONTEXT)

@@ -39,6 +39,7 @@ class TrainConfig:
     sample_length: int = 200
     seed: int = 0
     out: str = "run"
+    keep_last: int = 0
 
 
 CHOICES = {
@@ -48,7 +49,12 @@ CHOICES = {
     "clip_mode": ("norm", "value"),
 }
 POSITIVE = ("hidden_size", "layers", "batch_size", "seq_len", "lr", "steps", "eval_every")
-NON_NEGATIVE = ("clip", "sample_length", "seed")
+NON_NEGATIVE = ("clip", "sample_length", "seed", "keep_last")
+# What `--resume` may change: options that steer the optimisation and the logging. Everything
+# else decides what the checkpoint's arrays mean (model shape, batch layout, split, optimizer
+# slots, seed) and must stay as it was; `out` is always the checkpoint's folder.
+RESUMABLE = ("lr", "clip", "clip_mode", "steps", "time_limit", "eval_every", "sample_length",
+             "keep_last")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -134,17 +140,18 @@ def parse_yaml(text, name="config"):
     return data
 
 
-def build(file_values=None, overrides=None):
-    """Defaults, then the file's values, then the non-None overrides -> a validated TrainConfig."""
-    values = {}
+def build(file_values=None, overrides=None, base=None):
+    """Defaults (or base, a TrainConfig), then the file's values, then the non-None overrides
+    -> a validated TrainConfig."""
+    values = to_dict(base) if base is not None else {}
     for source in (file_values or {}, {k: v for k, v in (overrides or {}).items() if v is not None}):
         for key, value in source.items():
             values[str(key)] = coerce(str(key), value)
     return validate(TrainConfig(**values))
 
 
-def load(path=None, overrides=None):
-    """Read the YAML file at path (optional) and apply overrides."""
+def load(path=None, overrides=None, base=None):
+    """Read the YAML file at path (optional) and apply overrides, over base if given."""
     file_values = {}
     if path is not None:
         try:
@@ -153,7 +160,7 @@ def load(path=None, overrides=None):
         except (OSError, UnicodeDecodeError) as e:
             raise CharrnnError(f"cannot read config {path}: {e}") from None
         file_values = parse_yaml(text, name=f"config {path}")
-    return build(file_values, overrides)
+    return build(file_values, overrides, base)
 
 
 def to_dict(cfg):

@@ -3,7 +3,6 @@
 This is the one place that wires the math core to the run directory: it writes `last.npz`,
 `best.npz`, `config.yaml` and `metrics.jsonl`, and shows progress with tqdm on stderr.
 """
-import json
 import math
 import os
 import sys
@@ -12,7 +11,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, config as config_mod, data, model, optim
+from . import checkpoint, config as config_mod, data, interrupt, model, optim, rundir
 from .errors import CharrnnError
 from .evaluate import score
 from .loss import bits
@@ -26,6 +25,10 @@ def _write_text_atomic(path, text):
             f.write(text)
         os.replace(tmp, path)
     except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # never created, or the folder is gone or read-only
         raise CharrnnError(f"could not write {path}: {e.strerror or e}") from None
 
 
@@ -44,25 +47,43 @@ def prepare_run_dir(path):
 class Run:
     """Everything a training run carries from step to step; a checkpoint restores all of it."""
 
-    def __init__(self, cfg, corpus, resume=None):
+    def __init__(self, cfg, corpus, resume=None, init_from=None):
+        """resume: a Checkpoint of this run to continue; init_from: one whose weights start a
+        new run (fine-tuning). Both must fit cfg and corpus (see resume.py)."""
         self.cfg = cfg
         self.corpus = corpus
         self.spec = checkpoint.spec_of(cfg, len(corpus.vocab))
         train_ids, self.val_ids = data.split(corpus.ids, cfg.val_frac)
         self.batches = data.Batches(train_ids, cfg.batch_size, cfg.seq_len)
+        if len(self.val_ids) < 2:
+            raise CharrnnError(
+                f"the validation split has {len(self.val_ids)} characters (val_frac "
+                f"{cfg.val_frac} of {len(corpus.ids)}); it needs at least 2 to score anything: "
+                f"raise --val-frac or use a longer corpus")
         self.rng = np.random.default_rng(cfg.seed)
+        self.stopped_by = None  # the signal that stopped the run early, if any
+        self.last_val = math.inf
         if resume is None:
             self.params = model.init_params(self.spec, self.rng)
+            if init_from is not None:
+                self.params = {k: v.copy() for k, v in init_from.params.items()}
             self.opt = optim.init_state(cfg.optimizer, self.params)
             self.state = model.zero_state(self.spec, cfg.batch_size)
             self.step, self.chars, self.elapsed, self.best_val = 0, 0, 0.0, math.inf
+            self.loss_sum, self.loss_count = 0.0, 0
         else:
-            self.params, self.opt = resume.params, resume.optim_state
+            self.params = resume.params
+            self.opt = resume.optim_state or optim.init_state(cfg.optimizer, self.params)
             self.state = resume.carried_state or model.zero_state(self.spec, cfg.batch_size)
             self.step, self.chars = resume.step, resume.chars
             self.elapsed, self.best_val = resume.elapsed, resume.best_val
+            self.loss_sum, self.loss_count = resume.loss_sum, resume.loss_count
+            if resume.data_position > self.batches.streams.shape[1]:
+                raise CharrnnError(f"checkpoint data position {resume.data_position} is past "
+                                   f"the end of this corpus's streams")
             self.batches.position = resume.data_position
-            self.rng.bit_generator.state = resume.rng_state
+            if resume.rng_state:
+                self.rng.bit_generator.state = resume.rng_state
 
     def train_step(self):
         """One window: returns the training loss (nats/char) and the gradient norm."""
@@ -71,9 +92,13 @@ class Run:
         if wrapped:
             self.state = model.zero_state(self.spec, cfg.batch_size)
         dropout_rng = self.rng if cfg.dropout > 0 else None
-        loss, new_state, cache = model.forward(self.params, self.spec, x, y, self.state, dropout_rng)
-        grads, _ = model.backward(self.params, self.spec, cache)
-        norm = optim.clip(grads, cfg.clip_mode, cfg.clip)
+        # overflow ends as a non-finite loss or norm, refused below with one clear message;
+        # numpy's warnings on the way would only bury it
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            loss, new_state, cache = model.forward(self.params, self.spec, x, y, self.state,
+                                                   dropout_rng)
+            grads, _ = model.backward(self.params, self.spec, cache)
+            norm = optim.clip(grads, cfg.clip_mode, cfg.clip)
         if not (math.isfinite(loss) and math.isfinite(norm)):
             raise CharrnnError(f"non-finite loss or gradient at step {self.step + 1} "
                                f"(loss {loss}, gradient norm {norm}); the update was not applied "
@@ -93,7 +118,8 @@ class Run:
             config=self.cfg, vocab=self.corpus.vocab, params=self.params, optim_state=self.opt,
             step=self.step, chars=self.chars, elapsed=self.elapsed, best_val=self.best_val,
             corpus_hash=self.corpus.hash, rng_state=self.rng.bit_generator.state,
-            carried_state=self.state, data_position=self.batches.position)
+            carried_state=self.state, data_position=self.batches.position,
+            loss_sum=self.loss_sum, loss_count=self.loss_count)
 
     def sample_text(self):
         rng = np.random.default_rng([self.cfg.seed, self.step])
@@ -107,14 +133,16 @@ def _log_line(rec):
             f"{rec['chars'] / max(rec['elapsed'], 1e-9):,.0f} chars/s")
 
 
-def train(cfg, corpus, resume=None, progress=True, echo=None):
+def train(cfg, corpus, resume=None, progress=True, echo=None, init_from=None):
     """Train per cfg on corpus, writing into cfg.out. Returns the Run at the end.
 
     echo(text) receives the evaluation lines and samples (the CLI passes tqdm.write to stderr).
+    A SIGINT or SIGTERM stops the run after the current step with last.npz saved; the Run's
+    `stopped_by` is then that signal's number.
     """
     echo = echo or (lambda text: None)
     run_dir = cfg.out
-    run = Run(cfg, corpus, resume)
+    run = Run(cfg, corpus, resume, init_from)
     prepare_run_dir(run_dir)
     n_params = sum(p.size for p in run.params.values())
     echo(f"corpus {corpus.source}: {len(corpus):,} characters, vocabulary of {len(corpus.vocab)}; "
@@ -124,49 +152,65 @@ def train(cfg, corpus, resume=None, progress=True, echo=None):
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     if resume is None and os.path.exists(metrics_path):
         os.unlink(metrics_path)
+    elif resume is not None:
+        kept = rundir.metrics_for_resume(metrics_path, resume.step, resume.config.eval_every)
+        if kept is not None:
+            _write_text_atomic(metrics_path, kept)
     wall_start = time.perf_counter()
-    loss_sum, loss_count = 0.0, 0
     bar = tqdm(total=cfg.steps, initial=run.step, unit="step", file=sys.stderr,
                disable=not progress, dynamic_ncols=True, leave=False)
 
     def evaluate_and_save():
-        nonlocal loss_sum, loss_count
-        val = run.validation_loss()
-        train_loss = loss_sum / loss_count if loss_count else float("nan")
-        loss_sum, loss_count = 0.0, 0
+        # An evaluation off the eval_every grid ends a run that stopped between evaluations. It
+        # changes nothing a resumed run carries on with (loss sums, best_val), and resuming
+        # drops its metrics line, so a resumed run logs exactly what an uninterrupted one would.
+        on_grid = run.step % cfg.eval_every == 0
+        val = run.last_val = run.validation_loss()
+        train_loss = run.loss_sum / run.loss_count if run.loss_count else float("nan")
+        if on_grid:
+            run.loss_sum, run.loss_count = 0.0, 0
         rec = {"step": run.step, "chars": run.chars, "elapsed": round(run.elapsed, 3),
                "train_loss": train_loss, "train_bpc": bits(train_loss),
                "val_loss": val, "val_bpc": bits(val), "lr": cfg.lr}
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
+        # the log line first: if a save below fails, resuming drops the line again
+        rundir.append_metrics(metrics_path, rec)
         improved = val < run.best_val
-        if improved:
+        if improved and on_grid:
             run.best_val = val
         ck = run.checkpoint()
         checkpoint.save(os.path.join(run_dir, "last.npz"), ck)
         if improved:
             checkpoint.save(os.path.join(run_dir, "best.npz"), ck)
+        if on_grid and cfg.keep_last:
+            checkpoint.save(rundir.periodic_path(run_dir, run.step), ck)
+            rundir.prune_periodic(run_dir, run.step, cfg.keep_last)
         echo(_log_line(rec) + ("  (best)" if improved else ""))
         if cfg.sample_length:
             echo("---\n" + run.sample_text() + "\n---")
 
     evaluated_at = run.step
-    while run.step < cfg.steps:
-        if cfg.time_limit is not None and time.perf_counter() - wall_start >= cfg.time_limit:
-            break
-        t0 = time.perf_counter()
-        loss, _ = run.train_step()
-        run.elapsed += time.perf_counter() - t0
-        loss_sum += loss
-        loss_count += 1
-        bar.update(1)
-        if run.step % 10 == 0:
-            bar.set_postfix_str(f"loss {loss:.3f} ({bits(loss):.2f} bpc), "
-                                f"{run.chars / run.elapsed:,.0f} chars/s")
-        if run.step % cfg.eval_every == 0:
+    # the bar closes (and clears its line) on errors too, so an error message starts a line
+    with interrupt.StopRequests(echo) as stop, bar:
+        while run.step < cfg.steps and stop.signum is None:
+            if cfg.time_limit is not None and time.perf_counter() - wall_start >= cfg.time_limit:
+                break
+            t0 = time.perf_counter()
+            loss, _ = run.train_step()
+            run.elapsed += time.perf_counter() - t0
+            run.loss_sum += loss
+            run.loss_count += 1
+            bar.update(1)
+            if run.step % 10 == 0:
+                bar.set_postfix_str(f"loss {loss:.3f} ({bits(loss):.2f} bpc), "
+                                    f"{run.chars / run.elapsed:,.0f} chars/s")
+            if run.step % cfg.eval_every == 0:
+                evaluate_and_save()
+                evaluated_at = run.step
+        bar.close()
+        if stop.signum is not None:
+            # no evaluation: stop promptly, with everything a resume needs in last.npz
+            checkpoint.save(os.path.join(run_dir, "last.npz"), run.checkpoint())
+            run.stopped_by = stop.signum
+        elif evaluated_at != run.step:
             evaluate_and_save()
-            evaluated_at = run.step
-    bar.close()
-    if evaluated_at != run.step or loss_count:
-        evaluate_and_save()
     return run

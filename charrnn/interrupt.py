@@ -1,0 +1,45 @@
+"""Ctrl-C and SIGTERM during training become a request to stop, honoured between steps.
+
+The first signal only sets a flag that the training loop reads after each step. A step is never
+cut in half (its in-place update would leave the weights half changed), and the loop saves
+last.npz before it returns. Later signals are acknowledged and otherwise ignored until the loop
+is done, so a second Ctrl-C cannot break the save. Exit codes follow the shell: 128 + signal.
+"""
+import signal
+import threading
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequests:
+    """Context manager: while active, `signum` is the first stop signal received, else None."""
+
+    def __init__(self, echo=None):
+        self.echo = echo or (lambda text: None)
+        self.signum = None
+        self._previous = {}
+
+    @property
+    def exit_code(self):
+        return 128 + self.signum if self.signum is not None else 0
+
+    def _handle(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+            self.echo(f"{signal.Signals(signum).name}: stopping after this step; "
+                      f"saving last.npz")
+        else:
+            self.echo("still stopping: waiting for last.npz to be written")
+
+    def __enter__(self):
+        # signal handlers can only be set from the main thread; elsewhere nothing is caught
+        if threading.current_thread() is threading.main_thread():
+            for s in SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+        return False

@@ -1,0 +1,82 @@
+"""Continuing a run (`--resume`) or starting a new one from a checkpoint's weights (`--init-from`).
+
+A resumed run is the same run: the checkpoint's config is the base, and a config file or flags
+given again may change only config.RESUMABLE (learning rate, clipping, run length, logging);
+anything that gives the saved arrays their meaning (model shape, batch layout, split, optimizer,
+seed) is refused, and so is a different corpus. It writes into the checkpoint's folder, and
+`steps` still counts the whole run.
+
+Fine-tuning keeps only the weights: its settings start from the checkpoint's too, but anything
+may change except the model's shape, and the corpus must use the checkpoint's vocabulary.
+"""
+import dataclasses
+import os
+
+from . import checkpoint, config as config_mod
+from .errors import CharrnnError
+
+MODEL_KEYS = ("cell", "hidden_size", "layers", "dtype")
+
+
+def _differences(saved, cfg, keys):
+    return [f"{k} ({getattr(saved, k)!r} in the checkpoint, {getattr(cfg, k)!r} now)"
+            for k in keys if getattr(saved, k) != getattr(cfg, k)]
+
+
+def _same_dir(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def for_resume(ck_path, config_path=None, overrides=None):
+    """-> (Checkpoint, TrainConfig) to continue the run that saved ck_path."""
+    overrides = dict(overrides or {})
+    ck = checkpoint.load(ck_path)
+    run_dir = os.path.dirname(os.fspath(ck_path)) or "."
+    out = overrides.get("out")
+    if out is not None and not _same_dir(out, run_dir):
+        raise CharrnnError(f"--resume continues the run in {run_dir}, the checkpoint's folder; "
+                           f"drop --out {out}, or copy the run directory there first")
+    overrides["out"] = run_dir  # wins over the config file's `out`, which is ignored
+    cfg = config_mod.load(config_path, overrides, base=ck.config)
+    locked = [f.name for f in dataclasses.fields(cfg)
+              if f.name not in config_mod.RESUMABLE and f.name != "out"]
+    changed = _differences(ck.config, cfg, locked)
+    if changed:
+        raise CharrnnError(f"cannot resume {ck_path} with different settings: "
+                           f"{'; '.join(changed)}. A resumed run may change only "
+                           f"{', '.join(config_mod.RESUMABLE)}")
+    if cfg.steps <= ck.step:
+        raise CharrnnError(f"{ck_path} is at step {ck.step} and steps is {cfg.steps}: nothing to "
+                           f"do; pass a larger --steps (it counts the whole run)")
+    return ck, cfg
+
+
+def check_corpus(ck, corpus, ck_path):
+    """A resumed run must see the text it was trained on (same content hash)."""
+    if ck.corpus_hash and ck.corpus_hash != corpus.hash:
+        raise CharrnnError(f"cannot resume {ck_path}: it was trained on a different corpus "
+                           f"(content hash {ck.corpus_hash}; {corpus.source} has {corpus.hash})")
+
+
+def for_init(ck_path, config_path=None, overrides=None):
+    """-> (Checkpoint, TrainConfig) for a new run that starts from ck_path's weights."""
+    ck = checkpoint.load(ck_path)
+    # a new run: the checkpoint's own run directory is never the default
+    base = dataclasses.replace(ck.config, out=config_mod.TrainConfig.out)
+    cfg = config_mod.load(config_path, overrides, base=base)
+    changed = _differences(ck.config, cfg, MODEL_KEYS)
+    if changed:
+        raise CharrnnError(f"--init-from {ck_path} needs the same model shape: "
+                           f"{'; '.join(changed)}")
+    if _same_dir(cfg.out, os.path.dirname(os.fspath(ck_path)) or "."):
+        raise CharrnnError(f"--init-from starts a new run, which would overwrite the checkpoints "
+                           f"in {cfg.out}; choose another --out (or --resume that run)")
+    return ck, cfg
+
+
+def describe(ck, cfg):
+    """One line for the log: where the run continues and which options changed."""
+    changed = [f"{k} {getattr(ck.config, k)!r} -> {getattr(cfg, k)!r}"
+               for k in config_mod.RESUMABLE if getattr(ck.config, k) != getattr(cfg, k)]
+    return (f"resuming at step {ck.step:,} of {cfg.steps:,}"
+            + (f"; changed: {', '.join(changed)}" if changed else ""))

@@ -1,0 +1,437 @@
+"""Runs that survive: exact resume, Ctrl-C and SIGTERM, non-finite losses, failed saves, --keep-last.
+
+The exactness tests run the CLI in subprocesses with single-threaded BLAS, because the number
+of threads can change the order of float sums and so the last bits of the weights.
+"""
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import checkpoint, cli, model, train
+from charrnn.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
+TINY = os.path.join(ROOT, "configs", "tiny.yaml")
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# two stacked LSTM layers with dropout: the carried (h, c) state and the dropout generator must
+# both come back from the checkpoint; a 4,000-character corpus makes the streams wrap (24
+# windows per epoch) so the data position and the state reset at the wrap are exercised too
+EXACT = ["--config", TINY, "--cell", "lstm", "--layers", 2, "--dropout", 0.1,
+         "--eval-every", 5, "--sample-length", 0]
+TIMING = ("elapsed",)
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "small.txt"
+    with open(SHAKESPEARE, encoding="utf-8") as f:
+        path.write_text(f.read(4000), encoding="utf-8")
+    return path
+
+
+def cli_process(*args):
+    return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=ROOT,
+                          env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def arrays(path):
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in f]
+
+
+def snapshot(run_dir):
+    """name -> bytes of every file in run_dir."""
+    return {name: open(os.path.join(run_dir, name), "rb").read()
+            for name in sorted(os.listdir(run_dir))}
+
+
+def assert_same_run(a_dir, b_dir):
+    """last.npz, best.npz and metrics.jsonl agree exactly but for timing, `out` and `steps`."""
+    for name in ("last.npz", "best.npz"):
+        a, b = arrays(os.path.join(a_dir, name)), arrays(os.path.join(b_dir, name))
+        assert set(a) == set(b)
+        for k in a:
+            if k == "config":
+                ca, cb = (json.loads(str(x[k])) for x in (a, b))
+                for d in (ca, cb):
+                    del d["out"], d["steps"]
+                assert ca == cb
+            elif k not in TIMING:
+                np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}: {k}")
+    assert metrics(a_dir) == metrics(b_dir)
+
+
+def assert_one_line_error(result, *fragments, code=1):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip().startswith("Error")]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def no_temporary_files(run_dir):
+    return [n for n in os.listdir(run_dir) if n.startswith(".tmp") or n.endswith(".tmp")] == []
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(small_corpus, tmp_path_factory):
+    """N = 40 steps in one go, to compare the resumed runs with."""
+    out = tmp_path_factory.mktemp("whole")
+    result = cli_process("train", small_corpus, *EXACT, "--out", out, "--steps", 40)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize("k", [15, 17])  # 17: stopped between evaluations
+def test_resume_equals_an_uninterrupted_run(small_corpus, uninterrupted, tmp_path, k):
+    out = tmp_path / "run"
+    first = cli_process("train", small_corpus, *EXACT, "--out", out, "--steps", k)
+    assert first.returncode == 0, first.stderr
+    assert metrics(out)[-1]["step"] == k
+    # the same config file again, only --steps changed: it counts the whole run
+    second = cli_process("train", small_corpus, *EXACT, "--resume", out / "last.npz",
+                         "--steps", 40)
+    assert second.returncode == 0, second.stderr
+    assert f"resuming at step {k} of 40" in second.stderr
+    assert [r["step"] for r in metrics(out)] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert_same_run(out, uninterrupted)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_last_and_resume_is_exact(small_corpus, tmp_path, sig):
+    out = tmp_path / "run"
+    with open(tmp_path / "stderr", "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "charrnn", "train", str(small_corpus), *map(str, EXACT),
+             "--out", str(out), "--steps", "1000000"], cwd=ROOT, env=ENV, stderr=err)
+        deadline = time.time() + 60
+        log = out / "metrics.jsonl"
+        while not log.exists() or log.read_text().count("\n") < 2:  # evaluated at step 10
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.01)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == 128 + sig
+    stderr = (tmp_path / "stderr").read_text()
+    assert "Traceback" not in stderr
+    assert f"saved {out / 'last.npz'}" in stderr
+    assert no_temporary_files(out)
+    k = int(arrays(out / "last.npz")["step"])
+    assert 10 <= k < 1000000
+    n = k + 13  # ends between evaluations, and the log must still match
+    resumed = cli_process("train", small_corpus, *EXACT, "--resume", out / "last.npz",
+                          "--steps", n)
+    assert resumed.returncode == 0, resumed.stderr
+    whole = tmp_path / "whole"
+    assert cli_process("train", small_corpus, *EXACT, "--out", whole, "--steps", n).returncode == 0
+    assert_same_run(out, whole)
+
+
+def test_second_ctrl_c_during_the_save_changes_nothing(small_corpus, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    real_step, real_savez = train.Run.train_step, np.savez
+
+    def step_then_ctrl_c(self):
+        result = real_step(self)
+        if self.step == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    def savez_under_fire(f, **arrs):
+        if arrs["step"] != 7:
+            return real_savez(f, **arrs)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C again, while last.npz is being written
+        real_savez(f, **arrs)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(train.Run, "train_step", step_then_ctrl_c)
+    monkeypatch.setattr(np, "savez", savez_under_fire)
+    handler_before = signal.getsignal(signal.SIGINT)
+    result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 100)
+    assert result.exit_code == 130, result.output
+    assert "Traceback" not in result.output and "still stopping" in result.stderr
+    assert signal.getsignal(signal.SIGINT) is handler_before  # the handler is put back
+    ck = checkpoint.load(out / "last.npz")
+    assert ck.step == 7 and ck.loss_count == 2  # steps 6 and 7, since the evaluation at 5
+    assert no_temporary_files(out)
+
+
+def test_non_finite_loss_stops_and_keeps_the_checkpoints(small_corpus, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    real_forward, calls, saved = model.forward, [], {}
+
+    def forward(*args, **kwargs):
+        loss, state, cache = real_forward(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 12:
+            saved.update(snapshot(out))
+            return float("nan"), state, cache
+        return loss, state, cache
+
+    monkeypatch.setattr(model, "forward", forward)
+    result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 20)
+    assert_one_line_error(result, "non-finite", "step 12", "not applied")
+    assert snapshot(out) == saved and {"last.npz", "best.npz"} <= set(saved)
+    assert int(arrays(out / "last.npz")["step"]) == 10
+
+
+def test_non_finite_step_leaves_the_run_untouched(small_corpus):
+    from charrnn import config, corpus
+    cfg = config.load(TINY, {"steps": 5})
+    run_ = train.Run(cfg, corpus.load(str(small_corpus)))
+    run_.train_step()
+    before = ({k: v.copy() for k, v in run_.params.items()},
+              {k: v.copy() for k, v in run_.opt.items()}, run_.step, run_.batches.position)
+    run_.params["Wy"][0, 0] = np.inf  # the next forward pass produces a non-finite loss
+    with pytest.raises(train.CharrnnError, match="step 2"):
+        run_.train_step()
+    run_.params["Wy"][0, 0] = before[0]["Wy"][0, 0]
+    for k, v in before[0].items():
+        np.testing.assert_array_equal(run_.params[k], v)
+    for k, v in before[1].items():
+        np.testing.assert_array_equal(run_.opt[k], v)
+    assert run_.step == before[2]
+
+
+def test_really_diverging_run_exits_non_zero(small_corpus, tmp_path):
+    out = tmp_path / "run"
+    result = run("train", small_corpus, "--config", TINY, "--out", out, "--steps", 30,
+                 "--eval-every", 1, "--optimizer", "sgd", "--lr", 1e36, "--clip", 0,
+                 "--sample-length", 0)
+    assert_one_line_error(result, "non-finite")
+    bad_step = int(result.stderr.split("at step ")[1].split()[0])
+    ck = checkpoint.load(out / "last.npz")  # load checks that every weight is finite
+    assert ck.step == bad_step - 1 and metrics(out)[-1]["step"] == bad_step - 1
+
+
+def test_keep_last_keeps_the_most_recent_and_never_last_or_best(small_corpus, tmp_path):
+    out = tmp_path / "run"
+    assert run("train", small_corpus, *EXACT, "--out", out, "--steps", 30,
+               "--keep-last", 2).exit_code == 0
+    assert sorted(os.listdir(out)) == ["best.npz", "config.yaml", "last.npz", "metrics.jsonl",
+                                       "step-000025.npz", "step-000030.npz"]
+    assert checkpoint.load(out / "step-000025.npz").step == 25
+    other = tmp_path / "none"
+    assert run("train", small_corpus, *EXACT, "--out", other, "--steps", 10).exit_code == 0
+    assert not [n for n in os.listdir(other) if n.startswith("step-")]
+    assert run("train", small_corpus, "--keep-last", -1).exit_code == 2
+
+
+def test_resume_from_an_earlier_checkpoint_rewrites_the_log(small_corpus, tmp_path):
+    out = tmp_path / "run"
+    assert cli_process("train", small_corpus, *EXACT, "--out", out, "--steps", 30,
+                       "--keep-last", 5).returncode == 0
+    whole = tmp_path / "whole"
+    shutil.copytree(out, whole)
+    # going back to step 10 drops the log lines after it; the repeated steps give them again
+    resumed = cli_process("train", small_corpus, *EXACT, "--resume", out / "step-000010.npz",
+                          "--steps", 30, "--keep-last", 5)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(out, whole)
+    np.testing.assert_array_equal(arrays(out / "step-000020.npz")["param/Wy"],
+                                  arrays(whole / "step-000020.npz")["param/Wy"])
+
+
+@pytest.fixture
+def ten_steps(small_corpus, tmp_path):
+    out = tmp_path / "run"
+    result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 10)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("flags, fragments", [
+    (["--hidden-size", 64], ["hidden_size (32 in the checkpoint, 64 now)"]),
+    (["--cell", "gru"], ["cell"]),
+    (["--batch-size", 4], ["batch_size"]),
+    (["--seed", 7], ["seed"]),
+    (["--optimizer", "sgd"], ["optimizer"]),
+    (["--steps", 10], ["nothing to do"]),
+    (["--out", "elsewhere"], ["checkpoint's folder"]),
+])
+def test_resume_refuses_changes_that_break_it(small_corpus, ten_steps, flags, fragments):
+    before = snapshot(ten_steps)
+    result = run("train", small_corpus, *EXACT, "--resume", ten_steps / "last.npz", *flags)
+    assert_one_line_error(result, *fragments)
+    assert snapshot(ten_steps) == before
+
+
+def test_resume_refuses_another_corpus(small_corpus, ten_steps, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text(small_corpus.read_text()[::-1], encoding="utf-8")  # same characters
+    before = snapshot(ten_steps)
+    result = run("train", other, *EXACT, "--resume", ten_steps / "last.npz", "--steps", 20)
+    assert_one_line_error(result, "different corpus")
+    assert snapshot(ten_steps) == before
+
+
+def test_resume_may_change_training_options(small_corpus, ten_steps):
+    result = run("train", small_corpus, *EXACT, "--resume", ten_steps / "last.npz",
+                 "--steps", 20, "--lr", 1e-3, "--clip", 1, "--eval-every", 4, "--time-limit", 60)
+    assert result.exit_code == 0, result.output
+    assert "lr 0.005 -> 0.001" in result.stderr
+    assert [r["step"] for r in metrics(ten_steps)] == [5, 10, 12, 16, 20]
+    assert checkpoint.load(ten_steps / "last.npz").config.lr == 1e-3
+
+
+def test_resume_and_init_from_together_is_a_usage_error(small_corpus, ten_steps):
+    ck = ten_steps / "last.npz"
+    assert run("train", small_corpus, "--resume", ck, "--init-from", ck).exit_code == 2
+
+
+def test_init_from_starts_a_new_run_from_the_weights(small_corpus, ten_steps, tmp_path):
+    from charrnn import config, corpus
+    ck = checkpoint.load(ten_steps / "last.npz")
+    cfg = config.load(None, {"out": str(tmp_path / "ft")}, base=ck.config)
+    fresh = train.Run(cfg, corpus.load(str(small_corpus), vocab=ck.vocab), init_from=ck)
+    assert fresh.step == 0 and int(fresh.opt["t"]) == 0
+    for k, v in ck.params.items():
+        np.testing.assert_array_equal(fresh.params[k], v)
+    # fine-tuning on part of the text: fewer distinct characters, the checkpoint's vocabulary
+    part = tmp_path / "part.txt"
+    part.write_text(small_corpus.read_text()[:3000].replace("Z", "z"), encoding="utf-8")
+    ft = tmp_path / "ft"
+    result = run("train", part, "--init-from", ten_steps / "last.npz", "--out", ft,
+                 "--steps", 5, "--lr", 1e-3)
+    assert result.exit_code == 0, result.output
+    new = checkpoint.load(ft / "last.npz")
+    assert new.step == 5 and new.vocab == ck.vocab and new.config.cell == "lstm"
+    assert [r["step"] for r in metrics(ft)] == [5]
+
+
+def test_init_from_refusals(small_corpus, ten_steps, tmp_path):
+    ck = ten_steps / "last.npz"
+    alien = tmp_path / "alien.txt"
+    alien.write_text(small_corpus.read_text() + "caf\u00e9 \u2603\n", encoding="utf-8")
+    assert_one_line_error(run("train", alien, "--init-from", ck, "--out", tmp_path / "a"),
+                          "'é'", "'☃'")
+    assert_one_line_error(run("train", small_corpus, "--init-from", ck, "--out", tmp_path / "b",
+                              "--hidden-size", 16), "model shape", "hidden_size")
+    before = snapshot(ten_steps)
+    assert_one_line_error(run("train", small_corpus, "--init-from", ck, "--out", ten_steps),
+                          "another --out")
+    assert snapshot(ten_steps) == before
+
+
+# --- failed saves, for real ---------------------------------------------------------------
+
+@contextlib.contextmanager
+def read_only(path):
+    """Make the directory path read-only: chmod, or for root (whom modes do not stop) a
+    read-only bind mount; skip the test when neither is possible."""
+    if os.geteuid() != 0:
+        os.chmod(path, 0o555)
+        try:
+            yield
+        finally:
+            os.chmod(path, 0o755)
+        return
+    if shutil.which("mount") is None or subprocess.run(
+            ["mount", "--bind", "-o", "ro", str(path), str(path)], capture_output=True).returncode:
+        pytest.skip("running as root and cannot mount a read-only directory")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def test_read_only_run_directory_is_refused_before_training(small_corpus, ten_steps):
+    before = snapshot(ten_steps)
+    with read_only(ten_steps):
+        result = run("train", small_corpus, *EXACT, "--resume", ten_steps / "last.npz",
+                     "--steps", 20)
+    assert_one_line_error(result, "not writable")
+    assert snapshot(ten_steps) == before
+
+
+def _fail_after_first_evaluation(monkeypatch, act):
+    """Call act() once, when the CLI logs the evaluation at step 5; return what it saved."""
+    real_echo, saved = cli._echo_err, {}
+
+    def echo(text):
+        real_echo(text)
+        if text.startswith("step 5:") and not saved:
+            saved["run"] = act()
+    monkeypatch.setattr(cli, "_echo_err", echo)
+    return saved
+
+
+def test_directory_turning_read_only_mid_run(small_corpus, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    with contextlib.ExitStack() as stack:
+        def lock():
+            files = snapshot(out)
+            stack.enter_context(read_only(out))
+            return files
+        saved = _fail_after_first_evaluation(monkeypatch, lock)
+        result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 20)
+        assert_one_line_error(result, "could not", "previous checkpoint is kept")
+        files = snapshot(out)
+        for name in ("last.npz", "best.npz", "config.yaml"):
+            assert files[name] == saved["run"][name]
+        assert no_temporary_files(out)
+
+
+def test_run_directory_removed_mid_run(small_corpus, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    _fail_after_first_evaluation(monkeypatch, lambda: shutil.rmtree(out))
+    result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 20)
+    assert_one_line_error(result, "could not", str(out))
+
+
+@pytest.mark.parametrize("where", ["write", "rename"])
+def test_save_failing_part_way_keeps_the_previous_checkpoints(small_corpus, tmp_path,
+                                                               monkeypatch, where):
+    out = tmp_path / "run"
+    real_savez, real_replace, saved = np.savez, os.replace, {}
+
+    def savez(f, **arrs):
+        if arrs["step"] == 10 and where == "write":
+            saved.update(snapshot(out))
+            f.write(b"PK\x03\x04" + bytes(1000))  # a partial archive, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_savez(f, **arrs)
+
+    def replace(src, dst):
+        if str(dst).endswith("last.npz") and where == "rename" and (
+                checkpoint.load(src).step == 10):
+            saved.update(snapshot(out))
+            raise PermissionError(errno.EACCES, "Permission denied")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(np, "savez", savez)
+    monkeypatch.setattr(os, "replace", replace)
+    result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 20)
+    assert_one_line_error(result, "could not save checkpoint", "previous checkpoint is kept")
+    files = snapshot(out)
+    assert {"last.npz", "best.npz"} <= set(saved)
+    for name in ("last.npz", "best.npz"):
+        assert files[name] == saved[name]
+    assert no_temporary_files(out)
+    assert checkpoint.load(out / "last.npz").step == 5
+
+
+def test_checkpoints_are_not_private_files(small_corpus, ten_steps):
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(ten_steps / "last.npz").st_mode & 0o777 == 0o666 & ~mask
