@@ -133,6 +133,8 @@ def parse_yaml(text, name="config"):
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         raise CharrnnError(f"{name} is not valid YAML: {' '.join(str(e).split())}") from None
+    except CharrnnError as e:  # a duplicate key: say in which file
+        raise CharrnnError(f"{name}: {e}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -1,4 +1,4 @@
-"""Runs that survive: exact resume, Ctrl-C and SIGTERM, non-finite losses, failed saves, --keep-last.
+"""Runs that survive: exact resume, Ctrl-C, SIGTERM, non-finite losses, failed saves, --keep-last.
 
 The exactness tests run the CLI in subprocesses with single-threaded BLAS, because the number
 of threads can change the order of float sums and so the last bits of the weights.

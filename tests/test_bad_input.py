@@ -1,0 +1,283 @@
+"""Every bad input a user can hand charrnn: one line `Error: ...`, exit 1 (2 for usage), no
+traceback, and nothing already saved changed."""
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from charrnn import checkpoint, config
+from charrnn.cli import main
+from test_resume import read_only, snapshot
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
+TINY = os.path.join(ROOT, "configs", "tiny.yaml")
+QUICK = ["--config", TINY, "--steps", 10, "--eval-every", 5, "--sample-length", 0]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments, code=1):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "small.txt"
+    with open(SHAKESPEARE, encoding="utf-8") as f:
+        path.write_text(f.read(4000), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def saved_run(corpus, tmp_path_factory):
+    """A finished run; every failing command below points at it and must leave it as it was."""
+    out = tmp_path_factory.mktemp("run")
+    result = run("train", corpus, *QUICK, "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture
+def unchanged(saved_run):
+    before = snapshot(saved_run)
+    yield saved_run
+    assert snapshot(saved_run) == before
+
+
+# --- config files ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, fragments", [
+    ("- hidden_size\n- 12\n", ["must be a mapping", "list"]),
+    ("just words\n", ["must be a mapping", "str"]),
+    ("hidden_sise: 12\n", ["unknown config key 'hidden_sise'"]),
+    ("lr: 0.1\nsteps: 5\nlr: 0.2\n", ["duplicate key 'lr'", "line 3", "bad.yaml"]),
+    ("hidden_size: big\n", ["'hidden_size' must be int", "'big'"]),
+    ("layers: 1.5\n", ["'layers' must be int"]),
+    ("lr: true\n", ["'lr' must be float"]),
+    ("dropout: [0.1]\n", ["'dropout' must be float"]),
+    ("cell: 3\n", ["'cell' must be str"]),
+    ("cell: transformer\n", ["'cell' must be one of"]),
+    ("lr: .nan\n", ["'lr' must be float"]),
+    ("hidden_size: 0\n", ["'hidden_size' must be positive"]),
+    ("batch_size: -4\n", ["'batch_size' must be positive"]),
+    ("seq_len: 0\n", ["'seq_len' must be positive"]),
+    ("layers: -1\n", ["'layers' must be positive"]),
+    ("steps: 0\n", ["'steps' must be positive"]),
+    ("eval_every: 0\n", ["'eval_every' must be positive"]),
+    ("keep_last: -2\n", ["'keep_last' must not be negative"]),
+    ("time_limit: 0\n", ["'time_limit' must be positive"]),
+    ("dropout: 1\n", ["'dropout' must be in [0, 1)"]),
+    ("val_frac: 0\n", ["'val_frac' must be in (0, 1)"]),
+    ("lr: [1, 2\n", ["not valid YAML"]),
+    ("lr: !!python/object/apply:os.system ['touch PWNED']\n", ["not valid YAML"]),
+    ("!!python/object:collections.OrderedDict {}\n", ["not valid YAML"]),
+])
+def test_bad_config_file(corpus, unchanged, tmp_path, monkeypatch, text, fragments):
+    monkeypatch.chdir(tmp_path)  # where a `touch PWNED` would land if the tag were obeyed
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = run("train", corpus, "--config", path, "--out", unchanged)
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_config_file_not_utf8_or_a_directory(corpus, unchanged, tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"cell: r\xe9seau\n")
+    assert_one_line_error(run("train", corpus, "--config", path, "--out", unchanged),
+                          "cannot read config")
+    assert run("train", corpus, "--config", tmp_path, "--out", unchanged).exit_code == 2
+
+
+def test_numbers_yaml_reads_as_strings_are_coerced(tmp_path):
+    assert yaml.safe_load("lr: 1e-3")["lr"] == "1e-3"  # YAML 1.1: no dot, so not a float
+    path = tmp_path / "sci.yaml"
+    path.write_text("lr: 1e-3\nhidden_size: 3.2e1\nsteps: '10'\n")
+    cfg = config.load(path)
+    assert (cfg.lr, cfg.hidden_size, cfg.steps) == (0.001, 32, 10)
+    assert isinstance(cfg.lr, float) and isinstance(cfg.hidden_size, int)
+
+
+def test_flag_values_are_checked_like_the_file(corpus, unchanged):
+    assert_one_line_error(run("train", corpus, *QUICK, "--out", unchanged, "--hidden-size", -3),
+                          "'hidden_size' must be positive")
+    assert run("train", corpus, *QUICK, "--out", unchanged, "--lr", "fast").exit_code == 2
+
+
+def test_model_too_large_for_memory(corpus, unchanged):
+    result = run("train", corpus, *QUICK, "--out", unchanged, "--hidden-size", 10**10)
+    assert_one_line_error(result, "out of memory")
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+def _arrays(path):
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _with(arrays, changes):
+    """A copy of arrays with keys replaced, or dropped where the new value is None."""
+    out = {**arrays, **changes}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _npy_bytes():
+    buf = io.BytesIO()
+    np.save(buf, np.arange(10))
+    return buf.getvalue()
+
+
+def _bad_checkpoints(good):
+    """name -> (bytes or arrays of a broken checkpoint, a fragment of the expected error)."""
+    a = _arrays(good)
+    raw = open(good, "rb").read()
+    nan_by = a["param/by"].copy()
+    nan_by[0] = np.nan
+    inf_m = a["optim/m.Wy"].copy()
+    inf_m[0, 0] = np.inf
+    return {
+        "truncated": (raw[:len(raw) // 2], "not a readable charrnn .npz"),
+        "empty": (b"", "not a readable charrnn .npz"),
+        "text": (b"this is not a checkpoint\n", "not a readable charrnn .npz"),
+        "npy": (_npy_bytes(), "not an .npz archive"),
+        "pickled": (_with(a, {"vocab": np.array([{"a": 1}], dtype=object)}), "not a readable"),
+        "no_vocab": (_with(a, {"vocab": None}), "lacks the key 'vocab'"),
+        "no_weight": (_with(a, {"param/Wy": None}), "missing param/Wy"),
+        "extra_weight": (_with(a, {"param/W9": a["param/by"]}), "unexpected param/W9"),
+        "wrong_shape": (_with(a, {"param/Wy": a["param/Wy"].T.copy()}), "param/Wy has shape"),
+        "wrong_dtype": (_with(a, {"param/Wy": a["param/Wy"].astype(np.float64)}), "dtype float64"),
+        "nan_weight": (_with(a, {"param/by": nan_by}), "param/by holds non-finite"),
+        "inf_optimizer": (_with(a, {"optim/m.Wy": inf_m}), "non-finite"),
+        "newer": (_with(a, {"format_version": np.array(2)}), "format version 2, newer"),
+        "version_text": (_with(a, {"format_version": np.array("1")}), "'format_version'"),
+        "bad_config": (_with(a, {"config": np.array('{"hidden_sise": 3}')}), "bad config"),
+        "config_not_json": (_with(a, {"config": np.array("{")}), "bad config"),
+        "bad_vocab": (_with(a, {"vocab": np.array([0xD800], dtype=np.uint32)}), "'vocab'"),
+        "bad_rng": (_with(a, {"rng_state": np.array("[1, 2]")}), "'rng_state'"),
+        "negative_step": (_with(a, {"step": np.array(-5)}), "'step' is negative"),
+    }
+
+
+def _write(path, content):
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        with open(path, "wb") as f:
+            np.savez(f, **content)
+
+
+BAD = ["truncated", "empty", "text", "npy", "pickled", "no_vocab", "no_weight", "extra_weight",
+       "wrong_shape", "wrong_dtype", "nan_weight", "inf_optimizer", "newer", "version_text",
+       "bad_config", "config_not_json", "bad_vocab", "bad_rng", "negative_step"]
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_checkpoint(corpus, saved_run, tmp_path, name):
+    content, fragment = _bad_checkpoints(saved_run / "last.npz")[name]
+    path = tmp_path / f"{name}.npz"
+    _write(path, content)
+    for args in (["sample", "--ckpt", path, "--length", 5], ["eval", "--ckpt", path, corpus],
+                 ["train", corpus, "--resume", path, "--steps", 20],
+                 ["train", corpus, "--init-from", path, "--out", tmp_path / "ft"]):
+        assert_one_line_error(run(*args), fragment, str(path))
+    assert sorted(os.listdir(tmp_path)) == [f"{name}.npz"]  # no run was started
+
+
+def test_bad_checkpoint_in_a_run_directory_changes_nothing(corpus, saved_run, tmp_path):
+    import shutil
+    out = tmp_path / "run"
+    shutil.copytree(saved_run, out)
+    raw = (out / "last.npz").read_bytes()
+    (out / "last.npz").write_bytes(raw[:1000])
+    before = snapshot(out)
+    assert_one_line_error(run("train", corpus, *QUICK, "--resume", out / "last.npz",
+                              "--steps", 20), "not a readable")
+    assert snapshot(out) == before
+
+
+def test_missing_checkpoint_or_a_directory(saved_run):
+    assert_one_line_error(run("sample", "--ckpt", saved_run / "nope.npz"), "does not exist")
+    assert run("sample", "--ckpt", saved_run).exit_code == 2  # click.Path(dir_okay=False)
+
+
+# --- corpora ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content, fragments", [
+    (b"", ["empty"]),
+    (b"to be or not to be\n" * 3, ["fewer than one batch"]),
+    (b"hello\xc3\x28 world" * 200, ["not valid UTF-8", "byte offset 5"]),
+    (b"fine text\n" * 50 + b"\xff\xfe broken", ["byte offset 500"]),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 20, ["binary"]),
+])
+def test_bad_corpus(unchanged, tmp_path, content, fragments):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(content)
+    assert_one_line_error(run("train", path, *QUICK, "--out", unchanged), *fragments)
+
+
+def test_validation_split_too_short_to_score(unchanged, tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("abcdefghij" * 200)  # 2,000 characters: 1% is 20, 0.04% is 0
+    assert_one_line_error(run("train", path, *QUICK, "--out", unchanged, "--val-frac", 0.0004),
+                          "validation split has 0 characters")
+
+
+def test_single_distinct_character_trains(tmp_path):
+    """Decided: not an error. The next character is certain, so the loss is exactly 0."""
+    path = tmp_path / "a.txt"
+    path.write_text("a" * 3000)
+    out = tmp_path / "run"
+    result = run("train", path, *QUICK, "--out", out)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert records[-1]["val_loss"] == 0.0 and records[-1]["train_loss"] == 0.0
+    sample = run("sample", "--ckpt", out / "best.npz", "--length", 20, "--seed", 1)
+    assert sample.exit_code == 0 and sample.stdout == "a" * 20 + "\n"
+
+
+def test_bom_and_crlf_are_kept_as_characters(tmp_path):
+    text = "\ufeff" + "First line.\r\nSecond line, longer.\r\n" * 100
+    path = tmp_path / "windows.txt"
+    path.write_bytes(text.encode("utf-8"))
+    out = tmp_path / "run"
+    assert run("train", path, *QUICK, "--out", out).exit_code == 0
+    vocab = checkpoint.load(out / "last.npz").vocab
+    assert "\ufeff" in vocab and "\r" in vocab and "\n" in vocab
+    assert set(vocab) == set(text)
+
+
+# --- sampling and output paths ---------------------------------------------------------------
+
+def test_prime_with_unknown_characters(saved_run):
+    result = run("sample", "--ckpt", saved_run / "last.npz", "--prime", "caf\u00e9 \u2603")
+    assert_one_line_error(result, "'é'", "'☃'")
+    assert result.stdout == ""
+
+
+def test_output_path_under_a_file(corpus, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("keep me")
+    assert_one_line_error(run("train", corpus, *QUICK, "--out", blocker), "not writable")
+    assert_one_line_error(run("train", corpus, *QUICK, "--out", blocker / "run"), "not writable")
+    assert blocker.read_text() == "keep me"
+
+
+def test_output_path_read_only(corpus, unchanged):
+    with read_only(unchanged):
+        result = run("train", corpus, *QUICK, "--out", unchanged)
+        nested = run("train", corpus, *QUICK, "--out", unchanged / "new")
+    assert_one_line_error(result, "not writable")
+    assert_one_line_error(nested, "not writable")
