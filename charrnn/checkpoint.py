@@ -38,6 +38,7 @@ class Checkpoint:
     # averages the same steps as an uninterrupted run's
     loss_sum: float = 0.0
     loss_count: int = 0
+    format_version: int = FORMAT_VERSION  # as read; save() always writes FORMAT_VERSION
 
     @property
     def spec(self):
@@ -163,7 +164,7 @@ def load(path):
     spec = spec_of(cfg, len(vocab))
     params = _checked_group(arrays, "param/", model.param_shapes(spec), cfg.dtype, path)
     ck = Checkpoint(config=cfg, vocab=vocab, params=params,
-                    step=_scalar(arrays, "step", "iu", path))
+                    step=_scalar(arrays, "step", "iu", path), format_version=version)
     for key, kind in (("chars", "iu"), ("elapsed", "f"), ("best_val", "f"),
                       ("data_position", "iu"), ("corpus_hash", "U"), ("loss_sum", "f"),
                       ("loss_count", "iu")):

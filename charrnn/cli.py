@@ -10,11 +10,11 @@ import sys
 import click
 import numpy as np
 
-from . import checkpoint, config as config_mod, corpus as corpus_mod, data
+from . import checkpoint, config as config_mod, corpus as corpus_mod, data, report
 from .errors import CharrnnError
 from .evaluate import score
 from .loss import bits
-from .sample import generate
+from .sample import generate, until
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -31,6 +31,11 @@ class _Group(click.Group):
             # e.g. a hidden_size of 1e9 in a config: a user's mistake, not a crash
             raise click.ClickException("out of memory: the model, batch or corpus is too large "
                                        "for this machine") from None
+        except KeyboardInterrupt:
+            # Ctrl-C outside the training loop (which saves and exits by itself): nothing of
+            # this command was saved; 130 as the shell would report it, not Click's 1
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)
@@ -65,6 +70,17 @@ TRAIN_FLAGS = [
     ("--sample-length", "sample_length", int, "characters of sample shown at each evaluation"),
     ("--keep-last", "keep_last", click.IntRange(min=0),
      "also keep the N most recent periodic checkpoints RUN/step-NNNNNN.npz (0 = none)"),
+    ("--eval-chars", "eval_chars", int,
+     "score at most the first N validation characters at each evaluation (0 = all)"),
+    ("--cache-dir", "cache_dir", str, "folder for the corpus id cache (default ~/.cache/charrnn)"),
+    ("--lr-schedule", "lr_schedule", click.Choice(["constant", "cosine", "step"]),
+     "learning-rate schedule after warmup"),
+    ("--warmup-steps", "warmup_steps", int, "ramp the learning rate up linearly over N steps"),
+    ("--lr-min", "lr_min", float, "cosine: the learning rate reached at --steps"),
+    ("--lr-decay", "lr_decay", float, "step: multiply the learning rate by this ..."),
+    ("--lr-decay-every", "lr_decay_every", int, "step: ... every N steps"),
+    ("--patience", "patience", int,
+     "stop after N evaluations without a better validation loss (0 = never)"),
 ]
 
 
@@ -75,17 +91,19 @@ def _train_options(f):
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("corpus", type=click.Path(dir_okay=False))
+@click.argument("corpus", nargs=-1, required=True, type=click.Path())
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="YAML config file; flags override it")
+@click.option("--dry-run", is_flag=True,
+              help="print the model size, batches per epoch and a memory estimate; train nothing")
 @click.option("--resume", "resume_path", type=click.Path(dir_okay=False),
               help="continue the run that saved this checkpoint, in its folder")
 @click.option("--init-from", "init_path", type=click.Path(dir_okay=False),
               help="start a new run from this checkpoint's weights (fine-tuning)")
 @_train_options
 @click.pass_context
-def train(ctx, corpus, config_path, resume_path, init_path, **overrides):
-    """Train a model on CORPUS (a UTF-8 text file)."""
+def train(ctx, corpus, config_path, dry_run, resume_path, init_path, **overrides):
+    """Train a model on CORPUS: UTF-8 text files, or folders of them (read in sorted order)."""
     from . import resume as resume_mod
     from .train import train as run_training
     if resume_path and init_path:
@@ -97,7 +115,10 @@ def train(ctx, corpus, config_path, resume_path, init_path, **overrides):
         ck, cfg = resume_mod.for_init(init_path, config_path, overrides)
     else:
         cfg = config_mod.load(config_path, overrides)
-    text = corpus_mod.load(corpus, vocab=ck.vocab if ck else None)
+    vocab = ck.vocab if ck else None
+    if dry_run:
+        return _dry_run(cfg, corpus, vocab)
+    text = corpus_mod.open_corpus(corpus, cfg.cache_dir, vocab=vocab, progress=True)
     if resume_path:
         resume_mod.check_corpus(ck, text, resume_path)
         _echo_err(resume_mod.describe(ck, cfg))
@@ -113,6 +134,19 @@ def train(ctx, corpus, config_path, resume_path, init_path, **overrides):
                f"({bits(best):.3f} bits/char); checkpoints in {cfg.out}", err=True)
 
 
+def _dry_run(cfg, paths, vocab):
+    """The first corpus pass only (nothing is cached), then the report on stdout."""
+    sc = corpus_mod.scan(paths, progress=True)
+    if vocab is not None:
+        corpus_mod.check_vocab(sc, vocab)
+    est = report.estimate(cfg, sc.chars, len(vocab or sc.vocab))
+    for line in report.dry_run_lines(cfg, est, sc.source):
+        click.echo(line)
+    for warning in report.warnings(cfg, est):
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo("dry run: nothing was trained or written", err=True)
+
+
 @main.command(context_settings=CONTEXT)
 @click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="checkpoint (.npz)")
 @click.option("--length", default=500, show_default=True, type=click.IntRange(min=0))
@@ -120,22 +154,38 @@ def train(ctx, corpus, config_path, resume_path, init_path, **overrides):
               help="0 picks the most likely character every time")
 @click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0),
               help="sample only among the K most likely characters (0 = all)")
+@click.option("--top-p", default=1.0, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True),
+              help="sample only among the most likely characters whose probabilities add up to P")
 @click.option("--prime", default="", help="text to start from (it is printed first)")
+@click.option("--prime-file", type=click.Path(dir_okay=False),
+              help="start from the text of this UTF-8 file instead")
+@click.option("--stop", default="", help="end a sample once it has generated this text")
+@click.option("--num-samples", default=1, show_default=True, type=click.IntRange(min=1),
+              help="independent samples; each is preceded by a line '=== sample K/N ===' when N > 1")
 @click.option("--seed", default=None, type=int, help="random seed (default: unpredictable)")
-def sample(ckpt, length, temperature, top_k, prime, seed):
+def sample(ckpt, length, temperature, top_k, top_p, prime, prime_file, stop, num_samples, seed):
     """Generate text from a checkpoint; the text streams to stdout."""
+    if prime and prime_file:
+        raise click.UsageError("--prime and --prime-file cannot be used together")
     ck = checkpoint.load(ckpt)
+    if prime_file:
+        prime = corpus_mod.read_text(prime_file)
     prime_ids = data.encode(prime, ck.vocab) if prime else np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(seed)
     out = sys.stdout
-    out.write(prime)
-    for i, ch in enumerate(generate(ck.params, ck.spec, ck.vocab, length, rng,
-                                    temperature=temperature, top_k=top_k, prime=prime_ids)):
-        out.write(ch)
-        if ch == "\n" or i % 64 == 0:
-            out.flush()
-    out.write("\n")
-    out.flush()
+    for k in range(num_samples):
+        if num_samples > 1:
+            out.write(f"=== sample {k + 1}/{num_samples} ===\n")
+        out.write(prime)
+        chars = generate(ck.params, ck.spec, ck.vocab, length, rng, temperature=temperature,
+                         top_k=top_k, top_p=top_p, prime=prime_ids)
+        for i, ch in enumerate(until(chars, stop) if stop else chars):
+            out.write(ch)
+            if ch == "\n" or i % 64 == 0:
+                out.flush()
+        out.write("\n")
+        out.flush()
 
 
 @main.command("eval", context_settings=CONTEXT)
@@ -157,3 +207,33 @@ def eval_cmd(ckpt, textfile, as_json):
     else:
         click.echo(f"{nats:.4f} nats/char, {bits(nats):.4f} bits/char, perplexity "
                    f"{result['perplexity']:.3f}, {n:,} characters scored")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("ckpt", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def info(ckpt, as_json):
+    """What the checkpoint CKPT holds: model, vocabulary, progress, best validation loss."""
+    summary = report.checkpoint_info(checkpoint.load(ckpt))
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        for line in report.info_lines(summary):
+            click.echo(line)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path())
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="PNG file to write  [default: RUN/loss.png]")
+def plot(run, output):
+    """Plot a run's train and validation loss against characters seen, as a PNG.
+
+    RUN is a run directory (or its metrics.jsonl). Needs matplotlib: pip install 'charrnn[plot]'.
+    """
+    from . import plot as plot_mod
+    records = plot_mod.read_metrics(run)
+    run_dir = run if os.path.isdir(run) else os.path.dirname(run) or "."
+    output = output or os.path.join(run_dir, "loss.png")
+    plot_mod.plot_losses(records, output, title=os.path.basename(os.path.abspath(run_dir)))
+    click.echo(f"wrote {output}", err=True)

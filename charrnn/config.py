@@ -12,7 +12,7 @@ import yaml
 
 from .cells import CELLS
 from .errors import CharrnnError
-from .optim import OPTIMIZERS
+from .optim import LR_SCHEDULES, OPTIMIZERS
 
 
 @dataclass
@@ -27,15 +27,23 @@ class TrainConfig:
     batch_size: int = 64
     seq_len: int = 100
     val_frac: float = 0.1
+    eval_chars: int = 1_000_000  # validation characters scored per evaluation (0: all)
+    cache_dir: Optional[str] = None  # where corpus ids are cached (None: ~/.cache/charrnn)
     # optimisation
     optimizer: str = "adam"
     lr: float = 2e-3
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    lr_min: float = 0.0  # cosine: the floor reached at `steps`
+    lr_decay: float = 0.5  # step: multiply the learning rate by this ...
+    lr_decay_every: int = 1000  # ... every this many steps after warmup
     clip: float = 5.0
     clip_mode: str = "norm"
     # run length and logging
     steps: int = 1000
     time_limit: Optional[float] = None
     eval_every: int = 200
+    patience: int = 0  # stop after this many evaluations without a new best (0: never)
     sample_length: int = 200
     seed: int = 0
     out: str = "run"
@@ -47,14 +55,18 @@ CHOICES = {
     "dtype": ("float32", "float64"),
     "optimizer": OPTIMIZERS,
     "clip_mode": ("norm", "value"),
+    "lr_schedule": LR_SCHEDULES,
 }
-POSITIVE = ("hidden_size", "layers", "batch_size", "seq_len", "lr", "steps", "eval_every")
-NON_NEGATIVE = ("clip", "sample_length", "seed", "keep_last")
+POSITIVE = ("hidden_size", "layers", "batch_size", "seq_len", "lr", "steps", "eval_every",
+            "lr_decay_every")
+NON_NEGATIVE = ("clip", "sample_length", "seed", "keep_last", "warmup_steps", "lr_min", "patience",
+                "eval_chars")
 # What `--resume` may change: options that steer the optimisation and the logging. Everything
 # else decides what the checkpoint's arrays mean (model shape, batch layout, split, optimizer
 # slots, seed) and must stay as it was; `out` is always the checkpoint's folder.
 RESUMABLE = ("lr", "clip", "clip_mode", "steps", "time_limit", "eval_every", "sample_length",
-             "keep_last")
+             "keep_last", "lr_schedule", "warmup_steps", "lr_min", "lr_decay", "lr_decay_every",
+             "patience", "eval_chars", "cache_dir")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -124,6 +136,10 @@ def validate(cfg):
         raise CharrnnError(f"config key 'val_frac' must be in (0, 1), got {cfg.val_frac!r}")
     if cfg.time_limit is not None and cfg.time_limit <= 0:
         raise CharrnnError(f"config key 'time_limit' must be positive, got {cfg.time_limit!r}")
+    if not 0.0 < cfg.lr_decay <= 1.0:
+        raise CharrnnError(f"config key 'lr_decay' must be in (0, 1], got {cfg.lr_decay!r}")
+    if cfg.lr_min > cfg.lr:
+        raise CharrnnError(f"config key 'lr_min' ({cfg.lr_min!r}) must not exceed lr ({cfg.lr!r})")
     return cfg
 
 

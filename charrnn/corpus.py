@@ -11,7 +11,7 @@ SEPARATOR, U+001C (the ASCII "file separator" control character), so the model s
 document ends and the next begins. A single file is read as it is.
 
 Besides the training loop this is the one module that uses tqdm: both passes show a byte-count
-progress bar on stderr when asked to.
+progress bar on stderr when asked to and stderr is a terminal.
 """
 import codecs
 import hashlib
@@ -109,7 +109,7 @@ def list_files(paths):
     return files, separated, skipped
 
 
-def _pieces(files, separated):
+def _pieces(files, separated, what="corpus"):
     """Yield (raw bytes, text or None) for the whole corpus in order; text is None when raw is
     ASCII (then raw is the text). The UTF-8 is checked with an incremental decoder, so a
     character split between two chunks is joined, and an error names the file's byte offset."""
@@ -120,13 +120,13 @@ def _pieces(files, separated):
         try:
             f = open(path, "rb")
         except OSError as e:
-            raise CharrnnError(f"cannot read corpus {path}: {e.strerror}") from None
+            raise CharrnnError(f"cannot read {what} {path}: {e.strerror}") from None
         with f:
             while True:
                 try:
                     raw = f.read(CHUNK_BYTES)
                 except OSError as e:
-                    raise CharrnnError(f"cannot read corpus {path}: {e.strerror}") from None
+                    raise CharrnnError(f"cannot read {what} {path}: {e.strerror}") from None
                 pending = len(decoder.getstate()[0])  # bytes of a character the last chunk began
                 try:
                     if pending == 0 and raw.isascii():
@@ -136,7 +136,7 @@ def _pieces(files, separated):
                 except UnicodeDecodeError as e:
                     at = offset - pending + e.start
                     raise CharrnnError(
-                        f"corpus {path} is not valid UTF-8: byte 0x{e.object[e.start]:02x} at byte "
+                        f"{what} {path} is not valid UTF-8: byte 0x{e.object[e.start]:02x} at byte "
                         f"offset {at} ({e.reason})") from None
                 if not raw:
                     break
@@ -147,15 +147,17 @@ def _pieces(files, separated):
 
 
 def _bar(progress, total, desc):
+    # only on a terminal (disable=None), and only for a pass that takes more than a second
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True)
+                file=sys.stderr, disable=None if progress else True, delay=1.0, leave=False,
+                dynamic_ncols=True)
 
 
 def _describe(paths, files, skipped):
     if len(files) == 1 and len(paths) == 1 and files[0] == os.fspath(paths[0]):
         return files[0]
     where = ", ".join(map(os.fspath, paths[:3])) + (" ..." if len(paths) > 3 else "")
-    extra = f", {skipped} binary files skipped" if skipped else ""
+    extra = f", {skipped} binary file{'s' * (skipped != 1)} skipped" if skipped else ""
     return f"{len(files)} files from {where}{extra}"
 
 
@@ -296,10 +298,9 @@ def load(path, vocab=None, progress=False):
     return Corpus(ids=ids, vocab=vocab, hash=sc.hash, source=sc.source)
 
 
-def read_text(path):
-    """The UTF-8 text of one small file (a prime), checked as a corpus file is."""
-    if os.path.isdir(path):
-        raise CharrnnError(f"{path} is a directory, not a text file")
-    files, _, _ = list_files([path])
+def read_text(path, what="prime file"):
+    """The UTF-8 text of one small file (a prime); errors call it `what`."""
+    if not os.path.isfile(path):
+        raise CharrnnError(f"{what} {path} does not exist or is not a file")
     return "".join(raw.decode("ascii") if text is None else text
-                   for raw, text in _pieces(files, separated=False))
+                   for raw, text in _pieces([path], separated=False, what=what))

@@ -41,3 +41,13 @@ def generate(params, spec, vocab, length, rng, temperature=1.0, top_k=0, top_p=0
         out, state = model.step(params, spec, table, np.array([last]), state)
         last = next_id(out[0], temperature, top_k, top_p, rng)
         yield vocab[last]
+
+
+def until(chars, stop):
+    """Pass chars through and end right after the first time they spell out stop (included)."""
+    tail = ""
+    for ch in chars:
+        yield ch
+        tail = (tail + ch)[-len(stop):]
+        if tail == stop:
+            return

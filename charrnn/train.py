@@ -11,7 +11,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, config as config_mod, data, interrupt, model, optim, rundir
+from . import checkpoint, config as config_mod, data, interrupt, model, optim, report, rundir
 from .errors import CharrnnError
 from .evaluate import score
 from .loss import bits
@@ -63,6 +63,7 @@ class Run:
         self.rng = np.random.default_rng(cfg.seed)
         self.stopped_by = None  # the signal that stopped the run early, if any
         self.last_val = math.inf
+        self.evals_since_best = 0  # for `patience`; not saved: a resumed run counts afresh
         if resume is None:
             self.params = model.init_params(self.spec, self.rng)
             if init_from is not None:
@@ -103,14 +104,17 @@ class Run:
             raise CharrnnError(f"non-finite loss or gradient at step {self.step + 1} "
                                f"(loss {loss}, gradient norm {norm}); the update was not applied "
                                f"and the saved checkpoints are kept; try a lower --lr")
-        optim.apply(cfg.optimizer, self.params, grads, self.opt, cfg.lr)
+        optim.apply(cfg.optimizer, self.params, grads, self.opt, lr_for(cfg, self.step))
         self.state = new_state
         self.step += 1
         self.chars += x.size
         return loss, norm
 
     def validation_loss(self):
-        total, n = score(self.params, self.spec, self.val_ids, self.cfg.batch_size, self.cfg.seq_len)
+        """Loss on the first eval_chars characters of the validation split (all when 0), so that
+        evaluating a large corpus's split does not stall training."""
+        ids = self.val_ids[:self.cfg.eval_chars or None]
+        total, n = score(self.params, self.spec, ids, self.cfg.batch_size, self.cfg.seq_len)
         return total / max(n, 1)
 
     def checkpoint(self):
@@ -125,6 +129,12 @@ class Run:
         rng = np.random.default_rng([self.cfg.seed, self.step])
         return "".join(generate(self.params, self.spec, self.corpus.vocab,
                                 self.cfg.sample_length, rng))
+
+
+def lr_for(cfg, step):
+    """The learning rate of update number step (0-based) under cfg's schedule."""
+    return optim.lr_at(step, cfg.lr, cfg.lr_schedule, cfg.steps, cfg.warmup_steps, cfg.lr_min,
+                       cfg.lr_decay, cfg.lr_decay_every)
 
 
 def _log_line(rec):
@@ -148,6 +158,8 @@ def train(cfg, corpus, resume=None, progress=True, echo=None, init_from=None):
     echo(f"corpus {corpus.source}: {len(corpus):,} characters, vocabulary of {len(corpus.vocab)}; "
          f"{cfg.cell} {cfg.layers}x{cfg.hidden_size}, {n_params:,} parameters; "
          f"{run.batches.windows_per_epoch:,} steps per epoch; run directory {run_dir}")
+    for warning in report.warnings(cfg, report.estimate(cfg, len(corpus), len(corpus.vocab))):
+        echo(f"Warning: {warning}")
     _write_text_atomic(os.path.join(run_dir, "config.yaml"), config_mod.dump(cfg))
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     if resume is None and os.path.exists(metrics_path):
@@ -171,12 +183,14 @@ def train(cfg, corpus, resume=None, progress=True, echo=None, init_from=None):
             run.loss_sum, run.loss_count = 0.0, 0
         rec = {"step": run.step, "chars": run.chars, "elapsed": round(run.elapsed, 3),
                "train_loss": train_loss, "train_bpc": bits(train_loss),
-               "val_loss": val, "val_bpc": bits(val), "lr": cfg.lr}
+               "val_loss": val, "val_bpc": bits(val), "lr": lr_for(cfg, max(run.step - 1, 0))}
         # the log line first: if a save below fails, resuming drops the line again
         rundir.append_metrics(metrics_path, rec)
         improved = val < run.best_val
         if improved and on_grid:
             run.best_val = val
+        if on_grid:
+            run.evals_since_best = 0 if improved else run.evals_since_best + 1
         ck = run.checkpoint()
         checkpoint.save(os.path.join(run_dir, "last.npz"), ck)
         if improved:
@@ -206,6 +220,10 @@ def train(cfg, corpus, resume=None, progress=True, echo=None, init_from=None):
             if run.step % cfg.eval_every == 0:
                 evaluate_and_save()
                 evaluated_at = run.step
+                if cfg.patience and run.evals_since_best >= cfg.patience:
+                    echo(f"stopping early: no better validation loss in the last "
+                         f"{cfg.patience} evaluations")
+                    break
         bar.close()
         if stop.signum is not None:
             # no evaluation: stop promptly, with everything a resume needs in last.npz

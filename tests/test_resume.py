@@ -23,7 +23,6 @@ from charrnn.cli import main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 TINY = os.path.join(ROOT, "configs", "tiny.yaml")
-ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # two stacked LSTM layers with dropout: the carried (h, c) state and the dropout generator must
 # both come back from the checkpoint; a 4,000-character corpus makes the streams wrap (24
 # windows per epoch) so the data position and the state reset at the wrap are exercised too
@@ -40,9 +39,15 @@ def small_corpus(tmp_path_factory):
     return path
 
 
+def single_threaded():
+    # read at call time: conftest points the corpus cache elsewhere after this module loads
+    return {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1"}
+
+
 def cli_process(*args):
     return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=ROOT,
-                          env=ENV, capture_output=True, text=True, timeout=300)
+                          env=single_threaded(), capture_output=True, text=True, timeout=300)
 
 
 def run(*args):
@@ -124,7 +129,8 @@ def test_signal_saves_last_and_resume_is_exact(small_corpus, tmp_path, sig):
     with open(tmp_path / "stderr", "w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "charrnn", "train", str(small_corpus), *map(str, EXACT),
-             "--out", str(out), "--steps", "1000000"], cwd=ROOT, env=ENV, stderr=err)
+             "--out", str(out), "--steps", "1000000"], cwd=ROOT, env=single_threaded(),
+            stderr=err)
         deadline = time.time() + 60
         log = out / "metrics.jsonl"
         while not log.exists() or log.read_text().count("\n") < 2:  # evaluated at step 10
@@ -174,6 +180,15 @@ def test_second_ctrl_c_during_the_save_changes_nothing(small_corpus, tmp_path, m
     ck = checkpoint.load(out / "last.npz")
     assert ck.step == 7 and ck.loss_count == 2  # steps 6 and 7, since the evaluation at 5
     assert no_temporary_files(out)
+
+
+def test_ctrl_c_before_training_exits_130(small_corpus, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli.config_mod, "load", interrupted)
+    result = run("train", small_corpus, "--out", tmp_path / "run")
+    assert result.exit_code == 130 and "Interrupted." in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_non_finite_loss_stops_and_keeps_the_checkpoints(small_corpus, tmp_path, monkeypatch):

@@ -1,0 +1,294 @@
+"""The tools around a run: training on folders with the id cache, bounded evaluation, the
+learning-rate schedule, early stopping, `info`, `train --dry-run`, sampling options and `plot`."""
+import builtins
+import hashlib
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import checkpoint, config, corpus, optim, report, train
+from charrnn.cli import main
+from charrnn.evaluate import score
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(ROOT, "configs", "tiny.yaml")
+SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
+QUICK = ("--config", TINY, "--sample-length", 0, "--val-frac", 0.1)
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(result, fragment, code=1):
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], lines
+
+
+@pytest.fixture(scope="module")
+def books(tmp_path_factory):
+    """A folder of two text files (and a binary one that is skipped) cut from Shakespeare."""
+    root = tmp_path_factory.mktemp("books")
+    with open(SHAKESPEARE, encoding="utf-8") as f:
+        text = f.read(40000)
+    (root / "act2").mkdir()
+    (root / "act1.txt").write_text(text[:20000], encoding="utf-8")
+    (root / "act2" / "scene.txt").write_text(text[20000:], encoding="utf-8")
+    (root / "cover.jpg").write_bytes(b"\xff\xd8\xff\x00\x10JFIF")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_run(books, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cache = tmp_path_factory.mktemp("cache")
+    result = run("train", books, *QUICK, "--out", out, "--cache-dir", cache, "--steps", 30,
+                 "--eval-every", 10)
+    assert result.exit_code == 0, result.output
+    return out, cache
+
+
+# ---- any corpus size ----------------------------------------------------------------------
+
+def test_training_on_a_folder_caches_its_ids_once(books, tiny_run, tmp_path):
+    out, cache = tiny_run
+    (cached,) = os.listdir(cache)
+    ck = checkpoint.load(out / "last.npz")
+    sep = corpus.SEPARATOR.encode()
+    raw = (books / "act1.txt").read_bytes() + sep + (books / "act2" / "scene.txt").read_bytes() + sep
+    assert ck.corpus_hash == hashlib.sha256(raw).hexdigest()[:16] and cached.startswith(ck.corpus_hash)
+    assert corpus.SEPARATOR in ck.vocab
+    before = os.stat(cache / cached).st_mtime_ns
+    again = run("train", books, *QUICK, "--out", tmp_path / "again", "--cache-dir", cache,
+                "--steps", 10, "--eval-every", 10)
+    assert again.exit_code == 0, again.output
+    assert os.listdir(cache) == [cached] and os.stat(cache / cached).st_mtime_ns == before
+
+
+def test_several_files_on_the_command_line(books, tmp_path):
+    result = run("train", books / "act2" / "scene.txt", books / "act1.txt", *QUICK,
+                 "--out", tmp_path / "r", "--steps", 5, "--eval-every", 5, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "2 files from" in result.stdout and "40,002 characters" in result.stdout
+
+
+def test_validation_scores_only_the_first_eval_chars(books, tmp_path):
+    c = corpus.open_corpus([books], cache_dir=tmp_path)
+    cfg = config.build(config.parse_yaml(open(TINY).read()), {"val_frac": 0.2, "eval_chars": 777})
+    r = train.Run(cfg, c)
+    assert len(r.val_ids) > 777
+    total, n = score(r.params, r.spec, r.val_ids[:777], cfg.batch_size, cfg.seq_len)
+    assert n == 776 and r.validation_loss() == pytest.approx(total / n)
+    r.cfg = config.build(config.to_dict(cfg), {"eval_chars": 0})  # 0: the whole split
+    total, n = score(r.params, r.spec, r.val_ids, cfg.batch_size, cfg.seq_len)
+    assert n == len(r.val_ids) - 1 and r.validation_loss() == pytest.approx(total / n)
+
+
+# ---- learning-rate schedule and early stopping ---------------------------------------------
+
+def test_lr_schedules():
+    assert optim.lr_at(0, 1e-3) == optim.lr_at(10**6, 1e-3) == 1e-3
+    warm = [optim.lr_at(s, 1.0, "constant", warmup_steps=4) for s in range(6)]
+    assert warm == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    cos = dict(lr=1.0, schedule="cosine", total_steps=110, warmup_steps=10, lr_min=0.1)
+    assert optim.lr_at(9, **cos) == 1.0 and optim.lr_at(10, **cos) == 1.0
+    assert optim.lr_at(60, **cos) == pytest.approx(0.55)  # halfway: the mean of lr and lr_min
+    assert optim.lr_at(110, **cos) == pytest.approx(0.1) == optim.lr_at(500, **cos)
+    values = [optim.lr_at(s, **cos) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    step = dict(lr=1.0, schedule="step", decay=0.5, decay_every=100)
+    assert [optim.lr_at(s, **step) for s in (0, 99, 100, 250)] == [1.0, 1.0, 0.5, 0.25]
+    with pytest.raises(ValueError):
+        optim.lr_at(0, 1.0, "linear")
+
+
+def test_schedule_config_is_checked(tmp_path):
+    one_line_error(run("train", SHAKESPEARE, "--lr-decay", 1.5, "--out", tmp_path), "lr_decay")
+    one_line_error(run("train", SHAKESPEARE, "--lr", 0.001, "--lr-min", 0.01, "--out", tmp_path),
+                   "lr_min")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr_schedule: linear\n")
+    one_line_error(run("train", SHAKESPEARE, "--config", bad, "--out", tmp_path), "lr_schedule")
+
+
+def test_logged_lr_follows_the_schedule(books, tmp_path):
+    result = run("train", books, *QUICK, "--out", tmp_path, "--steps", 40, "--eval-every", 10,
+                 "--lr-schedule", "cosine", "--warmup-steps", 5, "--lr-min", 1e-4)
+    assert result.exit_code == 0, result.output
+    cfg = config.load(TINY)
+    lrs = [json.loads(line)["lr"] for line in open(tmp_path / "metrics.jsonl")]
+    assert lrs == [pytest.approx(optim.lr_at(s - 1, cfg.lr, "cosine", 40, 5, 1e-4))
+                   for s in (10, 20, 30, 40)]
+    assert optim.lr_at(40, cfg.lr, "cosine", 40, 5, 1e-4) == pytest.approx(1e-4)
+
+
+def test_patience_ends_the_run_normally(books, tmp_path, monkeypatch):
+    losses = iter([3.0, 2.5, 2.6, 2.7, 2.4, 2.3, 2.2])  # best at the 2nd, then two worse
+    monkeypatch.setattr(train.Run, "validation_loss", lambda self: next(losses))
+    result = run("train", books, *QUICK, "--out", tmp_path, "--steps", 70, "--eval-every", 10,
+                 "--patience", 2)
+    assert result.exit_code == 0, result.output
+    assert "stopping early" in result.stderr
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
+    assert steps == [10, 20, 30, 40]
+    assert checkpoint.load(tmp_path / "last.npz").step == 40
+    best = checkpoint.load(tmp_path / "best.npz")
+    assert best.step == 20 and best.best_val == 2.5
+
+
+# ---- info ----------------------------------------------------------------------------------
+
+def test_info(tiny_run):
+    out, _ = tiny_run
+    ck = checkpoint.load(out / "best.npz")
+    result = run("info", out / "best.npz")
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    n = sum(p.size for p in ck.params.values())
+    for fragment in ("rnn, 1 x 32 hidden", f"{n:,}", repr(ck.vocab), "\\n", "\\x1c",
+                     f"step             {ck.step}", f"{ck.chars:,}", f"{ck.best_val:.4f} nats/char",
+                     f"{ck.best_val / math.log(2):.4f} bits/char", ck.corpus_hash,
+                     "format version   1"):
+        assert fragment in text, fragment
+    info = json.loads(run("info", out / "best.npz", "--json").stdout)
+    assert info["parameters"] == n and info["vocab"] == ck.vocab and info["step"] == ck.step
+    assert info["best_val_bpc"] == pytest.approx(ck.best_val / math.log(2))
+    one_line_error(run("info", out / "missing.npz"), "does not exist")
+
+
+# ---- dry run -------------------------------------------------------------------------------
+
+def test_dry_run_reports_and_writes_nothing(books, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    result = run("train", books, *QUICK, "--out", out, "--cache-dir", cache, "--dry-run")
+    assert result.exit_code == 0, result.output
+    sc = corpus.scan([books])
+    cfg = config.build(config.parse_yaml(open(TINY).read()), {"val_frac": 0.1})
+    est = report.estimate(cfg, sc.chars, len(sc.vocab))
+    assert est["parameters"] == report.n_params(checkpoint.spec_of(cfg, len(sc.vocab)))
+    assert est["windows_per_epoch"] == (36001 // 8 - 1) // 20
+    for fragment in (f"{est['parameters']:,} parameters", f"{est['windows_per_epoch']:,} steps per epoch",
+                     f"chars per param  {est['chars_per_param']:,.2f}", "memory estimate  ~"):
+        assert fragment in result.stdout, fragment
+    assert "Warning" not in result.stderr and "nothing was trained or written" in result.stderr
+    assert not out.exists() and not cache.exists()
+
+
+def test_dry_run_warnings(books, tmp_path):
+    result = run("train", books, *QUICK, "--val-frac", 0.0005, "--hidden-size", 256,
+                 "--out", tmp_path / "o", "--dry-run")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+    assert len(warnings) == 2
+    assert "validation split has 20 characters, less than one window" in warnings[0]
+    assert "far too large for the corpus" in warnings[1]
+
+
+def test_memory_estimate_is_of_the_right_size():
+    cfg = config.build(None, {"cell": "lstm", "hidden_size": 512, "layers": 2})
+    est = report.estimate(cfg, 10**8, 100)
+    P = est["parameters"]
+    assert P == 4 * 512 * (100 + 512 + 1) + 4 * 512 * (512 + 512 + 1) + 512 * 100 + 100
+    assert est["params_mb"] == pytest.approx(P * 4 * 4 / 2**20)  # adam: weights, grads, m, v
+    # tracemalloc's peak over a forward and backward pass of this model is 262 MB
+    assert 230 < est["step_mb"] + est["params_mb"] / 2 < 300
+
+
+# ---- sampling ------------------------------------------------------------------------------
+
+def test_top_p_near_zero_is_argmax(tiny_run):
+    ckpt = tiny_run[0] / "best.npz"
+    greedy = run("sample", "--ckpt", ckpt, "--length", 60, "--temperature", 0)
+    nucleus = run("sample", "--ckpt", ckpt, "--length", 60, "--top-p", 1e-9, "--seed", 3)
+    assert nucleus.exit_code == 0 and nucleus.stdout == greedy.stdout
+    full = run("sample", "--ckpt", ckpt, "--length", 60, "--top-p", 1.0, "--seed", 3)
+    default = run("sample", "--ckpt", ckpt, "--length", 60, "--seed", 3)
+    assert full.stdout == default.stdout
+    assert run("sample", "--ckpt", ckpt, "--top-p", 0).exit_code == 2
+
+
+def test_stop_ends_a_sample_after_the_stop_text(tiny_run):
+    ckpt = tiny_run[0] / "best.npz"
+    for seed in range(5):
+        result = run("sample", "--ckpt", ckpt, "--length", 2000, "--stop", "e ", "--seed", seed,
+                     "--prime", "e ")
+        assert result.exit_code == 0
+        generated = result.stdout[len("e "):-1]  # the prime does not count; a newline follows
+        assert generated.endswith("e ") and generated.find("e ") == len(generated) - 2
+
+
+def test_num_samples_are_separate_and_marked(tiny_run):
+    ckpt = tiny_run[0] / "best.npz"
+    result = run("sample", "--ckpt", ckpt, "--length", 50, "--num-samples", 3, "--seed", 1,
+                 "--prime", "ROMEO:")
+    assert result.exit_code == 0, result.output
+    parts = result.stdout.split("\n=== sample ")
+    assert result.stdout.startswith("=== sample 1/3 ===\nROMEO:") and len(parts) == 3
+    samples = [p.split("===\n", 1)[1] for p in ["=== sample " + parts[0][11:]] + parts[1:]]
+    assert all(s.startswith("ROMEO:") and len(s.rstrip("\n")) <= 56 for s in samples)
+    assert len(set(samples)) == 3
+    single = run("sample", "--ckpt", ckpt, "--length", 50, "--seed", 1)
+    assert "===" not in single.stdout
+
+
+def test_prime_file(tiny_run, tmp_path):
+    ckpt = tiny_run[0] / "best.npz"
+    prime = tmp_path / "prime.txt"
+    prime.write_text("First Citizen:\nWe", encoding="utf-8")
+    from_file = run("sample", "--ckpt", ckpt, "--prime-file", prime, "--length", 40, "--seed", 2)
+    inline = run("sample", "--ckpt", ckpt, "--prime", "First Citizen:\nWe", "--length", 40, "--seed", 2)
+    assert from_file.exit_code == 0 and from_file.stdout == inline.stdout
+    assert from_file.stdout.startswith("First Citizen:\nWe")
+    assert run("sample", "--ckpt", ckpt, "--prime-file", prime, "--prime", "x").exit_code == 2
+    one_line_error(run("sample", "--ckpt", ckpt, "--prime-file", tmp_path / "no.txt"),
+                   "prime file")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"ab\xffcd")
+    one_line_error(run("sample", "--ckpt", ckpt, "--prime-file", bad), "byte offset 2")
+
+
+# ---- plot ----------------------------------------------------------------------------------
+
+def test_plot_writes_a_png(tiny_run, tmp_path):
+    pytest.importorskip("matplotlib")
+    out, _ = tiny_run
+    result = run("plot", out, "-o", tmp_path / "loss.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    default = run("plot", out)
+    assert default.exit_code == 0 and (out / "loss.png").exists()
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(tiny_run, tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    result = run("plot", tiny_run[0], "-o", tmp_path / "loss.png")
+    one_line_error(result, "pip install 'charrnn[plot]'")
+    assert not (tmp_path / "loss.png").exists()
+
+
+def test_plot_errors(tmp_path):
+    one_line_error(run("plot", tmp_path / "none"), "cannot read")
+    (tmp_path / "metrics.jsonl").write_text("")
+    one_line_error(run("plot", tmp_path), "no evaluations")
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    one_line_error(run("plot", tmp_path), "line 1")
+
+
+def test_training_warns_about_a_tiny_validation_split(books, tmp_path):
+    result = run("train", books, *QUICK, "--val-frac", 0.0005, "--out", tmp_path, "--steps", 5,
+                 "--eval-every", 5)
+    assert result.exit_code == 0, result.output
+    assert "Warning: the validation split has 20 characters" in result.stderr
+    assert np.isfinite(checkpoint.load(tmp_path / "last.npz").best_val)
