@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cells import CELLS
+from .cells import CELLS, _parallel
 from .loss import softmax_cross_entropy
 
 
@@ -86,7 +86,7 @@ def logits(params, spec, x, state):
     """Forward without dropout: x (T, N) ids -> logits (T*N, V) and the new state."""
     top, new_state, _, _ = _layers_forward(params, spec, x, state, None)
     T, N, H = top.shape
-    out = top.reshape(T * N, H) @ params["Wy"]
+    out = _parallel.matmul(top.reshape(T * N, H), params["Wy"])
     out += params["by"]
     return out, new_state
 
@@ -100,7 +100,7 @@ def forward(params, spec, x, y, state, dropout_rng=None):
     top, new_state, caches, masks = _layers_forward(params, spec, x, state, dropout_rng)
     T, N, H = top.shape
     top2 = top.reshape(T * N, H)
-    out = top2 @ params["Wy"]
+    out = _parallel.matmul(top2, params["Wy"])
     out += params["by"]
     loss, dlogits = softmax_cross_entropy(out, y.reshape(-1))
     return loss, new_state, (top2, dlogits, caches, masks, (T, N))
@@ -110,8 +110,8 @@ def backward(params, spec, cache):
     """Gradients of forward's loss: a dict with the keys of params, and d(initial state)."""
     top2, dlogits, caches, masks, (T, N) = cache
     cell = spec.cell_module
-    grads = {"Wy": top2.T @ dlogits, "by": dlogits.sum(axis=0)}
-    dh = (dlogits @ params["Wy"].T).reshape(T, N, spec.hidden_size)
+    grads = {"Wy": _parallel.matmul(top2.T, dlogits), "by": dlogits.sum(axis=0)}
+    dh = _parallel.matmul(dlogits, params["Wy"].T).reshape(T, N, spec.hidden_size)
     dstate0 = [None] * spec.layers
     for layer in range(spec.layers - 1, -1, -1):
         if masks[layer] is not None:

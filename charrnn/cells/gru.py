@@ -15,6 +15,7 @@ with h (N, H). Parameters: Wx (D, 3H), Wh (H, 3H), b (3H,), bhn (H,).
 """
 import numpy as np
 
+from . import _parallel
 from ._input import project, project_backward
 from .lstm import sigmoid
 
@@ -56,16 +57,25 @@ def forward(p, x, state):
     """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
     (h0,) = state
     acts = project(p["Wx"], p["b"], x)  # (T, N, 3H): x_t Wx + b, overwritten by r, z, n
-    T, N, _ = acts.shape
-    hs = np.empty((T, N, h0.shape[1]), dtype=acts.dtype)
-    hns = np.empty_like(hs)  # h_{t-1} Wh[n] + bhn, the factor the reset gate scales
-    rec = np.empty((N, acts.shape[2]), dtype=acts.dtype)
-    tmp = np.empty_like(hs[0])
-    h = h0
-    for t in range(T):
-        _activate(p, acts[t], h, hs[t], hns[t], rec, tmp)
-        h = hs[t]
-    return hs, (hs[-1].copy(),), (x, h0, acts, hns, hs)
+    T, N, G = acts.shape
+    H = G // 3
+    # hs_ext (T+1, N, H) holds h0 in slot 0, so step t reads slot t and backward gets
+    # dWh = sum_t h_{t-1}^T drec_t as one product
+    hs_ext = np.empty((T + 1, N, H), dtype=acts.dtype)
+    hs_ext[0] = h0
+    hns = np.empty((T, N, H), dtype=acts.dtype)  # h_{t-1} Wh[n] + bhn, what the reset gate scales
+
+    def loop(rows):
+        n = rows.stop - rows.start
+        rec = np.empty((n, G), dtype=acts.dtype)
+        tmp = np.empty((n, H), dtype=acts.dtype)
+        for t in range(T):
+            _activate(p, acts[t, rows], hs_ext[t, rows], hs_ext[t + 1, rows], hns[t, rows], rec,
+                      tmp)
+
+    _parallel.run(loop, _parallel.halves(N))
+    hs = hs_ext[1:]
+    return hs, (hs[-1].copy(),), (x, acts, hns, hs_ext)
 
 
 def _backward_step(acts, hn, h_prev, dh, drec, dn, tmp, tmp2):
@@ -103,29 +113,33 @@ def backward(p, cache, dhs, dstate=None):
     dstate: gradient w.r.t. the final state, or None for zero.
     Returns grads {Wx, Wh, b, bhn}, dx ((T, N, D) or None for ids) and (dh0,).
     """
-    x, h0, acts, hns, hs = cache
-    T, N, H = hs.shape
+    x, acts, hns, hs_ext = cache
+    T, N, H = dhs.shape
     WhT = p["Wh"].T
-    dh = np.zeros_like(h0) if dstate is None else dstate[0].copy()
     drec = np.empty_like(acts)  # (T, N, 3H): dLoss/d(h_{t-1} Wh + [0, 0, bhn])
-    dns = np.empty_like(hs)  # (T, N, H): dLoss/d(n's pre-activation)
-    tmp, mm = np.empty_like(hs[0]), np.empty_like(hs[0])
-    tmp2 = np.empty((N, 2 * H), dtype=acts.dtype)
-    for t in range(T - 1, -1, -1):
-        dh += dhs[t]
-        h_prev = hs[t - 1] if t > 0 else h0
-        _backward_step(acts[t], hns[t], h_prev, dh, drec[t], dns[t], tmp, tmp2)
-        np.matmul(drec[t], WhT, out=mm)
-        dh += mm
-    # dWh = sum_t h_{t-1}^T drec_t as one product over the window, plus the first step's h0
-    dWh = h0.T @ drec[0]
-    if T > 1:
-        dWh += hs[:-1].reshape(-1, H).T @ drec[1:].reshape(-1, 3 * H)
+    dns = np.empty((T, N, H), dtype=acts.dtype)  # dLoss/d(n's pre-activation)
+    dh0 = np.empty((N, H), dtype=acts.dtype)
+
+    def loop(rows):
+        n = rows.stop - rows.start
+        dh = np.zeros((n, H), dtype=acts.dtype) if dstate is None else dstate[0][rows].copy()
+        tmp, mm = np.empty((n, H), dtype=acts.dtype), np.empty((n, H), dtype=acts.dtype)
+        tmp2 = np.empty((n, 2 * H), dtype=acts.dtype)
+        for t in range(T - 1, -1, -1):
+            dh += dhs[t, rows]
+            _backward_step(acts[t, rows], hns[t, rows], hs_ext[t, rows], dh, drec[t, rows],
+                           dns[t, rows], tmp, tmp2)
+            np.matmul(drec[t, rows], WhT, out=mm)
+            dh += mm
+        dh0[rows] = dh
+
+    _parallel.run(loop, _parallel.halves(N))
+    dWh = _parallel.matmul(hs_ext[:-1].reshape(T * N, H).T, drec.reshape(T * N, 3 * H))
     dbhn = drec[:, :, 2 * H:].sum(axis=(0, 1))
     # the input side shares r and z with the recurrent side but sees n before the reset gate
     drec[:, :, 2 * H:] = dns
     dWx, db, dx = project_backward(p["Wx"], x, drec)
-    return {"Wx": dWx, "Wh": dWh, "b": db, "bhn": dbhn}, dx, (dh,)
+    return {"Wx": dWx, "Wh": dWh, "b": db, "bhn": dbhn}, dx, (dh0,)
 
 
 def step(p, a, state):

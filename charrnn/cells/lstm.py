@@ -14,6 +14,7 @@ Parameters: Wx (D, 4H), Wh (H, 4H), b (4H,).
 """
 import numpy as np
 
+from . import _parallel
 from ._input import project, project_backward
 
 STATE_NAMES = ("h", "c")
@@ -64,19 +65,30 @@ def forward(p, x, state):
     """Run the window. Returns hs (T, N, H), the final state (hT, cT) and a cache for backward."""
     h0, c0 = state
     acts = project(p["Wx"], p["b"], x)  # (T, N, 4H): x_t Wx + b, overwritten by the gates
-    T, N, _ = acts.shape
-    hs = np.empty((T, N, h0.shape[1]), dtype=acts.dtype)
-    cs = np.empty_like(hs)
-    tanh_cs = np.empty_like(hs)  # kept so backward needs no second tanh
-    rec = np.empty((N, acts.shape[2]), dtype=acts.dtype)
-    tmp = np.empty_like(h0, dtype=acts.dtype)
-    h, c = h0, c0
-    for t in range(T):
-        np.matmul(h, p["Wh"], out=rec)
-        acts[t] += rec
-        _activate(acts[t], c, cs[t], tanh_cs[t], hs[t], tmp)
-        h, c = hs[t], cs[t]
-    return hs, (hs[-1].copy(), cs[-1].copy()), (x, h0, c0, acts, cs, tanh_cs, hs)
+    T, N, G = acts.shape
+    H = G // 4
+    Wh = p["Wh"]
+    # hs_ext, cs_ext (T+1, N, H) hold h0, c0 in slot 0, so step t reads slot t and backward gets
+    # dWh = sum_t h_{t-1}^T da_t as one product
+    hs_ext = np.empty((T + 1, N, H), dtype=acts.dtype)
+    cs_ext = np.empty_like(hs_ext)
+    hs_ext[0], cs_ext[0] = h0, c0
+    tanh_cs = np.empty((T, N, H), dtype=acts.dtype)  # kept so backward needs no second tanh
+
+    def loop(rows):
+        n = rows.stop - rows.start
+        rec = np.empty((n, G), dtype=acts.dtype)
+        tmp = np.empty((n, H), dtype=acts.dtype)
+        for t in range(T):
+            np.matmul(hs_ext[t, rows], Wh, out=rec)
+            z = acts[t, rows]
+            z += rec
+            _activate(z, cs_ext[t, rows], cs_ext[t + 1, rows], tanh_cs[t, rows],
+                      hs_ext[t + 1, rows], tmp)
+
+    _parallel.run(loop, _parallel.halves(N))
+    hs = hs_ext[1:]
+    return hs, (hs[-1].copy(), cs_ext[-1].copy()), (x, acts, cs_ext, tanh_cs, hs_ext)
 
 
 def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, tmp3):
@@ -117,27 +129,31 @@ def backward(p, cache, dhs, dstate=None):
     dstate: gradients (dhT, dcT) w.r.t. the final state, or None for zero.
     Returns grads {Wx, Wh, b}, dx ((T, N, D) or None for ids) and (dh0, dc0).
     """
-    x, h0, c0, acts, cs, tanh_cs, hs = cache
-    T, N, H = hs.shape
+    x, acts, cs_ext, tanh_cs, hs_ext = cache
+    T, N, H = dhs.shape
     WhT = p["Wh"].T
-    if dstate is None:
-        dh, dc = np.zeros_like(hs[0]), np.zeros_like(hs[0])
-    else:
-        dh, dc = dstate[0].copy(), dstate[1].copy()
     da = np.empty_like(acts)  # (T, N, 4H): dLoss/d(pre-activations)
-    tmp = np.empty_like(hs[0])
-    tmp3 = np.empty((N, 3 * H), dtype=acts.dtype)
-    for t in range(T - 1, -1, -1):
-        dh += dhs[t]
-        c_prev = cs[t - 1] if t > 0 else c0
-        _backward_step(acts[t], c_prev, tanh_cs[t], dh, dc, da[t], tmp, tmp3)
-        np.matmul(da[t], WhT, out=dh)
-    # dWh = sum_t h_{t-1}^T da_t as one product over the window, plus the first step's h0
-    dWh = h0.T @ da[0]
-    if T > 1:
-        dWh += hs[:-1].reshape(-1, H).T @ da[1:].reshape(-1, 4 * H)
+    dh0, dc0 = np.empty((N, H), dtype=acts.dtype), np.empty((N, H), dtype=acts.dtype)
+
+    def loop(rows):
+        n = rows.stop - rows.start
+        if dstate is None:
+            dh, dc = np.zeros((n, H), dtype=acts.dtype), np.zeros((n, H), dtype=acts.dtype)
+        else:
+            dh, dc = dstate[0][rows].copy(), dstate[1][rows].copy()
+        tmp = np.empty((n, H), dtype=acts.dtype)
+        tmp3 = np.empty((n, 3 * H), dtype=acts.dtype)
+        for t in range(T - 1, -1, -1):
+            dh += dhs[t, rows]
+            _backward_step(acts[t, rows], cs_ext[t, rows], tanh_cs[t, rows], dh, dc, da[t, rows],
+                           tmp, tmp3)
+            np.matmul(da[t, rows], WhT, out=dh)
+        dh0[rows], dc0[rows] = dh, dc
+
+    _parallel.run(loop, _parallel.halves(N))
+    dWh = _parallel.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, 4 * H))
     dWx, db, dx = project_backward(p["Wx"], x, da)
-    return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh, dc)
+    return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0, dc0)
 
 
 def step(p, a, state):

@@ -5,6 +5,7 @@ hidden states hs (T, N, H), state (h,) with h (N, H). Parameters: Wx (D, H), Wh 
 """
 import numpy as np
 
+from . import _parallel
 from ._input import project, project_backward
 
 STATE_NAMES = ("h",)
@@ -25,15 +26,24 @@ def init(rng, D, H, dtype):
 def forward(p, x, state):
     """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
     (h0,) = state
-    hs = project(p["Wx"], p["b"], x)  # (T, N, H): holds a_t = x_t Wx + b, overwritten by h_t
-    Wh = p["Wh"]
-    rec = np.empty_like(h0)
-    h = h0
-    for t in range(hs.shape[0]):
-        np.matmul(h, Wh, out=rec)
-        rec += hs[t]
-        h = np.tanh(rec, out=hs[t])
-    return hs, (hs[-1].copy(),), (x, h0, hs)
+    T, (N, H), Wh = x.shape[0], h0.shape, p["Wh"]
+    # hs_ext (T+1, N, H) holds h0 in slot 0, so step t reads slot t and backward gets
+    # dWh = sum_t h_{t-1}^T da_t as one product; slots 1.. first hold a_t = x_t Wx + b
+    hs_ext = np.empty((T + 1, N, H), dtype=np.result_type(p["Wx"], h0))
+    hs_ext[0] = h0
+    project(p["Wx"], p["b"], x, out=hs_ext[1:])
+
+    def loop(rows):
+        rec = np.empty((rows.stop - rows.start, H), dtype=hs_ext.dtype)
+        for t in range(T):
+            np.matmul(hs_ext[t, rows], Wh, out=rec)
+            a = hs_ext[t + 1, rows]
+            a += rec
+            np.tanh(a, out=a)
+
+    _parallel.run(loop, _parallel.halves(N))
+    hs = hs_ext[1:]
+    return hs, (hs[-1].copy(),), (x, hs_ext)
 
 
 def backward(p, cache, dhs, dstate=None):
@@ -43,25 +53,30 @@ def backward(p, cache, dhs, dstate=None):
     dstate: gradient w.r.t. the final state, or None for zero.
     Returns grads {Wx, Wh, b}, dx ((T, N, D) or None for ids) and (dh0,).
     """
-    x, h0, hs = cache
-    T = hs.shape[0]
+    x, hs_ext = cache
+    T, N, H = dhs.shape
     WhT = p["Wh"].T
-    dh = np.zeros_like(h0) if dstate is None else dstate[0].copy()
-    da = np.empty_like(hs)  # da_t = dLoss/d(pre-activation at t)
-    for t in range(T - 1, -1, -1):
-        dh += dhs[t]
-        # tanh' from the stored output: 1 - h_t^2
-        np.multiply(hs[t], hs[t], out=da[t])
-        np.subtract(1.0, da[t], out=da[t])
-        da[t] *= dh
-        dh = da[t] @ WhT
-    H = hs.shape[2]
-    # dWh = sum_t h_{t-1}^T da_t as one product over the window, plus the first step's h0
-    dWh = h0.T @ da[0]
-    if T > 1:
-        dWh += hs[:-1].reshape(-1, H).T @ da[1:].reshape(-1, H)
+    hs = hs_ext[1:]
+    da = np.empty_like(hs)  # da_t = dLoss/d(pre-activation at t) = (1 - h_t^2) * dh_t
+    dh0 = np.empty((N, H), dtype=da.dtype)
+
+    def loop(rows):
+        # the tanh' factor, from the stored outputs, needs nothing from the recurrence: one pass
+        # over the window before the loop rather than two small ones per step
+        np.multiply(hs[:, rows], hs[:, rows], out=da[:, rows])
+        np.subtract(1.0, da[:, rows], out=da[:, rows])
+        dh = np.zeros_like(dh0[rows]) if dstate is None else dstate[0][rows].copy()
+        for t in range(T - 1, -1, -1):
+            dh += dhs[t, rows]
+            d = da[t, rows]
+            d *= dh
+            np.matmul(d, WhT, out=dh)
+        dh0[rows] = dh
+
+    _parallel.run(loop, _parallel.halves(N))
+    dWh = _parallel.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, H))
     dWx, db, dx = project_backward(p["Wx"], x, da)
-    return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh,)
+    return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0,)
 
 
 def step(p, a, state):

@@ -1,0 +1,309 @@
+"""Training speed: charrnn's core against PyTorch in the same process, and against the time the
+matrix products of one step take on their own.
+
+Both trainers see the same batches (contiguous windows of the corpus, time-major (T, N) ids), the
+same one-hot input, cell, sizes, Adam at lr 2e-3 and gradient-norm clipping at 5, with the BLAS
+(NumPy) and intra-op (PyTorch) pools set to the same thread count. They run in alternating rounds
+so that a load change on a shared machine hits both alike; each figure is the median over rounds.
+
+The GEMM-only bound replays, on preallocated arrays, exactly the products one charrnn step must
+do: per layer T recurrent products forward ((N, H) x (H, G)) and T backward ((N, G) x (G, H)), the
+window-wide dWh (and for layers above the first the input projection, dWx and dx), and the output
+layer's three (T*N, H) x (H, V)-sized products. Everything else a step does (nonlinearities, the
+softmax, the one-hot scatter, Adam, Python) is what separates it from the bound.
+
+    python benchmarks/bench_train.py --cell rnn --hidden-size 256
+    python benchmarks/bench_train.py --cell rnn --hidden-size 512
+    python benchmarks/bench_train.py --cell lstm --hidden-size 256 --layers 2
+    python benchmarks/bench_train.py --cell rnn --hidden-size 256 --cli --cli-steps 200
+
+Without PyTorch installed only charrnn's figures are printed. threadpoolctl (optional) is used to
+pin NumPy's BLAS pool and to report which OpenBLAS kernel is loaded.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from charrnn import data, model, optim  # noqa: E402
+from charrnn.cells import _parallel  # noqa: E402
+
+CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
+LR, CLIP = 2e-3, 5.0
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+
+def corpus_ids(path, vocab_size):
+    """The corpus as ids, or random ids over vocab_size characters when the file is absent."""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        vocab = data.build_vocab(text)
+        return data.encode(text, vocab), len(vocab)
+    return np.random.default_rng(0).integers(0, vocab_size, 1_000_000).astype(np.uint8), vocab_size
+
+
+def blas_setup(threads):
+    """Pin NumPy's BLAS pool to `threads`; returns a line describing the BLAS in use."""
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        return "BLAS: threadpoolctl not installed, pool size left at its default"
+    limiter = threadpool_limits(limits=threads, user_api="blas")
+    blas_setup.keep = limiter  # the limit holds while the limiter object lives
+    parts = [f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')} kernels, "
+             f"{i['num_threads']} threads)" for i in threadpool_info() if i["user_api"] == "blas"]
+    return "BLAS: " + "; ".join(parts)
+
+
+def machine_line():
+    model_name = platform.processor() or "?"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model_name = next(line.split(":", 1)[1].strip() for line in out.splitlines()
+                          if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model_name}, {os.cpu_count()} CPUs; Python {platform.python_version()}, numpy {np.__version__}"
+
+
+# ---------------------------------------------------------------- charrnn
+
+def charrnn_trainer(spec, ids, N, T, seed=0):
+    """A closure doing one training step of charrnn's core, as charrnn.train.Run does."""
+    rng = np.random.default_rng(seed)
+    params = model.init_params(spec, rng)
+    opt = optim.init_state("adam", params)
+    batches = data.Batches(ids, N, T)
+    carried = [model.zero_state(spec, N)]
+
+    def step():
+        x, y, wrapped = batches.next()
+        if wrapped:
+            carried[0] = model.zero_state(spec, N)
+        loss, new_state, cache = model.forward(params, spec, x, y, carried[0])
+        grads, _ = model.backward(params, spec, cache)
+        optim.clip(grads, "norm", CLIP)
+        optim.apply("adam", params, grads, opt, LR)
+        carried[0] = new_state
+        return loss
+
+    return step
+
+
+def gemm_only_step(spec, N, T, split, seed=0):
+    """A closure doing only the matrix products of one charrnn step, into preallocated arrays.
+
+    split False: each product on OpenBLAS's own threads. split True: the recurrent products of
+    the two batch halves on two threads and each large product cut in two (charrnn's
+    cells/_parallel.py), OpenBLAS at one thread. The bound is the faster of the two.
+    """
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(spec.dtype)
+    H, V, G = spec.hidden_size, spec.vocab_size, spec.cell_module.GATES * spec.hidden_size
+    mm = _parallel.matmul if split else np.matmul
+    halves = _parallel.halves(N) if split else [slice(0, N)]
+
+    def arr(*shape):
+        return rng.standard_normal(shape).astype(dt) * dt.type(0.1)
+
+    layers = []
+    for _ in range(spec.layers):
+        layers.append(dict(Wh=arr(H, G), Wx=arr(H, G), hs=arr(T, N, H), acts=arr(T, N, G),
+                           da=arr(T, N, G), rec=arr(N, G), dh=arr(N, H), dW=arr(H, G),
+                           dx=arr(T, N, H), below=arr(T, N, H)))
+    Wy, top, logits, dlogits = arr(H, V), arr(T * N, H), arr(T * N, V), arr(T * N, V)
+    dtop, dWy = arr(T * N, H), arr(H, V)
+
+    def recurrent_forward(a):
+        def loop(rows):
+            for t in range(T):
+                np.matmul(a["hs"][t - 1, rows], a["Wh"], out=a["rec"][rows])
+        _parallel.run(loop, halves)
+
+    def recurrent_backward(a):
+        WhT = a["Wh"].T
+
+        def loop(rows):
+            for t in range(T - 1, -1, -1):
+                np.matmul(a["da"][t, rows], WhT, out=a["dh"][rows])
+        _parallel.run(loop, halves)
+
+    def step():
+        for layer, a in enumerate(layers):
+            if layer > 0:
+                mm(a["below"].reshape(T * N, H), a["Wx"], out=a["acts"].reshape(T * N, G))
+            recurrent_forward(a)
+        mm(top, Wy, out=logits)
+        mm(dlogits, Wy.T, out=dtop)
+        mm(top.T, dlogits, out=dWy)
+        for layer, a in reversed(list(enumerate(layers))):
+            recurrent_backward(a)
+            mm(a["hs"].reshape(T * N, H).T, a["da"].reshape(T * N, G), out=a["dW"])
+            if layer > 0:
+                mm(a["below"].reshape(T * N, H).T, a["da"].reshape(T * N, G), out=a["dW"])
+                mm(a["da"].reshape(T * N, G), a["Wx"].T, out=a["dx"].reshape(T * N, H))
+
+    return step
+
+
+# ---------------------------------------------------------------- PyTorch
+
+def torch_trainer(spec, ids, N, T, seed=0):
+    """The same model in PyTorch: one-hot (T, N, V) float input -> nn.RNN/LSTM/GRU -> Linear."""
+    nn, F = torch.nn, torch.nn.functional
+    torch.manual_seed(seed)
+    dtype = getattr(torch, spec.dtype)
+    cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[spec.cell]
+    V, H = spec.vocab_size, spec.hidden_size
+    rnn = cls(V, H, num_layers=spec.layers).to(dtype)
+    head = nn.Linear(H, V).to(dtype)
+    params = list(rnn.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=LR)
+    eye = torch.eye(V, dtype=dtype)
+    batches = data.Batches(ids, N, T)
+    carried = [None]
+
+    def step():
+        x, y, wrapped = batches.next()
+        if wrapped:
+            carried[0] = None
+        inp = eye[torch.from_numpy(x.astype(np.int64))]  # (T, N, V) one-hot
+        target = torch.from_numpy(y.astype(np.int64)).reshape(-1)
+        out, state = rnn(inp, carried[0])
+        loss = F.cross_entropy(head(out.reshape(T * N, H)), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, CLIP)
+        opt.step()
+        carried[0] = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        return loss.item()
+
+    return step
+
+
+# ---------------------------------------------------------------- timing
+
+def time_steps(step, n):
+    """Seconds per step over n steps (after the caller's warm-up)."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - t0) / n
+
+
+def bench_core(args, ids, V):
+    spec = model.ModelSpec(args.cell, V, args.hidden_size, args.layers, 0.0, args.dtype)
+    N, T = args.batch_size, args.seq_len
+    runners = {"charrnn": charrnn_trainer(spec, ids, N, T),
+               "gemm-blas": gemm_only_step(spec, N, T, split=False),
+               "gemm-split": gemm_only_step(spec, N, T, split=True)}
+    if torch is not None and not args.no_torch:
+        runners["pytorch"] = torch_trainer(spec, ids, N, T)
+    for step in runners.values():  # warm-up: allocator, BLAS pool, code paths
+        for _ in range(args.warmup):
+            step()
+    times = {name: [] for name in runners}
+    for _ in range(args.rounds):
+        for name, step in runners.items():
+            times[name].append(time_steps(step, args.steps))
+    print(f"\n{args.cell} {args.layers}x{args.hidden_size}, V={V}, batch {N}, window {T}, "
+          f"{args.dtype}, {args.threads} threads; {args.rounds} alternating rounds of "
+          f"{args.steps} steps:")
+    report(times, N * T, "charrnn")
+
+
+def report(times, chars, ours):
+    """Print chars/s per runner, best and median over rounds, and the ratios.
+
+    On a shared machine the best round is the one least disturbed by other processes, so the
+    ratios are given from the best rounds; the medians show how noisy the run was.
+    """
+    best = {name: min(ts) for name, ts in times.items()}
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    print(f"  {'':10s} {'best':>10s} {'median':>10s}  chars/s   (ms/step, best)")
+    for name in times:
+        print(f"  {name:10s} {chars / best[name]:10,.0f} {chars / med[name]:10,.0f}"
+              f"            ({1e3 * best[name]:.1f})")
+    if "gemm-blas" in best:
+        bound = min(best["gemm-blas"], best["gemm-split"])
+        bound_med = min(med["gemm-blas"], med["gemm-split"])
+        print(f"  GEMM-only bound (the faster way): {chars / bound:,.0f} chars/s")
+        for name in times:
+            if not name.startswith("gemm"):
+                print(f"  {name} reaches {bound / best[name]:.0%} of the GEMM-only bound "
+                      f"(medians {bound_med / med[name]:.0%})")
+    if "pytorch" in best:
+        print(f"  {ours} / pytorch: {best['pytorch'] / best[ours]:.2f}x "
+              f"(medians {med['pytorch'] / med[ours]:.2f}x)")
+    else:
+        print("  PyTorch not installed: no comparison")
+
+
+def bench_cli(args):
+    """`charrnn train` itself in a subprocess: chars/elapsed from metrics.jsonl and wall time."""
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "charrnn", "train", args.corpus, "--cell", args.cell,
+               "--hidden-size", str(args.hidden_size), "--layers", str(args.layers),
+               "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len),
+               "--dtype", args.dtype, "--steps", str(args.cli_steps),
+               "--eval-every", str(args.cli_steps), "--sample-length", "0", "--out", out]
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads))
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        with open(os.path.join(out, "metrics.jsonl")) as f:
+            rec = [json.loads(line) for line in f][-1]
+    print(f"\n$ {' '.join(cmd[1:-1])} <tmpdir>")
+    print(f"  metrics.jsonl: {rec['chars']:,} chars in {rec['elapsed']:.2f} s of steps = "
+          f"{rec['chars'] / rec['elapsed']:,.0f} chars/s; whole command {wall:.2f} s wall "
+          f"(start-up, validation and checkpoint included)")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cell", default="rnn", choices=["rnn", "lstm", "gru"])
+    ap.add_argument("--hidden-size", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--seq-len", type=int, default=100)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--corpus", default=CORPUS)
+    ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    ap.add_argument("--cli", action="store_true", help="also time `charrnn train` end to end")
+    ap.add_argument("--cli-steps", type=int, default=200)
+    ap.add_argument("--cli-only", action="store_true", help="time only `charrnn train`")
+    args = ap.parse_args(argv)
+
+    print(machine_line())
+    print(blas_setup(args.threads))
+    if torch is not None and not args.no_torch:
+        torch.set_num_threads(args.threads)
+        print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
+    ids, V = corpus_ids(args.corpus, 65)
+    if not args.cli_only:
+        bench_core(args, ids, V)
+    if args.cli or args.cli_only:
+        bench_cli(args)
+
+
+if __name__ == "__main__":
+    main()

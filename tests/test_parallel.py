@@ -1,0 +1,72 @@
+"""The two-halves path of the cells (batch large enough to be split over two threads): the same
+gradients as finite differences, the same numbers as one thread, and the same bits every run."""
+import numpy as np
+import pytest
+
+from charrnn.cells import CELLS, _parallel
+from gradcheck import numeric_grad, rel_error
+
+T, D, H, V = 3, 4, 5, 6
+N = 2 * _parallel.MIN_ROWS  # the smallest batch that is split
+
+
+def _setup(cell, rng, ids):
+    x = rng.integers(0, V, size=(T, N)) if ids else rng.standard_normal((T, N, D))
+    p = cell.init(rng, V if ids else D, H, np.float64)
+    for k in p:
+        p[k] = rng.standard_normal(p[k].shape) * 0.5
+    state = tuple(rng.standard_normal((N, H)) for _ in cell.STATE_NAMES)
+    dhs = rng.standard_normal((T, N, H))
+    dstate = tuple(rng.standard_normal((N, H)) for _ in cell.STATE_NAMES)
+    return x, p, state, dhs, dstate
+
+
+def _run(cell, p, x, state, dhs, dstate):
+    hs, final, cache = cell.forward(p, x, state)
+    grads, dx, dstate0 = cell.backward(p, cache, dhs, dstate)
+    return hs.copy(), final, grads, dx, dstate0
+
+
+def _flat(result):
+    hs, final, grads, dx, dstate0 = result
+    parts = [hs, *final, *(grads[k] for k in sorted(grads)), *dstate0]
+    return parts + ([dx] if dx is not None else [])
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_split_batch_gradients_match_finite_differences(name):
+    cell = CELLS[name]
+    rng = np.random.default_rng(0)
+    x, p, state, dhs, dstate = _setup(cell, rng, ids=True)
+    _, _, grads, _, dstate0 = _run(cell, p, x, state, dhs, dstate)
+
+    def f():
+        hs, final, _ = cell.forward(p, x, state)
+        return float(np.sum(hs * dhs) + sum(np.sum(s * d) for s, d in zip(final, dstate)))
+
+    for k in p:
+        assert rel_error(grads[k], numeric_grad(f, p[k])) < 1e-7, k
+    for i, s in enumerate(state):
+        assert rel_error(dstate0[i], numeric_grad(f, s)) < 1e-7, cell.STATE_NAMES[i]
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_two_threads_give_the_numbers_of_one(name, dtype):
+    cell = CELLS[name]
+    x, p, state, dhs, dstate = _setup(cell, np.random.default_rng(1), ids=False)
+    p = {k: v.astype(dtype) for k, v in p.items()}
+    x, dhs = x.astype(dtype), dhs.astype(dtype)
+    state = tuple(s.astype(dtype) for s in state)
+    dstate = tuple(s.astype(dtype) for s in dstate)
+    threaded = [_run(cell, p, x, state, dhs, dstate) for _ in range(2)]
+    old = _parallel.set_enabled(False)
+    try:
+        single = _run(cell, p, x, state, dhs, dstate)
+    finally:
+        _parallel.set_enabled(old)
+    for a, b in zip(_flat(threaded[0]), _flat(threaded[1])):
+        np.testing.assert_array_equal(a, b)  # bit for bit, whatever the thread timing
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for a, b in zip(_flat(threaded[0]), _flat(single)):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
