@@ -38,6 +38,7 @@ class Checkpoint:
     # averages the same steps as an uninterrupted run's
     loss_sum: float = 0.0
     loss_count: int = 0
+    evals_since_best: int = 0  # evaluations without a new best, for `patience`
     format_version: int = FORMAT_VERSION  # as read; save() always writes FORMAT_VERSION
 
     @property
@@ -68,6 +69,7 @@ def to_arrays(ck):
         "data_position": np.array(ck.data_position, dtype=np.int64),
         "loss_sum": np.array(ck.loss_sum, dtype=np.float64),
         "loss_count": np.array(ck.loss_count, dtype=np.int64),
+        "evals_since_best": np.array(ck.evals_since_best, dtype=np.int64),
     }
     for k, v in ck.params.items():
         arrays[f"param/{k}"] = v
@@ -167,10 +169,10 @@ def load(path):
                     step=_scalar(arrays, "step", "iu", path), format_version=version)
     for key, kind in (("chars", "iu"), ("elapsed", "f"), ("best_val", "f"),
                       ("data_position", "iu"), ("corpus_hash", "U"), ("loss_sum", "f"),
-                      ("loss_count", "iu")):
+                      ("loss_count", "iu"), ("evals_since_best", "iu")):
         if key in arrays:
             setattr(ck, key, _scalar(arrays, key, kind, path))
-    for key in ("step", "chars", "data_position", "loss_count"):
+    for key in ("step", "chars", "data_position", "loss_count", "evals_since_best"):
         if getattr(ck, key) < 0:
             raise CharrnnError(f"checkpoint {path}: key {key!r} is negative")
     if "rng_state" in arrays:

@@ -63,7 +63,7 @@ class Run:
         self.rng = np.random.default_rng(cfg.seed)
         self.stopped_by = None  # the signal that stopped the run early, if any
         self.last_val = math.inf
-        self.evals_since_best = 0  # for `patience`; not saved: a resumed run counts afresh
+        self.evals_since_best = 0  # for `patience`
         if resume is None:
             self.params = model.init_params(self.spec, self.rng)
             if init_from is not None:
@@ -79,6 +79,7 @@ class Run:
             self.step, self.chars = resume.step, resume.chars
             self.elapsed, self.best_val = resume.elapsed, resume.best_val
             self.loss_sum, self.loss_count = resume.loss_sum, resume.loss_count
+            self.evals_since_best = resume.evals_since_best
             if resume.data_position > self.batches.streams.shape[1]:
                 raise CharrnnError(f"checkpoint data position {resume.data_position} is past "
                                    f"the end of this corpus's streams")
@@ -123,7 +124,8 @@ class Run:
             step=self.step, chars=self.chars, elapsed=self.elapsed, best_val=self.best_val,
             corpus_hash=self.corpus.hash, rng_state=self.rng.bit_generator.state,
             carried_state=self.state, data_position=self.batches.position,
-            loss_sum=self.loss_sum, loss_count=self.loss_count)
+            loss_sum=self.loss_sum, loss_count=self.loss_count,
+            evals_since_best=self.evals_since_best)
 
     def sample_text(self):
         rng = np.random.default_rng([self.cfg.seed, self.step])

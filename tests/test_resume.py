@@ -113,7 +113,11 @@ def test_resume_equals_an_uninterrupted_run(small_corpus, uninterrupted, tmp_pat
     out = tmp_path / "run"
     first = cli_process("train", small_corpus, *EXACT, "--out", out, "--steps", k)
     assert first.returncode == 0, first.stderr
-    assert metrics(out)[-1]["step"] == k
+    records = metrics(out)
+    assert records[-1]["step"] == k
+    # an evaluation between multiples of eval_every (k = 17) is provisional: best_val ignores it
+    grid_best = min(r["val_loss"] for r in records if r["step"] % 5 == 0)
+    assert checkpoint.load(out / "last.npz").best_val == grid_best
     # the same config file again, only --steps changed: it counts the whole run
     second = cli_process("train", small_corpus, *EXACT, "--resume", out / "last.npz",
                          "--steps", 40)
@@ -208,6 +212,30 @@ def test_non_finite_loss_stops_and_keeps_the_checkpoints(small_corpus, tmp_path,
     assert_one_line_error(result, "non-finite", "step 12", "not applied")
     assert snapshot(out) == saved and {"last.npz", "best.npz"} <= set(saved)
     assert int(arrays(out / "last.npz")["step"]) == 10
+
+
+def test_checkpoint_round_trips_everything_a_run_carries(small_corpus, tmp_path):
+    from charrnn import config, corpus
+    cfg = config.load(TINY, {"cell": "lstm", "dropout": 0.2, "out": str(tmp_path)})
+    text = corpus.load(str(small_corpus))
+    a = train.Run(cfg, text)
+    for _ in range(30):  # past the wrap at 24 windows
+        a.train_step()
+    a.elapsed, a.best_val, a.loss_sum, a.loss_count, a.evals_since_best = 1.5, 2.5, 7.25, 3, 2
+    checkpoint.save(tmp_path / "ck.npz", a.checkpoint())
+    b = train.Run(cfg, text, resume=checkpoint.load(tmp_path / "ck.npz"))
+    for name in ("step", "chars", "elapsed", "best_val", "loss_sum", "loss_count",
+                 "evals_since_best"):
+        assert getattr(b, name) == getattr(a, name), name
+    assert b.batches.position == a.batches.position
+    assert b.rng.bit_generator.state == a.rng.bit_generator.state
+    for group in ("params", "opt"):
+        for k, v in getattr(a, group).items():
+            np.testing.assert_array_equal(getattr(b, group)[k], v, err_msg=k)
+    for layer_a, layer_b in zip(a.state, b.state):
+        for va, vb in zip(layer_a, layer_b):
+            np.testing.assert_array_equal(va, vb)
+    assert a.train_step() == b.train_step()  # and the next step is the same
 
 
 def test_non_finite_step_leaves_the_run_untouched(small_corpus):
