@@ -25,9 +25,11 @@ SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 TINY = os.path.join(ROOT, "configs", "tiny.yaml")
 # two stacked LSTM layers with dropout: the carried (h, c) state and the dropout generator must
 # both come back from the checkpoint; a 4,000-character corpus makes the streams wrap (24
-# windows per epoch) so the data position and the state reset at the wrap are exercised too
+# windows per epoch) so the data position and the state reset at the wrap are exercised too;
+# warmup and step decay put the learning-rate schedule's position to the test
 EXACT = ["--config", TINY, "--cell", "lstm", "--layers", 2, "--dropout", 0.1,
-         "--eval-every", 5, "--sample-length", 0]
+         "--eval-every", 5, "--sample-length", 0, "--lr-schedule", "step", "--warmup-steps", 4,
+         "--lr-decay-every", 7, "--lr-decay", 0.7]
 TIMING = ("elapsed",)
 
 
