@@ -40,6 +40,7 @@ class StopRequests:
 
     def __exit__(self, *exc):
         for s, handler in self._previous.items():
-            signal.signal(s, handler)
+            # None: the handler was set outside Python, which cannot be put back; use the default
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
         self._previous = {}
         return False

@@ -137,13 +137,18 @@ def test_signal_saves_last_and_resume_is_exact(small_corpus, tmp_path, sig):
             [sys.executable, "-m", "charrnn", "train", str(small_corpus), *map(str, EXACT),
              "--out", str(out), "--steps", "1000000"], cwd=ROOT, env=single_threaded(),
             stderr=err)
-        deadline = time.time() + 60
-        log = out / "metrics.jsonl"
-        while not log.exists() or log.read_text().count("\n") < 2:  # evaluated at step 10
-            assert proc.poll() is None and time.time() < deadline
-            time.sleep(0.01)
-        proc.send_signal(sig)
-        assert proc.wait(timeout=60) == 128 + sig
+        try:
+            deadline = time.time() + 60
+            log = out / "metrics.jsonl"
+            while not log.exists() or log.read_text().count("\n") < 2:  # evaluated at step 10
+                assert proc.poll() is None and time.time() < deadline
+                time.sleep(0.01)
+            proc.send_signal(sig)
+            assert proc.wait(timeout=60) == 128 + sig
+        finally:
+            if proc.poll() is None:  # a failed test must not leave a training run behind
+                proc.kill()
+                proc.wait()
     stderr = (tmp_path / "stderr").read_text()
     assert "Traceback" not in stderr
     assert f"saved {out / 'last.npz'}" in stderr
@@ -480,3 +485,25 @@ def test_checkpoints_are_not_private_files(small_corpus, ten_steps):
     mask = os.umask(0)
     os.umask(mask)
     assert os.stat(ten_steps / "last.npz").st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_pruning_ignores_checkpoints_past_the_current_step(tmp_path):
+    from charrnn import rundir
+    for step in (5, 10, 15, 40, 45):  # 40 and 45: left by the run before a resume from 15
+        (tmp_path / f"step-{step:06d}.npz").write_bytes(b"")
+    for name in ("last.npz", "best.npz", "step-x.npz"):
+        (tmp_path / name).write_bytes(b"")
+    rundir.prune_periodic(tmp_path, 15, keep=1)
+    assert sorted(os.listdir(tmp_path)) == ["best.npz", "last.npz", "step-000015.npz",
+                                            "step-000040.npz", "step-000045.npz", "step-x.npz"]
+
+
+def test_log_cut_back_for_a_resume(tmp_path):
+    from charrnn import rundir
+    log = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": s, "val_loss": 1.0}) for s in (5, 10, 12, 15)]
+    log.write_text("\n".join(lines) + '\n{"step": 20, "val_lo')  # the last write was cut short
+    # resumed at 12, off the grid of 5: the closing evaluation at 12 goes too
+    assert rundir.metrics_for_resume(log, 12, 5) == "".join(line + "\n" for line in lines[:2])
+    assert rundir.metrics_for_resume(log, 15, 5) == "".join(line + "\n" for line in lines)
+    assert rundir.metrics_for_resume(tmp_path / "none.jsonl", 15, 5) is None
