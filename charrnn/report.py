@@ -99,7 +99,7 @@ def warnings(cfg, est):
 
 
 def dry_run_lines(cfg, est, source):
-    epochs = f"{est['epochs']:.2f} epochs" if est["epochs"] is not None else "no full epoch"
+    epochs = f"{est['epochs']:,.2f} epochs" if est["epochs"] is not None else "no full epoch"
     return [
         f"corpus           {source}: {est['chars']:,} characters, vocabulary of "
         f"{est['vocab_size']}",
