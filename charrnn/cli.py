@@ -3,6 +3,7 @@
 Generated text goes to stdout; progress, logs and errors go to stderr. A CharrnnError becomes
 one line `Error: ...` and exit code 1; Click's usage errors exit 2.
 """
+import errno
 import json
 import os
 import sys
@@ -36,6 +37,22 @@ class _Group(click.Group):
             # this command was saved; 130 as the shell would report it, not Click's 1
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise  # stdout closed early (`| head`): Click ends quietly
+            # e.g. stdout redirected to a full disk. The text still buffered for stdout would
+            # fail again at exit with a second message, so send it to /dev/null instead.
+            _silence_stdout()
+            where = f" ({e.filename})" if e.filename else ""
+            raise click.ClickException(f"input/output failed{where}: {e.strerror or e}") from None
+
+
+def _silence_stdout():
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # no real stdout (e.g. under a test runner): nothing will be flushed to it
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)

@@ -283,3 +283,19 @@ def test_output_path_read_only(corpus, unchanged):
         nested = run("train", corpus, *QUICK, "--out", unchanged / "new")
     assert_one_line_error(result, "not writable")
     assert_one_line_error(nested, "not writable")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command", [["sample", "--length", 5000], ["eval", "--json"]])
+def test_output_to_a_full_disk(corpus, saved_run, command):
+    import subprocess
+    import sys
+    args = [*command[:1], "--ckpt", str(saved_run / "last.npz"), *map(str, command[1:])]
+    if command[0] == "eval":
+        args.append(str(corpus))
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "charrnn", *args], cwd=ROOT, stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: input/output failed: No space left on device"], result.stderr
