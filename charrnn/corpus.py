@@ -30,7 +30,7 @@ SEPARATOR = "\x1c"
 # Small chunks keep each pass's buffers near malloc's mmap threshold: 1 MiB chunks left glibc's
 # heap fragmented, growing to ~170 MB over a 200 MB corpus against ~45 MB now, and were slower.
 CHUNK_BYTES = 64 << 10
-SNIFF_BYTES = 65536    # a NUL byte in a file's first SNIFF_BYTES marks it as binary
+SNIFF_BYTES = 65536  # a NUL byte in a file's first SNIFF_BYTES marks it as binary
 _ASCII = bytes(range(128))
 _HIGH = bytes(range(128, 256))
 
@@ -86,6 +86,11 @@ def list_files(paths):
         if not os.path.exists(path):
             raise CharrnnError(f"corpus {path} does not exist")
         if not os.path.isdir(path):
+            if os.path.getsize(path) == 0:
+                raise CharrnnError(f"corpus {path} is empty")
+            if _is_binary(path):
+                raise CharrnnError(f"corpus {path} looks like a binary file (it holds NUL "
+                                   f"bytes), not text")
             files.append(path)
             continue
         found = []
@@ -102,12 +107,6 @@ def list_files(paths):
         if len(files) == before:
             raise CharrnnError(f"corpus folder {path} holds no text files")
     separated = len(paths) > 1 or os.path.isdir(os.fspath(paths[0]))
-    for f in files:
-        if os.path.getsize(f) == 0:
-            raise CharrnnError(f"corpus {f} is empty")
-        if _is_binary(f):
-            raise CharrnnError(f"corpus {f} looks like a binary file (it holds NUL bytes), "
-                               f"not text")
     return files, separated, skipped
 
 
@@ -293,6 +292,8 @@ def load(path, vocab=None, progress=False):
 
     def sink(chunk):
         nonlocal filled
+        if filled + len(chunk) > len(ids):
+            raise CharrnnError(f"corpus {sc.source} changed while it was being read; run again")
         ids[filled:filled + len(chunk)] = chunk
         filled += len(chunk)
 

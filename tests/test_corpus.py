@@ -146,6 +146,13 @@ def test_truncated_cache_is_rebuilt(tmp_path):
     assert data.decode(c.ids, c.vocab) == TEXT
 
 
+def test_unwritable_cache_is_an_error_naming_it(tmp_path):
+    path = write(tmp_path / "t.txt", TEXT)
+    blocker = write(tmp_path / "a-file", "not a folder")
+    with pytest.raises(CharrnnError, match="cannot write to the corpus cache .*--cache-dir"):
+        corpus.open_corpus([path], cache_dir=blocker / "cache")
+
+
 def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert corpus.default_cache_dir() == os.path.join(str(tmp_path), "charrnn")
