@@ -141,6 +141,38 @@ def step(params, spec, tables, ids, state):
     return out, new_state
 
 
+def stepper(params, spec):
+    """A generation step at batch 1 with its per-character work cut to the arithmetic.
+
+    Returns step(id, state) -> (logits (V,), new state), id an int and state as zero_state(spec, 1)
+    gives it. It computes what step() does for ids = [id], but the input table and each layer's
+    parameter views are made once here instead of on every character, and the BLAS runs on one
+    thread: a (1, H) product is too small to share.
+    """
+    cell = spec.cell_module
+    table = input_table(params)
+    layers = [layer_params(params, layer) for layer in range(spec.layers)]
+    upper = [(p, p["Wx"], p["b"]) for p in layers[1:]]
+    first = layers[0]
+    Wy, by = params["Wy"], params["by"]
+    one_thread = _parallel.one_blas_thread()
+
+    def step(idx, state):
+        with one_thread:
+            h = cell.step(first, table[idx:idx + 1], state[0])  # (1, G) row: a view, no copy
+            new_state = [h]
+            for p, Wx, b in upper:
+                a = h[0] @ Wx
+                a += b
+                h = cell.step(p, a, state[len(new_state)])
+                new_state.append(h)
+            out = h[0][0] @ Wy
+        out += by
+        return out, new_state
+
+    return step
+
+
 def input_table(params):
     """(V, G) table whose row v is the first layer's x Wx + b for the one-hot x of character v."""
     return params["l0.Wx"] + params["l0.b"]

@@ -106,6 +106,20 @@ def run(fn, slices):
             set_(threads)
 
 
+class one_blas_thread:
+    """Context in which OpenBLAS uses one thread: for products too small to share (batch-1
+    generation), where two BLAS threads only add their barrier, and its stalls on a busy machine."""
+
+    def __enter__(self):
+        if _blas is not None:
+            self.threads = _blas[0]()
+            _blas[1](1)
+
+    def __exit__(self, *exc):
+        if _blas is not None:
+            _blas[1](self.threads)
+
+
 def _two(n):
     return [slice(0, n // 2), slice(n // 2, n)]
 
