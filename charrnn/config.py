@@ -138,6 +138,8 @@ def validate(cfg):
         raise CharrnnError(f"config key 'time_limit' must be positive, got {cfg.time_limit!r}")
     if not 0.0 < cfg.lr_decay <= 1.0:
         raise CharrnnError(f"config key 'lr_decay' must be in (0, 1], got {cfg.lr_decay!r}")
+    if cfg.eval_chars == 1:  # one character predicts nothing: its loss would read as 0
+        raise CharrnnError("config key 'eval_chars' must be 0 (all) or at least 2, got 1")
     if cfg.lr_min > cfg.lr:
         raise CharrnnError(f"config key 'lr_min' ({cfg.lr_min!r}) must not exceed lr ({cfg.lr!r})")
     return cfg

@@ -111,6 +111,7 @@ def test_schedule_config_is_checked(tmp_path):
     one_line_error(run("train", SHAKESPEARE, "--lr-decay", 1.5, "--out", tmp_path), "lr_decay")
     one_line_error(run("train", SHAKESPEARE, "--lr", 0.001, "--lr-min", 0.01, "--out", tmp_path),
                    "lr_min")
+    one_line_error(run("train", SHAKESPEARE, "--eval-chars", 1, "--out", tmp_path), "eval_chars")
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr_schedule: linear\n")
     one_line_error(run("train", SHAKESPEARE, "--config", bad, "--out", tmp_path), "lr_schedule")
