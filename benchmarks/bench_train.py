@@ -127,6 +127,7 @@ def gemm_only_step(spec, N, T, split, seed=0):
                            da=arr(T, N, G), rec=arr(N, G), dh=arr(N, H), dW=arr(H, G),
                            dx=arr(T, N, H), below=arr(T, N, H)))
     Wy, top, logits, dlogits = arr(H, V), arr(T * N, H), arr(T * N, V), arr(T * N, V)
+    WyT = np.ascontiguousarray(Wy.T)
     dtop, dWy = arr(T * N, H), arr(H, V)
 
     def recurrent_forward(a):
@@ -136,7 +137,7 @@ def gemm_only_step(spec, N, T, split, seed=0):
         _parallel.run(loop, halves)
 
     def recurrent_backward(a):
-        WhT = a["Wh"].T
+        WhT = np.ascontiguousarray(a["Wh"].T)  # as the cells do: faster than a transposed view
 
         def loop(rows):
             for t in range(T - 1, -1, -1):
@@ -149,7 +150,7 @@ def gemm_only_step(spec, N, T, split, seed=0):
                 mm(a["below"].reshape(T * N, H), a["Wx"], out=a["acts"].reshape(T * N, G))
             recurrent_forward(a)
         mm(top, Wy, out=logits)
-        mm(dlogits, Wy.T, out=dtop)
+        mm(dlogits, WyT, out=dtop)
         mm(top.T, dlogits, out=dWy)
         for layer, a in reversed(list(enumerate(layers))):
             recurrent_backward(a)

@@ -111,7 +111,8 @@ def backward(params, spec, cache):
     top2, dlogits, caches, masks, (T, N) = cache
     cell = spec.cell_module
     grads = {"Wy": _parallel.matmul(top2.T, dlogits), "by": dlogits.sum(axis=0)}
-    dh = _parallel.matmul(dlogits, params["Wy"].T).reshape(T, N, spec.hidden_size)
+    WyT = np.ascontiguousarray(params["Wy"].T)  # products run faster than against a .T view
+    dh = _parallel.matmul(dlogits, WyT).reshape(T, N, spec.hidden_size)
     dstate0 = [None] * spec.layers
     for layer in range(spec.layers - 1, -1, -1):
         if masks[layer] is not None:

@@ -62,5 +62,5 @@ def project_backward(Wx, x, da):
     x2 = x.reshape(T * N, D)
     db = da2.sum(axis=0)
     dWx = _parallel.matmul(x2.T, da2)
-    dx = _parallel.matmul(da2, Wx.T).reshape(T, N, D)
+    dx = _parallel.matmul(da2, np.ascontiguousarray(Wx.T)).reshape(T, N, D)
     return dWx, db, dx

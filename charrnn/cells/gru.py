@@ -115,7 +115,8 @@ def backward(p, cache, dhs, dstate=None):
     """
     x, acts, hns, hs_ext = cache
     T, N, H = dhs.shape
-    WhT = p["Wh"].T
+    # a contiguous copy: OpenBLAS runs the small products against a transposed view ~40% slower
+    WhT = np.ascontiguousarray(p["Wh"].T)
     drec = np.empty_like(acts)  # (T, N, 3H): dLoss/d(h_{t-1} Wh + [0, 0, bhn])
     dns = np.empty((T, N, H), dtype=acts.dtype)  # dLoss/d(n's pre-activation)
     dh0 = np.empty((N, H), dtype=acts.dtype)

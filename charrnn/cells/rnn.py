@@ -55,7 +55,8 @@ def backward(p, cache, dhs, dstate=None):
     """
     x, hs_ext = cache
     T, N, H = dhs.shape
-    WhT = p["Wh"].T
+    # a contiguous copy: OpenBLAS runs the small products against a transposed view ~40% slower
+    WhT = np.ascontiguousarray(p["Wh"].T)
     hs = hs_ext[1:]
     da = np.empty_like(hs)  # da_t = dLoss/d(pre-activation at t) = (1 - h_t^2) * dh_t
     dh0 = np.empty((N, H), dtype=da.dtype)
