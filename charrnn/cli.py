@@ -117,9 +117,11 @@ def _train_options(f):
               help="continue the run that saved this checkpoint, in its folder")
 @click.option("--init-from", "init_path", type=click.Path(dir_okay=False),
               help="start a new run from this checkpoint's weights (fine-tuning)")
+@click.option("--overwrite", is_flag=True,
+              help="start a new run in a run directory that already holds one")
 @_train_options
 @click.pass_context
-def train(ctx, corpus, config_path, dry_run, resume_path, init_path, **overrides):
+def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, **overrides):
     """Train a model on CORPUS: UTF-8 text files, or folders of them (read in sorted order)."""
     from . import resume as resume_mod
     from .train import train as run_training
@@ -135,6 +137,11 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, **overrides
     vocab = ck.vocab if ck else None
     if dry_run:
         return _dry_run(cfg, corpus, vocab)
+    last = os.path.join(cfg.out, "last.npz")
+    if not resume_path and not overwrite and os.path.exists(last):
+        # a second `charrnn train` with the same --out must not silently replace a finished run
+        raise CharrnnError(f"{cfg.out} already holds a run ({last}); continue it with "
+                           f"--resume {last}, choose another --out, or pass --overwrite")
     text = corpus_mod.open_corpus(corpus, cfg.cache_dir, vocab=vocab, progress=True)
     if resume_path:
         resume_mod.check_corpus(ck, text, resume_path)

@@ -124,6 +124,13 @@ def test_user_errors(tmp_path):
     assert run("train").exit_code == 2  # usage error: no corpus
 
 
+def test_train_refuses_to_replace_an_existing_run(tiny_run):
+    before = (tiny_run / "last.npz").read_bytes()
+    result = run("train", CORPUS, "--config", TINY, "--out", tiny_run, "--steps", 2)
+    _assert_one_line_error(result, "already holds a run", "--resume", "--overwrite")
+    assert (tiny_run / "last.npz").read_bytes() == before
+
+
 def test_python_dash_m_and_help():
     result = subprocess.run([sys.executable, "-m", "charrnn", "-h"], capture_output=True, text=True)
     assert result.returncode == 0 and "train" in result.stdout and "sample" in result.stdout
