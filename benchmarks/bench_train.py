@@ -221,6 +221,9 @@ def bench_core(args, ids, V):
     times = {name: [] for name in runners}
     for _ in range(args.rounds):
         for name, step in runners.items():
+            # idle BLAS and OpenMP threads spin for a while after their last call: let the
+            # previous runner's go to sleep so that they do not take a core from this one
+            time.sleep(0.3)
             times[name].append(time_steps(step, args.steps))
     print(f"\n{args.cell} {args.layers}x{args.hidden_size}, V={V}, batch {N}, window {T}, "
           f"{args.dtype}, {args.threads} threads; {args.rounds} alternating rounds of "

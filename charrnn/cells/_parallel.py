@@ -15,6 +15,7 @@ Each half computes exactly what it would alone, so results never depend on threa
 the OpenBLAS thread count cannot be controlled (another BLAS, no shared library found), or on one
 CPU, everything runs on the calling thread with the BLAS as configured.
 """
+import contextvars
 import ctypes
 import os
 import threading
@@ -97,7 +98,8 @@ def run(fn, slices):
         threads = get()
         set_(1)
         try:
-            other = _pool.submit(fn, slices[1])
+            # the worker runs in a copy of the caller's context, so NumPy's errstate holds there too
+            other = _pool.submit(contextvars.copy_context().run, fn, slices[1])
             try:
                 fn(slices[0])
             finally:
