@@ -18,10 +18,11 @@ def softmax_cross_entropy(logits, targets):
     """
     M = logits.shape[0]
     shifted = logits - logits.max(axis=1, keepdims=True)
-    probs = np.exp(shifted)
-    sums = probs.sum(axis=1, keepdims=True)
     rows = np.arange(M)
-    loss = float(np.mean(np.log(sums[:, 0]) - shifted[rows, targets]))
+    picked = shifted[rows, targets]
+    probs = np.exp(shifted, out=shifted)  # in place: one (M, V) array fewer per window
+    sums = probs.sum(axis=1, keepdims=True)
+    loss = float(np.mean(np.log(sums[:, 0]) - picked))
     probs /= sums
     probs[rows, targets] -= 1.0
     probs *= 1.0 / M

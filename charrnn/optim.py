@@ -58,15 +58,22 @@ def apply(kind, params, grads, state, lr):
         if kind == "adam":
             b1, b2 = ADAM_BETAS
             m, v = state[f"m.{name}"], state[f"v.{name}"]
+            # one scratch array instead of a temporary per operation: the same arithmetic in
+            # the same order, so the same bits
+            tmp = np.multiply(g, 1 - b1)
             m *= b1
-            m += (1 - b1) * g
+            m += tmp
+            np.multiply(g, g, out=tmp)
+            tmp *= 1 - b2
             v *= b2
-            v += (1 - b2) * (g * g)
+            v += tmp
             step = lr / (1 - b1 ** t)
-            denom = np.sqrt(v)
-            denom *= 1.0 / np.sqrt(1 - b2 ** t)
-            denom += ADAM_EPS
-            p -= step * (m / denom)
+            np.sqrt(v, out=tmp)
+            tmp *= 1.0 / np.sqrt(1 - b2 ** t)
+            tmp += ADAM_EPS
+            np.divide(m, tmp, out=tmp)
+            tmp *= step
+            p -= tmp
         elif kind == "adagrad":
             g2 = state[f"g2.{name}"]
             g2 += g * g
