@@ -70,3 +70,20 @@ def test_two_threads_give_the_numbers_of_one(name, dtype):
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for a, b in zip(_flat(threaded[0]), _flat(single)):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("shape", [(600, 40, 30), (30, 600, 400), (64, 64, 64)],
+                         ids=["rows", "columns", "square"])
+def test_split_product(shape):
+    """A product cut in two by rows or columns of the result: the product, the same bits on
+    every call, and into out when given. (Not always the one-piece product's bits: OpenBLAS may
+    pick another kernel for the smaller pieces.)"""
+    M, K, P = shape
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((K, M)).astype(np.float32).T  # a transposed view, as dWh's
+    b = rng.standard_normal((K, P)).astype(np.float32)
+    first = _parallel.matmul(a, b)
+    np.testing.assert_allclose(first, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+    out = np.empty((M, P), dtype=np.float32)
+    assert _parallel.matmul(a, b, out=out) is out
+    np.testing.assert_array_equal(out, first)
