@@ -103,7 +103,7 @@ def bench_core(args):
         print(f"  charrnn / pytorch: {best['pytorch'] / best['charrnn']:.2f}x "
               f"(medians {med['pytorch'] / med['charrnn']:.2f}x)")
     else:
-        print("  PyTorch not installed: no comparison")
+        print("  no PyTorch run (not installed, or --no-torch): no comparison")
 
 
 def bench_cli(args):

@@ -260,7 +260,7 @@ def report(times, chars, ours):
         print(f"  {ours} / pytorch: {best['pytorch'] / best[ours]:.2f}x "
               f"(medians {med['pytorch'] / med[ours]:.2f}x)")
     else:
-        print("  PyTorch not installed: no comparison")
+        print("  no PyTorch run (not installed, or --no-torch): no comparison")
 
 
 def bench_cli(args):
