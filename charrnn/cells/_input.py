@@ -79,9 +79,21 @@ def accumulate_backward(Wx, x, da, steps, dWx, db):
     db += da2.sum(axis=0)
 
 
-def input_gradient(Wx, x, da):
-    """dLoss/dx (T, N, D) = da Wx^T for dense input, None for id input."""
+def input_gradient(Wx, x, da, helper):
+    """dLoss/dx (T, N, D) = da Wx^T for dense input, None for id input: the later half of the
+    steps on the helper thread (once it is through its queue), the earlier half here."""
     if is_ids(x):
         return None
     T, N, G = da.shape
-    return (da.reshape(T * N, G) @ np.ascontiguousarray(Wx.T)).reshape(T, N, -1)
+    D = Wx.shape[0]
+    WxT = np.ascontiguousarray(Wx.T)
+    dx = np.empty((T, N, D), dtype=da.dtype)
+    half = T // 2
+
+    def product(steps):
+        t0, t1 = steps
+        np.matmul(da[t0:t1].reshape(-1, G), WxT, out=dx[t0:t1].reshape(-1, D))
+
+    helper.submit(product, (half, T))
+    product((0, half))
+    return dx  # complete once the helper's queue is done: the caller's helper() exit

@@ -97,7 +97,7 @@ def backward(p, cache, dhs, dstate=None):
                 d *= dh
                 np.matmul(d, WhT, out=dh)
             helper.submit(_weight_grads, p, x, hs_ext, da, (t0, t1), grads)
-        dx = input_gradient(p["Wx"], x, da)
+        dx = input_gradient(p["Wx"], x, da, helper)
     if is_ids(x):
         grads["b"] = grads["Wx"].sum(axis=0)  # every row of da lands in one row of dWx
     return grads, dx, (dh,)
