@@ -107,7 +107,7 @@ def bench_core(args):
 
 
 def bench_cli(args):
-    """Wall time of `charrnn sample --length L` on a checkpoint made by a one-step `charrnn train`."""
+    """Wall time of `charrnn sample --length L` on the checkpoint of a one-step `charrnn train`."""
     with tempfile.TemporaryDirectory() as out:
         train = [sys.executable, "-m", "charrnn", "train", args.corpus, "--cell", args.cell,
                  "--hidden-size", str(args.hidden_size), "--layers", str(args.layers),

@@ -81,7 +81,8 @@ def machine_line():
                           if line.startswith("Model name"))
     except (OSError, StopIteration):
         pass
-    return f"{model_name}, {os.cpu_count()} CPUs; Python {platform.python_version()}, numpy {np.__version__}"
+    return (f"{model_name}, {os.cpu_count()} CPUs; Python {platform.python_version()}, "
+            f"numpy {np.__version__}")
 
 
 # ---------------------------------------------------------------- charrnn
@@ -195,7 +196,8 @@ def torch_trainer(spec, ids, N, T, seed=0):
         loss.backward()
         nn.utils.clip_grad_norm_(params, CLIP)
         opt.step()
-        carried[0] = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        detached = [s.detach() for s in (state if isinstance(state, tuple) else (state,))]
+        carried[0] = tuple(detached) if isinstance(state, tuple) else detached[0]
         return loss.item()
 
     return step

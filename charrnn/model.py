@@ -146,7 +146,7 @@ def forward(params, spec, x, y, state, dropout_rng=None):
     the top layer's output) run on the helper thread a few steps behind the top layer's loop.
     """
     T, N = x.shape
-    H, V = spec.hidden_size, spec.vocab_size
+    H = spec.hidden_size
     Wy, by = params["Wy"], params["by"]
     WyT = np.ascontiguousarray(Wy.T)  # products run faster than against a .T view
     dtype = np.dtype(np.result_type(Wy, spec.dtype))

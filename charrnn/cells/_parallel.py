@@ -42,7 +42,7 @@ _SYMBOLS = [("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_thread
 
 
 def _find_openblas():
-    """(get, set) functions of the thread count of the OpenBLAS loaded into this process, or None."""
+    """(get, set) of the thread count of the OpenBLAS loaded into this process, or None."""
     try:
         with open("/proc/self/maps") as f:
             paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
@@ -96,7 +96,7 @@ def _on_worker():
 
 
 def set_enabled(flag):
-    """Turn the two-thread path on or off (it stays off where it cannot run); returns the old value."""
+    """Turn the two-thread paths on or off (off where they cannot run); returns the old value."""
     global _enabled
     old = _enabled
     _enabled = bool(flag) and _blas is not None and _cpus() >= 2
