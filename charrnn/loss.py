@@ -29,28 +29,6 @@ def softmax_cross_entropy(logits, targets):
     return loss, probs
 
 
-def nll_and_grad(logits, targets, total):
-    """Summed negative log-likelihood of some rows of a window, and their gradient.
-
-    logits (M, V), overwritten with the gradient; targets (M,) ints; total: the number of
-    characters the loss is a mean over (the whole window's). Returns (summed nll in nats,
-    dlogits = (softmax - one_hot) / total, in the logits' array).
-    """
-    M = logits.shape[0]
-    rows = np.arange(M)
-    logits -= logits.max(axis=1, keepdims=True)
-    picked = logits[rows, targets]
-    probs = np.exp(logits, out=logits)
-    sums = probs.sum(axis=1, keepdims=True)
-    # summed in the logits' precision, as a mean over them would be: a float32 overflow shows
-    # as an infinite loss, which the trainer refuses
-    nll = float(np.sum(np.log(sums[:, 0]) - picked))
-    probs /= sums
-    probs[rows, targets] -= 1.0
-    probs *= 1.0 / total
-    return nll, probs
-
-
 def nll_sum(logits, targets):
     """Summed negative log-likelihood in nats (float64), for evaluation: logits (M, V), targets (M,)."""
     lp = log_softmax(logits)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cells import CELLS, _parallel
-from .loss import nll_and_grad
+from .loss import softmax_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -63,77 +63,32 @@ def zero_state(spec, N):
     return [tuple(np.zeros(shape, dtype=spec.dtype) for _ in names) for _ in range(spec.layers)]
 
 
-def _project_next(hs, mask, p, inp, a, steps):
-    """The next layer's input at steps [t0, t1): inp = hs * mask (with dropout), a = inp Wx + b."""
-    t0, t1 = steps
-    src = hs[t0:t1]
-    if mask is not None:
-        src = np.multiply(src, mask[t0:t1], out=inp[t0:t1])
-    out = a[t0:t1].reshape(-1, a.shape[2])
-    np.matmul(src.reshape(-1, src.shape[2]), p["Wx"], out=out)
-    out += p["b"]
-
-
-def _layers_forward(params, spec, x, state, dropout_rng, helper, on_top_steps=None):
-    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks.
-
-    While a layer's loop runs, the helper thread computes the next layer's input projection a
-    few steps behind it; on_top_steps(hs, mask, t0, t1) is called as the top layer's steps
-    [t0, t1) become final (hs unmasked; mask None without dropout).
-    """
-    cell, L = spec.cell_module, spec.layers
-    T, N = x.shape
-    dtype = np.dtype(spec.dtype)
-    masks = [None] * L
-    if dropout_rng is not None and spec.dropout > 0:
-        keep = 1.0 - spec.dropout
-        for layer in range(L):
-            mask = dropout_rng.random((T, N, spec.hidden_size), dtype=dtype) < keep
-            masks[layer] = mask.astype(dtype) * dtype.type(1.0 / keep)
-    caches, new_state = [], []
-    inp, a = x, None
-    for layer in range(L):
-        mask = masks[layer]
-        if layer < L - 1:
-            above = layer_params(params, layer + 1)
-            a_next = np.empty((T, N, above["Wx"].shape[1]), dtype=dtype)
-            inp_next = None if mask is None else np.empty((T, N, spec.hidden_size), dtype=dtype)
-
-            def on_steps(hs, t0, t1, mask=mask, above=above, inp_next=inp_next, a_next=a_next):
-                helper.submit(_project_next, hs, mask, above, inp_next, a_next, (t0, t1))
-        elif on_top_steps is not None:
-            def on_steps(hs, t0, t1, mask=mask):
-                on_top_steps(hs, mask, t0, t1)
-        else:
-            on_steps = None
-        hs, final, cache = cell.forward(layer_params(params, layer), inp, state[layer], on_steps, a)
+def _layers_forward(params, spec, x, state, dropout_rng):
+    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks."""
+    cell, inp = spec.cell_module, x
+    caches, masks, new_state = [], [], []
+    for layer in range(spec.layers):
+        hs, final, cache = cell.forward(layer_params(params, layer), inp, state[layer])
+        mask = None
+        if dropout_rng is not None and spec.dropout > 0:
+            keep = 1.0 - spec.dropout
+            mask = dropout_rng.random(hs.shape, dtype=hs.dtype) < keep
+            mask = mask.astype(hs.dtype) * hs.dtype.type(1.0 / keep)
+            hs = hs * mask
         caches.append(cache)
+        masks.append(mask)
         new_state.append(final)
-        if layer < L - 1:
-            helper.wait_all()  # the next layer starts on its whole input
-            inp, a = (hs if mask is None else inp_next), a_next
-        else:
-            inp = hs if mask is None else hs * mask
+        inp = hs
     return inp, new_state, caches, masks
 
 
 def logits(params, spec, x, state):
     """Forward without dropout: x (T, N) ids -> logits (T*N, V) and the new state."""
-    T, N = x.shape
-    H, Wy, by = spec.hidden_size, params["Wy"], params["by"]
-    out = np.empty((T, N, spec.vocab_size), dtype=np.result_type(Wy, spec.dtype))
-
-    def output(hs, t0, t1):
-        o = out[t0:t1].reshape(-1, out.shape[2])
-        np.matmul(hs[t0:t1].reshape(-1, H), Wy, out=o)
-        o += by
-
-    # the output layer runs on the helper thread, a few steps behind the top layer's loop
-    with _parallel.helper() as helper:
-        _, new_state, _, _ = _layers_forward(
-            params, spec, x, state, None, helper,
-            lambda hs, mask, t0, t1: helper.submit(output, hs, t0, t1))
-    return out.reshape(T * N, -1), new_state
+    top, new_state, _, _ = _layers_forward(params, spec, x, state, None)
+    T, N, H = top.shape
+    out = _parallel.matmul(top.reshape(T * N, H), params["Wy"])
+    out += params["by"]
+    return out, new_state
 
 
 def forward(params, spec, x, y, state, dropout_rng=None):
@@ -141,42 +96,23 @@ def forward(params, spec, x, y, state, dropout_rng=None):
 
     x, y (T, N) ids (y is x shifted by one); state from zero_state or a previous window.
     Returns (loss in nats/char, new state, cache). Passing dropout_rng turns dropout on.
-
-    The output layer, the softmax and the output layer's gradients (which need nothing but
-    the top layer's output) run on the helper thread a few steps behind the top layer's loop.
     """
-    T, N = x.shape
-    H = spec.hidden_size
-    Wy, by = params["Wy"], params["by"]
-    WyT = np.ascontiguousarray(Wy.T)  # products run faster than against a .T view
-    dtype = np.dtype(np.result_type(Wy, spec.dtype))
-    grads = {"Wy": np.zeros_like(Wy), "by": np.zeros_like(by)}
-    dtop = np.empty((T, N, H), dtype=dtype)  # dLoss/d(top layer output, after dropout)
-    nll = [0.0] * T
-
-    def output(hs, mask, t0, t1):
-        top = hs[t0:t1] if mask is None else hs[t0:t1] * mask[t0:t1]
-        top2 = top.reshape(-1, H)
-        out = top2 @ Wy
-        out += by
-        nll[t0], dlogits = nll_and_grad(out, y[t0:t1].reshape(-1), T * N)
-        grads["Wy"] += top2.T @ dlogits
-        grads["by"] += dlogits.sum(axis=0)
-        np.matmul(dlogits, WyT, out=dtop[t0:t1].reshape(-1, H))
-
-    with _parallel.helper() as helper:
-        _, new_state, caches, masks = _layers_forward(
-            params, spec, x, state, dropout_rng, helper,
-            lambda hs, mask, t0, t1: helper.submit(output, hs, mask, t0, t1))
-    loss = float(np.asarray(nll, dtype=dtype).sum() / dtype.type(T * N))
-    return loss, new_state, (grads, dtop, caches, masks)
+    top, new_state, caches, masks = _layers_forward(params, spec, x, state, dropout_rng)
+    T, N, H = top.shape
+    top2 = top.reshape(T * N, H)
+    out = _parallel.matmul(top2, params["Wy"])
+    out += params["by"]
+    loss, dlogits = softmax_cross_entropy(out, y.reshape(-1))
+    return loss, new_state, (top2, dlogits, caches, masks, (T, N))
 
 
 def backward(params, spec, cache):
     """Gradients of forward's loss: a dict with the keys of params, and d(initial state)."""
-    out_grads, dh, caches, masks = cache
+    top2, dlogits, caches, masks, (T, N) = cache
     cell = spec.cell_module
-    grads = dict(out_grads)
+    grads = {"Wy": _parallel.matmul(top2.T, dlogits), "by": dlogits.sum(axis=0)}
+    WyT = np.ascontiguousarray(params["Wy"].T)  # products run faster than against a .T view
+    dh = _parallel.matmul(dlogits, WyT).reshape(T, N, spec.hidden_size)
     dstate0 = [None] * spec.layers
     for layer in range(spec.layers - 1, -1, -1):
         if masks[layer] is not None:

@@ -87,29 +87,3 @@ def test_split_product(shape):
     out = np.empty((M, P), dtype=np.float32)
     assert _parallel.matmul(a, b, out=out) is out
     np.testing.assert_array_equal(out, first)
-
-
-@pytest.mark.parametrize("name", sorted(CELLS))
-def test_model_gradients_over_many_chunks(name):
-    """A window of two CHUNK-step pieces, so the helper thread's work (output layer, next
-    layer's input, gate factors, weight gradients) is handed over piece by piece."""
-    from charrnn import model
-    Tw = _parallel.CHUNK + 3
-    spec = model.ModelSpec(name, V, H, 2, 0.3, "float64")
-    rng = np.random.default_rng(4)
-    params = model.init_params(spec, rng)
-    for k in params:
-        params[k] = rng.standard_normal(params[k].shape) * 0.5
-    x, y = rng.integers(0, V, size=(Tw, 3)), rng.integers(0, V, size=(Tw, 3))
-    state = [tuple(rng.standard_normal((3, H)) for _ in s) for s in model.zero_state(spec, 3)]
-
-    def loss():
-        return model.forward(params, spec, x, y, state, np.random.default_rng(7))[0]
-
-    _, _, cache = model.forward(params, spec, x, y, state, np.random.default_rng(7))
-    grads, dstate0 = model.backward(params, spec, cache)
-    for k in params:
-        assert rel_error(grads[k], numeric_grad(loss, params[k])) < 1e-7, k
-    for layer, st in enumerate(state):
-        for i, s in enumerate(st):
-            assert rel_error(dstate0[layer][i], numeric_grad(loss, s)) < 1e-7, (layer, i)

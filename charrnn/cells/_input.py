@@ -64,36 +64,3 @@ def project_backward(Wx, x, da):
     dWx = _parallel.matmul(x2.T, da2)
     dx = _parallel.matmul(da2, np.ascontiguousarray(Wx.T)).reshape(T, N, D)
     return dWx, db, dx
-
-
-def accumulate_backward(Wx, x, da, steps, dWx, db):
-    """project_backward's weight gradients for the steps [t0, t1) of the window: adds their
-    share to dWx (D, G) and db (G,) (db is left alone for id input: it is dWx's row sum)."""
-    t0, t1 = steps
-    G = da.shape[2]
-    da2 = da[t0:t1].reshape(-1, G)
-    if is_ids(x):
-        dWx += one_hot_transpose_product(x[t0:t1].reshape(-1), da2, Wx.shape[0])
-        return
-    dWx += x[t0:t1].reshape(-1, x.shape[2]).T @ da2
-    db += da2.sum(axis=0)
-
-
-def input_gradient(Wx, x, da, helper):
-    """dLoss/dx (T, N, D) = da Wx^T for dense input, None for id input: the later half of the
-    steps on the helper thread (once it is through its queue), the earlier half here."""
-    if is_ids(x):
-        return None
-    T, N, G = da.shape
-    D = Wx.shape[0]
-    WxT = np.ascontiguousarray(Wx.T)
-    dx = np.empty((T, N, D), dtype=da.dtype)
-    half = T // 2
-
-    def product(steps):
-        t0, t1 = steps
-        np.matmul(da[t0:t1].reshape(-1, G), WxT, out=dx[t0:t1].reshape(-1, D))
-
-    helper.submit(product, (half, T))
-    product((0, half))
-    return dx  # complete once the helper's queue is done: the caller's helper() exit

@@ -1,28 +1,20 @@
-"""Two threads for a training step.
+"""Two threads for a training step: the batch halves stepped through a window side by side, and
+the large products cut in two.
 
-A step's time goes to 2T small recurrent products, the elementwise work between them, and a
-few window-wide products (weight gradients, the output layer, the next layer's input). Left to
-OpenBLAS (two BLAS threads per product) one core idles through all the elementwise work, and the
-two BLAS threads meet at a spin-wait barrier after every block of every product: when another
-process holds a core, each barrier can cost a scheduler time slice, and a step becomes several
-times slower. So OpenBLAS is held to one thread while a step runs, and charrnn keeps the second
-core busy itself, two ways:
+The recurrence couples the steps of a window, never two rows of the batch, so the per-step loop
+of forward and backward can run on rows [0, N/2) and [N/2, N) at once. NumPy releases the GIL
+inside BLAS calls and ufunc loops, so both cores then do the small recurrent products *and* the
+elementwise work between them. Leaving the parallelism to OpenBLAS instead (one (N, H) product per
+step on two BLAS threads) idles one core through the elementwise work, and its threads meet at a
+spin-wait barrier after every block of every product: when another process holds a core, each
+barrier can cost a scheduler time slice, and a step becomes several times slower. So while these
+threads run, OpenBLAS is held to one thread, and the window-wide products are also cut in two
+here, by rows or columns of the result, each half a one-thread product.
 
-- helper(): the time loop runs on the calling thread over the whole batch while a helper thread
-  does, a few steps behind it (or ahead of it), the work that needs only finished steps: the
-  output layer and its gradients, the next layer's input projection, the weight gradients, the
-  LSTM's gate factors. Pieces are CHUNK steps; the helper does them in the order handed.
-- run() over halves(N): the per-step loop on rows [0, N/2) and [N/2, N) side by side (the
-  recurrence couples steps, never batch rows); matmul() cuts one product in two. The GRU uses
-  these.
-
-NumPy releases the GIL inside BLAS calls and ufunc loops, so both threads compute at once. Each
-piece of work computes the same thing whatever the thread timing, and sums are taken in a fixed
-order, so results are the same bits on every run. Where the OpenBLAS thread count cannot be
-controlled (another BLAS, no shared library found), or on one CPU, everything runs on the
-calling thread with the BLAS as configured.
+Each half computes exactly what it would alone, so results never depend on thread timing. Where
+the OpenBLAS thread count cannot be controlled (another BLAS, no shared library found), or on one
+CPU, everything runs on the calling thread with the BLAS as configured.
 """
-import contextlib
 import contextvars
 import ctypes
 import os
@@ -74,25 +66,6 @@ _blas = _find_openblas()
 _enabled = _blas is not None and _cpus() >= 2
 _pool = None
 _lock = threading.Lock()
-_worker = None  # ident of the pool's thread
-_depth = 0  # helper() contexts open on the calling thread
-CHUNK = 10  # time steps per piece of work handed to the helper thread
-
-
-def _mark_worker():
-    global _worker
-    _worker = threading.get_ident()
-
-
-def _get_pool():
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(1, thread_name_prefix="charrnn-helper", initializer=_mark_worker)
-    return _pool
-
-
-def _on_worker():
-    return threading.get_ident() == _worker
 
 
 def set_enabled(flag):
@@ -113,12 +86,14 @@ def halves(N):
 
 def run(fn, slices):
     """fn(rows) for every slice of rows, on two threads when enabled; returns when all are done."""
-    if len(slices) == 1 or not _enabled or _on_worker():
+    global _pool
+    if len(slices) == 1 or not _enabled:
         for rows in slices:
             fn(rows)
         return
     with _lock:  # one window at a time may hold the BLAS at one thread
-        _get_pool()
+        if _pool is None:
+            _pool = ThreadPoolExecutor(1, thread_name_prefix="charrnn-half")
         get, set_ = _blas
         threads = get()
         set_(1)
@@ -167,61 +142,3 @@ def matmul(a, b, out=None):
     else:
         run(lambda cols: np.matmul(a, b[:, cols], out=out[:, cols]), _two(P))
     return out
-
-
-class Helper:
-    """Work handed to the helper thread, done in the order handed while the caller goes on."""
-
-    def __init__(self, threaded):
-        self.threaded = threaded
-        self.futures = []
-
-    def submit(self, fn, *args):
-        """fn(*args) on the helper thread (at once, here, when not threaded); returns a handle
-        for wait()."""
-        if not self.threaded:
-            fn(*args)
-            return None
-        future = _get_pool().submit(contextvars.copy_context().run, fn, *args)
-        self.futures.append(future)
-        return future
-
-    @staticmethod
-    def wait(handle):
-        if handle is not None:
-            handle.result()
-
-    def wait_all(self):
-        futures, self.futures = self.futures, []
-        for future in futures:
-            future.result()
-
-
-@contextlib.contextmanager
-def helper():
-    """A Helper for the duration of a window's time loop; on exit, waits for all it was handed.
-    Inside, OpenBLAS runs at one thread: both threads call it."""
-    global _depth
-    h = Helper(_enabled and not _on_worker())
-    if not h.threaded:
-        yield h
-        return
-    if _depth == 0:
-        saved = _blas[0]()
-        _blas[1](1)
-    _depth += 1
-    try:
-        yield h
-    finally:
-        try:
-            h.wait_all()
-        finally:
-            _depth -= 1
-            if _depth == 0:
-                _blas[1](saved)
-
-
-def chunks(T, descending=False):
-    """(t0, t1) pieces of CHUNK steps covering range(T), in time order or reversed."""
-    pieces = [(t0, min(t0 + CHUNK, T)) for t0 in range(0, T, CHUNK)]
-    return pieces[::-1] if descending else pieces

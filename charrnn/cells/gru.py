@@ -53,15 +53,10 @@ def _activate(p, a, h_prev, h, hn, rec, tmp):
     h += n
 
 
-def forward(p, x, state, on_steps=None, a=None):
-    """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward.
-
-    on_steps(hs, 0, T), when given, is called once hs is final; a (T, N, 3H), when given, is
-    x Wx + b already computed (it is overwritten).
-    """
+def forward(p, x, state):
+    """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
     (h0,) = state
-    # (T, N, 3H): x_t Wx + b (given as a, or computed here), overwritten by r, z, n
-    acts = project(p["Wx"], p["b"], x) if a is None else a
+    acts = project(p["Wx"], p["b"], x)  # (T, N, 3H): x_t Wx + b, overwritten by r, z, n
     T, N, G = acts.shape
     H = G // 3
     # hs_ext (T+1, N, H) holds h0 in slot 0, so step t reads slot t and backward gets
@@ -80,8 +75,6 @@ def forward(p, x, state, on_steps=None, a=None):
 
     _parallel.run(loop, _parallel.halves(N))
     hs = hs_ext[1:]
-    if on_steps is not None:
-        on_steps(hs, 0, T)
     return hs, (hs[-1].copy(),), (x, acts, hns, hs_ext)
 
 

@@ -15,7 +15,7 @@ Parameters: Wx (D, 4H), Wh (H, 4H), b (4H,).
 import numpy as np
 
 from . import _parallel
-from ._input import accumulate_backward, input_gradient, is_ids, project
+from ._input import project, project_backward
 
 STATE_NAMES = ("h", "c")
 GATES = 4
@@ -61,71 +61,65 @@ def _activate(z, c_prev, c, tanh_c, h, tmp):
     np.multiply(o, tanh_c, out=h)
 
 
-def forward(p, x, state, on_steps=None, a=None):
-    """Run the window. Returns hs (T, N, H), the final state (hT, cT) and a cache for backward.
-
-    on_steps(hs, t0, t1), when given, is called as soon as hs[t0:t1] are final, a few steps at
-    a time, so the caller can hand work on them to the helper thread while the loop goes on.
-    a (T, N, 4H), when given, is x Wx + b already computed (it is overwritten).
-    """
+def forward(p, x, state):
+    """Run the window. Returns hs (T, N, H), the final state (hT, cT) and a cache for backward."""
     h0, c0 = state
-    acts = project(p["Wx"], p["b"], x) if a is None else a  # overwritten by the gates
+    acts = project(p["Wx"], p["b"], x)  # (T, N, 4H): x_t Wx + b, overwritten by the gates
     T, N, G = acts.shape
     H = G // 4
     Wh = p["Wh"]
-    # hs_ext, cs_ext (T+1, N, H) hold h0, c0 in slot 0, so step t reads slot t and backward
-    # gets dWh = sum_t h_{t-1}^T da_t from slices
+    # hs_ext, cs_ext (T+1, N, H) hold h0, c0 in slot 0, so step t reads slot t and backward gets
+    # dWh = sum_t h_{t-1}^T da_t as one product
     hs_ext = np.empty((T + 1, N, H), dtype=acts.dtype)
     cs_ext = np.empty_like(hs_ext)
     hs_ext[0], cs_ext[0] = h0, c0
     tanh_cs = np.empty((T, N, H), dtype=acts.dtype)  # kept so backward needs no second tanh
-    rec = np.empty((N, G), dtype=acts.dtype)
-    tmp = np.empty((N, H), dtype=acts.dtype)
-    for t0, t1 in _parallel.chunks(T):
-        for t in range(t0, t1):
-            np.matmul(hs_ext[t], Wh, out=rec)
-            z = acts[t]
+
+    def loop(rows):
+        n = rows.stop - rows.start
+        rec = np.empty((n, G), dtype=acts.dtype)
+        tmp = np.empty((n, H), dtype=acts.dtype)
+        for t in range(T):
+            np.matmul(hs_ext[t, rows], Wh, out=rec)
+            z = acts[t, rows]
             z += rec
-            _activate(z, cs_ext[t], cs_ext[t + 1], tanh_cs[t], hs_ext[t + 1], tmp)
-        if on_steps is not None:
-            on_steps(hs_ext[1:], t0, t1)
+            _activate(z, cs_ext[t, rows], cs_ext[t + 1, rows], tanh_cs[t, rows],
+                      hs_ext[t + 1, rows], tmp)
+
+    _parallel.run(loop, _parallel.halves(N))
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(), cs_ext[-1].copy()), (x, acts, cs_ext, tanh_cs, hs_ext)
 
 
-def _factors(acts, cs_ext, tanh_cs, da, kc, steps):
-    """Everything of the gate gradients at steps [t0, t1) that does not depend on dh or dc,
-    from the stored outputs (sigmoid' = s (1 - s), tanh' = 1 - y^2):
+def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, tmp3):
+    """Gates at one step given dh, dc (N, H) = dLoss/d(h_t, c_t).
 
-        da[i] = g i(1-i),  da[f] = c_{t-1} f(1-f),  da[o] = tanh(c_t) o(1-o),  da[g] = i (1-g^2)
-        kc    = o (1 - tanh(c_t)^2)
-
-    so that one step of the loop only multiplies them by dh or dc.
+    Writes da (N, 4H) = dLoss/d(pre-activations) and turns dc into dLoss/dc_{t-1} in place;
+    tmp (N, H) and tmp3 (N, 3H) are scratch. Derivatives come from the stored outputs:
+    sigmoid' = s (1 - s), tanh' = 1 - y^2.
     """
-    t0, t1 = steps
-    H = kc.shape[2]
-    a, d, tc, k = acts[t0:t1], da[t0:t1], tanh_cs[t0:t1], kc[t0:t1]
-    i, f, o, g = (a[..., j * H:(j + 1) * H] for j in range(4))
-    di, df, do, dg = (d[..., j * H:(j + 1) * H] for j in range(4))
-    np.subtract(1.0, a[..., :3 * H], out=d[..., :3 * H])
-    d[..., :3 * H] *= a[..., :3 * H]
-    di *= g
-    df *= cs_ext[t0:t1]
-    do *= tc
+    H = dh.shape[1]
+    i, f, o, g = (acts[:, k * H:(k + 1) * H] for k in range(4))
+    di, df, do, dg = (da[:, k * H:(k + 1) * H] for k in range(4))
+    np.multiply(dh, tanh_c, out=do)  # times sigmoid' below
+    # dc_t += dh * o * (1 - tanh(c_t)^2)
+    np.multiply(tanh_c, tanh_c, out=tmp)
+    np.subtract(1.0, tmp, out=tmp)
+    tmp *= o
+    tmp *= dh
+    dc += tmp
+    np.multiply(dc, g, out=di)
+    np.multiply(dc, c_prev, out=df)
+    # one sigmoid' pass over the contiguous i, f, o block
+    np.subtract(1.0, acts[:, :3 * H], out=tmp3)
+    tmp3 *= acts[:, :3 * H]
+    da[:, :3 * H] *= tmp3
+    # dg = dc * i * (1 - g^2)
     np.multiply(g, g, out=dg)
     np.subtract(1.0, dg, out=dg)
     dg *= i
-    np.multiply(tc, tc, out=k)
-    np.subtract(1.0, k, out=k)
-    k *= o
-
-
-def _weight_grads(p, x, hs_ext, da, steps, grads):
-    """The steps [t0, t1)'s share of dWh = sum_t h_{t-1}^T da_t, dWx and db."""
-    t0, t1 = steps
-    H, G = hs_ext.shape[2], da.shape[2]
-    grads["Wh"] += hs_ext[t0:t1].reshape(-1, H).T @ da[t0:t1].reshape(-1, G)
-    accumulate_backward(p["Wx"], x, da, steps, grads["Wx"], grads["b"])
+    dg *= dc
+    dc *= f
 
 
 def backward(p, cache, dhs, dstate=None):
@@ -134,43 +128,33 @@ def backward(p, cache, dhs, dstate=None):
     dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);
     dstate: gradients (dhT, dcT) w.r.t. the final state, or None for zero.
     Returns grads {Wx, Wh, b}, dx ((T, N, D) or None for ids) and (dh0, dc0).
-
-    The loop runs on the calling thread; the helper thread computes the gate factors ahead of
-    it and, a few steps behind it, the weight gradients of the steps it has done.
     """
     x, acts, cs_ext, tanh_cs, hs_ext = cache
     T, N, H = dhs.shape
     # a contiguous copy: OpenBLAS runs the small products against a transposed view ~40% slower
     WhT = np.ascontiguousarray(p["Wh"].T)
-    da = np.empty_like(acts)  # (T, N, 4H): dLoss/d(pre-activations), first the factors
-    kc = np.empty_like(tanh_cs)  # o (1 - tanh(c_t)^2): how dh reaches dc
-    grads = {k: np.zeros_like(v) for k, v in p.items()}
-    if dstate is None:
-        dh, dc = np.zeros((N, H), dtype=acts.dtype), np.zeros((N, H), dtype=acts.dtype)
-    else:
-        dh, dc = dstate[0].copy(), dstate[1].copy()
-    tmp = np.empty((N, H), dtype=acts.dtype)
-    dc2 = dc[:, None, :]  # broadcasts over the adjacent i and f blocks
-    pieces = _parallel.chunks(T, descending=True)
-    with _parallel.helper() as helper:
-        ready = [helper.submit(_factors, acts, cs_ext, tanh_cs, da, kc, steps) for steps in pieces]
-        for (t0, t1), factors in zip(pieces, ready):
-            helper.wait(factors)
-            for t in range(t1 - 1, t0 - 1, -1):
-                dh += dhs[t]
-                d = da[t]
-                np.multiply(dh, kc[t], out=tmp)
-                dc += tmp  # now dLoss/dc_t
-                d[:, 2 * H:3 * H] *= dh
-                d[:, :2 * H].reshape(N, 2, H)[...] *= dc2
-                d[:, 3 * H:] *= dc
-                dc *= acts[t, :, H:2 * H]  # dLoss/dc_{t-1} through the forget gate
-                np.matmul(d, WhT, out=dh)
-            helper.submit(_weight_grads, p, x, hs_ext, da, (t0, t1), grads)
-        dx = input_gradient(p["Wx"], x, da, helper)
-    if is_ids(x):
-        grads["b"] = grads["Wx"].sum(axis=0)  # every row of da lands in one row of dWx
-    return grads, dx, (dh, dc)
+    da = np.empty_like(acts)  # (T, N, 4H): dLoss/d(pre-activations)
+    dh0, dc0 = np.empty((N, H), dtype=acts.dtype), np.empty((N, H), dtype=acts.dtype)
+
+    def loop(rows):
+        n = rows.stop - rows.start
+        if dstate is None:
+            dh, dc = np.zeros((n, H), dtype=acts.dtype), np.zeros((n, H), dtype=acts.dtype)
+        else:
+            dh, dc = dstate[0][rows].copy(), dstate[1][rows].copy()
+        tmp = np.empty((n, H), dtype=acts.dtype)
+        tmp3 = np.empty((n, 3 * H), dtype=acts.dtype)
+        for t in range(T - 1, -1, -1):
+            dh += dhs[t, rows]
+            _backward_step(acts[t, rows], cs_ext[t, rows], tanh_cs[t, rows], dh, dc, da[t, rows],
+                           tmp, tmp3)
+            np.matmul(da[t, rows], WhT, out=dh)
+        dh0[rows], dc0[rows] = dh, dc
+
+    _parallel.run(loop, _parallel.halves(N))
+    dWh = _parallel.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, 4 * H))
+    dWx, db, dx = project_backward(p["Wx"], x, da)
+    return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0, dc0)
 
 
 def step(p, a, state):
