@@ -42,7 +42,7 @@ def info_lines(info):
         ("vocabulary", f"{info['vocab_size']} characters: {info['vocab']!r}"),
         ("optimizer", f"{info['optimizer']}, lr {info['lr']:g} ({info['lr_schedule']})"),
         ("step", f"{info['step']:,}"),
-        ("characters seen", f"{info['chars']:,} in {info['elapsed']:,.0f} s of training"),
+        ("characters seen", f"{info['chars']:,} in {info['elapsed']:,.1f} s of training"),
         ("best validation", best),
         ("corpus hash", info["corpus_hash"] or "unknown"),
         ("format version", str(info["format_version"])),
