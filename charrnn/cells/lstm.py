@@ -47,12 +47,35 @@ def sigmoid(x, out):
     return out
 
 
-def _activate(z, c_prev, c, tanh_c, h, tmp):
-    """One step in place. z (N, 4H) holds the pre-activations on entry and i, f, o, g on exit;
-    c_prev (N, H) is read; c, tanh_c and h (N, H) are written; tmp (N, H) is scratch."""
+def gate_scale(H, dtype):
+    """(4H,) column scale of the pre-activations: 1/2 on i, f, o and 1 on g.
+
+    sigmoid(x) = (1 + tanh(x / 2)) / 2, so once the i, f, o columns are halved a single tanh over
+    the whole contiguous (N, 4H) row block gives every gate's tanh, and the sigmoids follow by one
+    multiply and one add over the same block. Column slices of a row block are strided, and
+    NumPy runs a strided (N, H) slice several times slower than a contiguous array of the same
+    size, so whole-row operations are what keep the per-step work small. Halving is exact in
+    floating point, so x Wx and h Wh with halved columns are exactly half the products.
+    """
+    scale = np.ones(4 * H, dtype=dtype)
+    scale[:3 * H] = 0.5
+    return scale
+
+
+def _rows(row, n):
+    """row (G,) repeated into a contiguous (n, G) array: a full operand runs faster than a
+    broadcast one."""
+    return np.repeat(row[None, :], n, axis=0)
+
+
+def _activate(z, c_prev, c, tanh_c, h, tmp, half, offset):
+    """One step in place. z (N, 4H) holds the pre-activations, i, f, o columns halved, on entry
+    and i, f, o, g on exit; c_prev (N, H) is read; c, tanh_c and h (N, H) are written; tmp (N, H)
+    is scratch; half and offset (N, 4H) are the gate scale and 1/2 on i, f, o, 0 on g."""
     H = c.shape[1]
-    sigmoid(z[:, :3 * H], out=z[:, :3 * H])
-    np.tanh(z[:, 3 * H:], out=z[:, 3 * H:])
+    np.tanh(z, out=z)
+    z *= half
+    z += offset
     i, f, o, g = (z[:, k * H:(k + 1) * H] for k in range(4))
     np.multiply(f, c_prev, out=c)
     np.multiply(i, g, out=tmp)
@@ -64,44 +87,49 @@ def _activate(z, c_prev, c, tanh_c, h, tmp):
 def forward(p, x, state):
     """Run the window. Returns hs (T, N, H), the final state (hT, cT) and a cache for backward."""
     h0, c0 = state
-    acts = project(p["Wx"], p["b"], x)  # (T, N, 4H): x_t Wx + b, overwritten by the gates
+    H = p["Wh"].shape[0]
+    scale = gate_scale(H, p["Wh"].dtype)
+    # (T, N, 4H): x_t Wx + b with i, f, o halved, overwritten by the gates
+    acts = project(p["Wx"] * scale, p["b"] * scale, x)
     T, N, G = acts.shape
-    H = G // 4
-    Wh = p["Wh"]
+    Wh = p["Wh"] * scale
     # hs_ext, cs_ext (T+1, N, H) hold h0, c0 in slot 0, so step t reads slot t and backward gets
     # dWh = sum_t h_{t-1}^T da_t as one product
     hs_ext = np.empty((T + 1, N, H), dtype=acts.dtype)
     cs_ext = np.empty_like(hs_ext)
     hs_ext[0], cs_ext[0] = h0, c0
     tanh_cs = np.empty((T, N, H), dtype=acts.dtype)  # kept so backward needs no second tanh
+    offset = np.where(scale == 1, 0, 0.5).astype(acts.dtype)
 
     def loop(rows):
         n = rows.stop - rows.start
         rec = np.empty((n, G), dtype=acts.dtype)
         tmp = np.empty((n, H), dtype=acts.dtype)
+        half, off = _rows(scale, n), _rows(offset, n)
         for t in range(T):
             np.matmul(hs_ext[t, rows], Wh, out=rec)
             z = acts[t, rows]
             z += rec
             _activate(z, cs_ext[t, rows], cs_ext[t + 1, rows], tanh_cs[t, rows],
-                      hs_ext[t + 1, rows], tmp)
+                      hs_ext[t + 1, rows], tmp, half, off)
 
     _parallel.run(loop, _parallel.halves(N))
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(), cs_ext[-1].copy()), (x, acts, cs_ext, tanh_cs, hs_ext)
 
 
-def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, tmp3):
+def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, work, shift):
     """Gates at one step given dh, dc (N, H) = dLoss/d(h_t, c_t).
 
     Writes da (N, 4H) = dLoss/d(pre-activations) and turns dc into dLoss/dc_{t-1} in place;
-    tmp (N, H) and tmp3 (N, 3H) are scratch. Derivatives come from the stored outputs:
-    sigmoid' = s (1 - s), tanh' = 1 - y^2.
+    tmp (N, H) and work (N, 4H) are scratch, shift (N, 4H) is 0 on i, f, o and 1 on g.
+    Derivatives come from the stored outputs: sigmoid' = s (1 - s), tanh' = (1 - g)(1 + g).
     """
     H = dh.shape[1]
     i, f, o, g = (acts[:, k * H:(k + 1) * H] for k in range(4))
     di, df, do, dg = (da[:, k * H:(k + 1) * H] for k in range(4))
-    np.multiply(dh, tanh_c, out=do)  # times sigmoid' below
+    # dLoss/d(gate outputs) first, block by block ...
+    np.multiply(dh, tanh_c, out=do)
     # dc_t += dh * o * (1 - tanh(c_t)^2)
     np.multiply(tanh_c, tanh_c, out=tmp)
     np.subtract(1.0, tmp, out=tmp)
@@ -110,15 +138,12 @@ def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, tmp3):
     dc += tmp
     np.multiply(dc, g, out=di)
     np.multiply(dc, c_prev, out=df)
-    # one sigmoid' pass over the contiguous i, f, o block
-    np.subtract(1.0, acts[:, :3 * H], out=tmp3)
-    tmp3 *= acts[:, :3 * H]
-    da[:, :3 * H] *= tmp3
-    # dg = dc * i * (1 - g^2)
-    np.multiply(g, g, out=dg)
-    np.subtract(1.0, dg, out=dg)
-    dg *= i
-    dg *= dc
+    np.multiply(dc, i, out=dg)
+    # ... then every activation's derivative over the whole row at once: (1 - a) (a + shift)
+    np.subtract(1.0, acts, out=work)
+    da *= work
+    np.add(acts, shift, out=work)
+    da *= work
     dc *= f
 
 
@@ -135,6 +160,8 @@ def backward(p, cache, dhs, dstate=None):
     WhT = np.ascontiguousarray(p["Wh"].T)
     da = np.empty_like(acts)  # (T, N, 4H): dLoss/d(pre-activations)
     dh0, dc0 = np.empty((N, H), dtype=acts.dtype), np.empty((N, H), dtype=acts.dtype)
+    shift = np.zeros((N, 4 * H), dtype=acts.dtype)  # rows enough for any slice of rows
+    shift[:, 3 * H:] = 1.0
 
     def loop(rows):
         n = rows.stop - rows.start
@@ -143,11 +170,11 @@ def backward(p, cache, dhs, dstate=None):
         else:
             dh, dc = dstate[0][rows].copy(), dstate[1][rows].copy()
         tmp = np.empty((n, H), dtype=acts.dtype)
-        tmp3 = np.empty((n, 3 * H), dtype=acts.dtype)
+        work = np.empty((n, 4 * H), dtype=acts.dtype)
         for t in range(T - 1, -1, -1):
             dh += dhs[t, rows]
             _backward_step(acts[t, rows], cs_ext[t, rows], tanh_cs[t, rows], dh, dc, da[t, rows],
-                           tmp, tmp3)
+                           tmp, work, shift[:n])
             np.matmul(da[t, rows], WhT, out=dh)
         dh0[rows], dc0[rows] = dh, dc
 
@@ -160,8 +187,13 @@ def backward(p, cache, dhs, dstate=None):
 def step(p, a, state):
     """One step for generation. a (N, 4H) = x Wx + b already looked up; returns (h, c)."""
     h, c_prev = state
+    H = c_prev.shape[1]
+    scale = gate_scale(H, a.dtype)
     z = h @ p["Wh"]
     z += a
+    z *= scale
+    n = z.shape[0]
     c, tanh_c, h_new, tmp = (np.empty_like(c_prev, dtype=z.dtype) for _ in range(4))
-    _activate(z, c_prev, c, tanh_c, h_new, tmp)
+    _activate(z, c_prev, c, tanh_c, h_new, tmp, _rows(scale, n),
+              _rows(np.where(scale == 1, 0, 0.5).astype(z.dtype), n))
     return h_new, c
