@@ -35,7 +35,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import data, model, optim  # noqa: E402
+from charrnn import data, heap, model, optim  # noqa: E402
 try:
     from charrnn.cells import _parallel  # noqa: E402
 except ImportError:  # a charrnn from before the two-thread step: time it without the split bound
@@ -306,6 +306,9 @@ def main(argv=None):
 
     print(machine_line())
     print(blas_setup(args.threads))
+    # what `charrnn train` does first; it speeds up both trainers' allocations alike
+    print("malloc: freed memory kept for reuse (charrnn.heap)" if heap.keep_freed_memory()
+          else "malloc: defaults (no glibc)")
     if torch is not None and not args.no_torch:
         torch.set_num_threads(args.threads)
         print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
