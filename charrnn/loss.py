@@ -14,19 +14,30 @@ def softmax_cross_entropy(logits, targets):
     """Mean negative log-likelihood and its gradient.
 
     logits (M, V), targets (M,) ints -> (loss in nats/char, dlogits (M, V)) where the loss is the
-    mean over the M characters, so dlogits = (softmax - one_hot) / M.
+    mean over the M characters, so dlogits = (softmax - one_hot) / M. logits is left unchanged.
     """
     M = logits.shape[0]
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    rows = np.arange(M)
-    picked = shifted[rows, targets]
-    probs = np.exp(shifted, out=shifted)  # in place: one (M, V) array fewer per window
+    dlogits = logits.copy()
+    nll = np.empty(M, dtype=logits.dtype)
+    softmax_cross_entropy_rows(dlogits, targets, M, nll)
+    return float(np.mean(nll)), dlogits
+
+
+def softmax_cross_entropy_rows(logits, targets, M, nll):
+    """The work of softmax_cross_entropy on a block of its rows, in place.
+
+    logits (m, V) becomes dlogits = (softmax - one_hot) / M for those rows and nll (m,) receives
+    each row's negative log-likelihood. Rows are independent, so blocks may run side by side.
+    """
+    logits -= logits.max(axis=1, keepdims=True)
+    rows = np.arange(logits.shape[0])
+    picked = logits[rows, targets]
+    probs = np.exp(logits, out=logits)
     sums = probs.sum(axis=1, keepdims=True)
-    loss = float(np.mean(np.log(sums[:, 0]) - picked))
+    np.subtract(np.log(sums[:, 0]), picked, out=nll)
     probs /= sums
     probs[rows, targets] -= 1.0
     probs *= 1.0 / M
-    return loss, probs
 
 
 def nll_sum(logits, targets):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cells import CELLS, _parallel
-from .loss import softmax_cross_entropy
+from .loss import softmax_cross_entropy_rows
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,12 @@ def forward(params, spec, x, y, state, dropout_rng=None):
     top2 = top.reshape(T * N, H)
     out = _parallel.matmul(top2, params["Wy"])
     out += params["by"]
-    loss, dlogits = softmax_cross_entropy(out, y.reshape(-1))
-    return loss, new_state, (top2, dlogits, caches, masks, (T, N))
+    # the softmax and its gradient row by row, in place: out becomes dlogits
+    targets, nll = y.reshape(-1), np.empty(T * N, dtype=out.dtype)
+    _parallel.run(lambda rows: softmax_cross_entropy_rows(out[rows], targets[rows], T * N,
+                                                          nll[rows]),
+                  _parallel.halves(T * N))
+    return float(np.mean(nll)), new_state, (top2, out, caches, masks, (T, N))
 
 
 def backward(params, spec, cache):

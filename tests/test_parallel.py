@@ -87,3 +87,20 @@ def test_split_product(shape):
     out = np.empty((M, P), dtype=np.float32)
     assert _parallel.matmul(a, b, out=out) is out
     np.testing.assert_array_equal(out, first)
+
+
+def test_split_softmax_gives_the_bits_of_one():
+    """model.forward runs the softmax and its gradient on two halves of the rows: the loss and
+    dlogits must be exactly those of the whole-array function."""
+    from charrnn import model
+    from charrnn.loss import softmax_cross_entropy
+    spec = model.ModelSpec("rnn", V, H, 1, 0.0, "float32")
+    rng = np.random.default_rng(3)
+    params = model.init_params(spec, rng)
+    x, y = rng.integers(0, V, size=(T, N)), rng.integers(0, V, size=(T, N))
+    state = model.zero_state(spec, N)
+    logits, _ = model.logits(params, spec, x, state)
+    loss, _, cache = model.forward(params, spec, x, y, state)
+    whole_loss, whole_dlogits = softmax_cross_entropy(logits, y.reshape(-1))
+    assert loss == whole_loss
+    np.testing.assert_array_equal(cache[1], whole_dlogits)
