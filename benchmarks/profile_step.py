@@ -1,0 +1,108 @@
+"""Where a training step of charrnn's core spends its time, by phase.
+
+Runs training steps of the model on tiny Shakespeare as charrnn.train does (heap settings, Adam,
+norm clipping, dropout when asked) and times, per step: the per-step time loops of the cells
+(forward and backward), the window-wide products (input projection of upper layers, output
+layer, dWh, dWx, dx, the one-hot transpose), the softmax, clipping and Adam; the rest is
+"other" (the input lookup, dropout masks, reshapes, Python). Timing wraps the functions in
+place, so it adds a few microseconds per call and nothing per time step.
+
+    python benchmarks/profile_step.py --cell lstm --hidden-size 256 --layers 2
+    perf record -g python benchmarks/profile_step.py --cell lstm --layers 2   # native view
+
+The shares are what one machine did in one run: compare phases, not runs.
+"""
+import argparse
+import os
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from charrnn import data, heap, model, optim  # noqa: E402
+from charrnn.cells import _parallel  # noqa: E402
+import charrnn.model as model_mod  # noqa: E402
+
+CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cell", default="rnn", choices=["rnn", "lstm", "gru"])
+    ap.add_argument("--hidden-size", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--seq-len", type=int, default=100)
+    ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps (after 5 warm-up steps)")
+    args = ap.parse_args(argv)
+
+    heap.keep_freed_memory()
+    with open(CORPUS, encoding="utf-8") as f:
+        text = f.read()
+    vocab = data.build_vocab(text)
+    ids = data.encode(text, vocab)
+    spec = model.ModelSpec(args.cell, len(vocab), args.hidden_size, args.layers, args.dropout)
+    rng = np.random.default_rng(0)
+    params = model.init_params(spec, rng)
+    opt = optim.init_state("adam", params)
+    batches = data.Batches(ids, args.batch_size, args.seq_len)
+    dropout_rng = np.random.default_rng(1) if args.dropout > 0 else None
+    state = [model.zero_state(spec, args.batch_size)]
+
+    spent = defaultdict(float)
+    run = _parallel.run
+
+    def timed_run(fn, slices):
+        # the cells' time loops are closures named `loop`; everything else sent to the two
+        # threads is a cut window-wide product or the softmax's row halves
+        kind = {"loop": f"time loop, {fn.__qualname__.split('.')[0]}"}.get(fn.__name__)
+        if kind is None:
+            kind = "softmax" if "forward" in fn.__qualname__ else "window-wide products"
+        t = time.perf_counter()
+        run(fn, slices)
+        spent[kind] += time.perf_counter() - t
+
+    def timed(label, fn):
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            out = fn(*a, **k)
+            spent[label] += time.perf_counter() - t
+            return out
+        return wrapper
+
+    _parallel.run = timed_run
+    clip, apply = timed("clip", optim.clip), timed("Adam", optim.apply)
+
+    def step():
+        x, y, wrapped = batches.next()
+        if wrapped:
+            state[0] = model.zero_state(spec, args.batch_size)
+        loss, state[0], cache = model_mod.forward(params, spec, x, y, state[0], dropout_rng)
+        grads, _ = model_mod.backward(params, spec, cache)
+        clip(grads, "norm", 5.0)
+        apply("adam", params, grads, opt, 2e-3)
+
+    for _ in range(5):
+        step()
+    spent.clear()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    total = (time.perf_counter() - t0) / args.steps
+    spent = {k: v / args.steps for k, v in spent.items()}
+    spent["other"] = total - sum(spent.values())
+    chars = args.batch_size * args.seq_len
+    print(f"{args.cell} {args.layers}x{args.hidden_size}, batch {args.batch_size}, window "
+          f"{args.seq_len}, dropout {args.dropout}: {total * 1e3:.1f} ms/step, "
+          f"{chars / total:,.0f} chars/s over {args.steps} steps")
+    for label, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(f"  {label:28s} {seconds * 1e3:7.1f} ms  {seconds / total:5.1%}")
+
+
+if __name__ == "__main__":
+    main()
