@@ -12,6 +12,8 @@ sigmoid call covers a contiguous (N, 3H) block:
 Arrays are time-major: x (T, N) ids or (T, N, D), hs (T, N, H), state (h, c) with each (N, H).
 Parameters: Wx (D, 4H), Wh (H, 4H), b (4H,).
 """
+import functools
+
 import numpy as np
 
 from . import _parallel
@@ -47,19 +49,24 @@ def sigmoid(x, out):
     return out
 
 
-def gate_scale(H, dtype):
-    """(4H,) column scale of the pre-activations: 1/2 on i, f, o and 1 on g.
+@functools.lru_cache(maxsize=None)
+def gate_constants(H, dtype):
+    """(scale, offset), each (4H,) and read-only: scale is 1/2 on i, f, o and 1 on g, offset
+    1/2 on i, f, o and 0 on g.
 
-    sigmoid(x) = (1 + tanh(x / 2)) / 2, so once the i, f, o columns are halved a single tanh over
-    the whole contiguous (N, 4H) row block gives every gate's tanh, and the sigmoids follow by one
-    multiply and one add over the same block. Column slices of a row block are strided, and
-    NumPy runs a strided (N, H) slice several times slower than a contiguous array of the same
-    size, so whole-row operations are what keep the per-step work small. Halving is exact in
-    floating point, so x Wx and h Wh with halved columns are exactly half the products.
+    sigmoid(x) = (1 + tanh(x / 2)) / 2, so once the i, f, o columns of the pre-activations are
+    scaled, a single tanh over the whole contiguous (N, 4H) row block gives every gate's tanh,
+    and `* scale + offset` over the same block turns three of them into sigmoids. Column slices
+    of a row block are strided, and NumPy runs a strided (N, H) slice several times slower than a
+    contiguous array of the same size, so whole-row operations are what keep the per-step work
+    small. Halving is exact in floating point, so x Wx and h Wh with halved columns are exactly
+    half the products.
     """
     scale = np.ones(4 * H, dtype=dtype)
     scale[:3 * H] = 0.5
-    return scale
+    offset = np.where(scale == 1, 0, 0.5).astype(dtype)
+    scale.flags.writeable = offset.flags.writeable = False
+    return scale, offset
 
 
 def _rows(row, n):
@@ -71,7 +78,7 @@ def _rows(row, n):
 def _activate(z, c_prev, c, tanh_c, h, tmp, half, offset):
     """One step in place. z (N, 4H) holds the pre-activations, i, f, o columns halved, on entry
     and i, f, o, g on exit; c_prev (N, H) is read; c, tanh_c and h (N, H) are written; tmp (N, H)
-    is scratch; half and offset (N, 4H) are the gate scale and 1/2 on i, f, o, 0 on g."""
+    is scratch; half and offset, (N, 4H) or broadcast (4H,), are gate_constants'."""
     H = c.shape[1]
     np.tanh(z, out=z)
     z *= half
@@ -88,7 +95,7 @@ def forward(p, x, state):
     """Run the window. Returns hs (T, N, H), the final state (hT, cT) and a cache for backward."""
     h0, c0 = state
     H = p["Wh"].shape[0]
-    scale = gate_scale(H, p["Wh"].dtype)
+    scale, offset = gate_constants(H, p["Wh"].dtype)
     # (T, N, 4H): x_t Wx + b with i, f, o halved, overwritten by the gates
     acts = project(p["Wx"] * scale, p["b"] * scale, x)
     T, N, G = acts.shape
@@ -99,7 +106,6 @@ def forward(p, x, state):
     cs_ext = np.empty_like(hs_ext)
     hs_ext[0], cs_ext[0] = h0, c0
     tanh_cs = np.empty((T, N, H), dtype=acts.dtype)  # kept so backward needs no second tanh
-    offset = np.where(scale == 1, 0, 0.5).astype(acts.dtype)
 
     def loop(rows):
         n = rows.stop - rows.start
@@ -187,13 +193,10 @@ def backward(p, cache, dhs, dstate=None):
 def step(p, a, state):
     """One step for generation. a (N, 4H) = x Wx + b already looked up; returns (h, c)."""
     h, c_prev = state
-    H = c_prev.shape[1]
-    scale = gate_scale(H, a.dtype)
+    scale, offset = gate_constants(c_prev.shape[1], a.dtype)
     z = h @ p["Wh"]
     z += a
     z *= scale
-    n = z.shape[0]
     c, tanh_c, h_new, tmp = (np.empty_like(c_prev, dtype=z.dtype) for _ in range(4))
-    _activate(z, c_prev, c, tanh_c, h_new, tmp, _rows(scale, n),
-              _rows(np.where(scale == 1, 0, 0.5).astype(z.dtype), n))
+    _activate(z, c_prev, c, tanh_c, h_new, tmp, scale, offset)
     return h_new, c
