@@ -36,28 +36,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from charrnn import data, heap, model, optim  # noqa: E402
+from common import CORPUS, add_model_args, corpus_ids  # noqa: E402
 try:
     from charrnn.cells import _parallel  # noqa: E402
 except ImportError:  # a charrnn from before the two-thread step: time it without the split bound
     _parallel = None
 
-CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 LR, CLIP = 2e-3, 5.0
 
 try:
     import torch
 except ImportError:
     torch = None
-
-
-def corpus_ids(path, vocab_size):
-    """The corpus as ids, or random ids over vocab_size characters when the file is absent."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        vocab = data.build_vocab(text)
-        return data.encode(text, vocab), len(vocab)
-    return np.random.default_rng(0).integers(0, vocab_size, 1_000_000).astype(np.uint8), vocab_size
 
 
 def blas_setup(threads):
@@ -287,11 +277,7 @@ def bench_cli(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cell", default="rnn", choices=["rnn", "lstm", "gru"])
-    ap.add_argument("--hidden-size", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=1)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--seq-len", type=int, default=100)
+    add_model_args(ap)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per round")

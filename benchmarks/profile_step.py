@@ -25,28 +25,19 @@ sys.path.insert(0, ROOT)
 
 from charrnn import data, heap, model, optim  # noqa: E402
 from charrnn.cells import _parallel  # noqa: E402
-import charrnn.model as model_mod  # noqa: E402
-
-CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
+from common import CORPUS, add_model_args, corpus_ids  # noqa: E402
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cell", default="rnn", choices=["rnn", "lstm", "gru"])
-    ap.add_argument("--hidden-size", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=1)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--seq-len", type=int, default=100)
+    add_model_args(ap)
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--steps", type=int, default=20, help="timed steps (after 5 warm-up steps)")
     args = ap.parse_args(argv)
 
     heap.keep_freed_memory()
-    with open(CORPUS, encoding="utf-8") as f:
-        text = f.read()
-    vocab = data.build_vocab(text)
-    ids = data.encode(text, vocab)
-    spec = model.ModelSpec(args.cell, len(vocab), args.hidden_size, args.layers, args.dropout)
+    ids, V = corpus_ids(CORPUS, 65)
+    spec = model.ModelSpec(args.cell, V, args.hidden_size, args.layers, args.dropout)
     rng = np.random.default_rng(0)
     params = model.init_params(spec, rng)
     opt = optim.init_state("adam", params)
@@ -82,8 +73,8 @@ def main(argv=None):
         x, y, wrapped = batches.next()
         if wrapped:
             state[0] = model.zero_state(spec, args.batch_size)
-        loss, state[0], cache = model_mod.forward(params, spec, x, y, state[0], dropout_rng)
-        grads, _ = model_mod.backward(params, spec, cache)
+        loss, state[0], cache = model.forward(params, spec, x, y, state[0], dropout_rng)
+        grads, _ = model.backward(params, spec, cache)
         clip(grads, "norm", 5.0)
         apply("adam", params, grads, opt, 2e-3)
 
