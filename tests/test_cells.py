@@ -73,3 +73,16 @@ def test_one_hot_lookup_equals_matrix_product():
     ids = rng.integers(0, V, size=(T, N))
     one_hot = np.eye(V)[ids]  # (T, N, V)
     np.testing.assert_allclose(project(Wx, b, ids), project(Wx, b, one_hot), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("bad", [V, -1])
+def test_lookup_refuses_an_id_outside_the_table(bad):
+    """The lookup takes rows unchecked for speed, so it checks the ids itself: an id past the
+    table (or negative) raises instead of reading a clipped row."""
+    from charrnn.cells._input import project
+    rng = np.random.default_rng(3)
+    Wx, b = rng.standard_normal((V, H)), rng.standard_normal(H)
+    ids = rng.integers(0, V, size=(T, N))
+    ids[1, 0] = bad
+    with pytest.raises(IndexError):
+        project(Wx, b, ids, out=np.empty((T, N, H)))
