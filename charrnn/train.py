@@ -64,6 +64,9 @@ class Run:
         self.stopped_by = None  # the signal that stopped the run early, if any
         self.last_val = math.inf
         self.evals_since_best = 0  # for `patience`
+        # best.npz is written only below this: the best of a later part of the run when this
+        # one resumed from an older checkpoint (see _keep_a_better_best)
+        self.best_floor = math.inf
         if resume is None:
             self.params = model.init_params(self.spec, self.rng)
             if init_from is not None:
@@ -139,6 +142,26 @@ def lr_for(cfg, step):
                        cfg.lr_decay, cfg.lr_decay_every)
 
 
+def _keep_a_better_best(run, best_path, echo):
+    """A run resumed from an older checkpoint (a periodic one, say) would replace a best.npz
+    that a later part of the same run saved as soon as it beat the older checkpoint's best.
+    Keep that file until a better model comes. The run's own record (best_val, patience) is
+    left as the checkpoint has it, so replaying the same steps reproduces the same run; resuming
+    from last.npz changes nothing, as it carries the same best as best.npz."""
+    if not os.path.exists(best_path):
+        return
+    try:
+        saved = checkpoint.load(best_path)
+    except CharrnnError as e:
+        echo(f"Warning: {e}; the next best model of this run will replace it")
+        return
+    if saved.best_val < run.best_val:
+        echo(f"{best_path} (step {saved.step:,}) holds a better model than this checkpoint's "
+             f"best: validation loss {saved.best_val:.4f} nats/char against "
+             f"{run.best_val:.4f}; it is replaced only by a better one")
+        run.best_floor = saved.best_val
+
+
 def _log_line(rec):
     return (f"step {rec['step']}: train {rec['train_loss']:.4f} nats ({rec['train_bpc']:.3f} bpc), "
             f"val {rec['val_loss']:.4f} nats ({rec['val_bpc']:.3f} bpc), "
@@ -163,6 +186,8 @@ def train(cfg, corpus, resume=None, progress=True, echo=None, init_from=None):
          f"{run.batches.windows_per_epoch:,} steps per epoch; run directory {run_dir}")
     for warning in report.warnings(cfg, report.estimate(cfg, len(corpus), len(corpus.vocab))):
         echo(f"Warning: {warning}")
+    if resume is not None:
+        _keep_a_better_best(run, os.path.join(run_dir, "best.npz"), echo)
     _write_text_atomic(os.path.join(run_dir, "config.yaml"), config_mod.dump(cfg))
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     if resume is None and os.path.exists(metrics_path):
@@ -196,12 +221,13 @@ def train(cfg, corpus, resume=None, progress=True, echo=None, init_from=None):
             run.evals_since_best = 0 if improved else run.evals_since_best + 1
         ck = run.checkpoint()
         checkpoint.save(os.path.join(run_dir, "last.npz"), ck)
-        if improved:
+        new_best = improved and val < run.best_floor
+        if new_best:
             checkpoint.save(os.path.join(run_dir, "best.npz"), ck)
         if on_grid and cfg.keep_last:
             checkpoint.save(rundir.periodic_path(run_dir, run.step), ck)
             rundir.prune_periodic(run_dir, run.step, cfg.keep_last)
-        echo(_log_line(rec) + ("  (best)" if improved else ""))
+        echo(_log_line(rec) + ("  (best)" if new_best else ""))
         if cfg.sample_length:
             echo("---\n" + run.sample_text() + "\n---")
 

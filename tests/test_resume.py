@@ -507,3 +507,34 @@ def test_log_cut_back_for_a_resume(tmp_path):
     assert rundir.metrics_for_resume(log, 12, 5) == "".join(line + "\n" for line in lines[:2])
     assert rundir.metrics_for_resume(log, 15, 5) == "".join(line + "\n" for line in lines)
     assert rundir.metrics_for_resume(tmp_path / "none.jsonl", 15, 5) is None
+
+
+def test_resume_from_an_older_checkpoint_keeps_a_better_best(small_corpus, tmp_path):
+    """Going back to a periodic checkpoint must not let a worse model replace best.npz."""
+    out = tmp_path / "run"
+    first = cli_process("train", small_corpus, *EXACT, "--out", out, "--steps", 40,
+                        "--keep-last", 8)
+    assert first.returncode == 0, first.stderr
+    best_before = (out / "best.npz").read_bytes()
+    best = checkpoint.load(out / "best.npz")
+    old = checkpoint.load(out / "step-000010.npz")
+    assert best.best_val < old.best_val  # 40 steps of training beat 10
+    second = cli_process("train", small_corpus, *EXACT, "--resume", out / "step-000010.npz",
+                         "--steps", 20)
+    assert second.returncode == 0, second.stderr
+    assert "holds a better model than this checkpoint's best" in second.stderr
+    vals = [r["val_loss"] for r in metrics(out)]
+    assert [r["step"] for r in metrics(out)] == [5, 10, 15, 20]
+    # the resumed steps improved on the old checkpoint's best but not on best.npz's: without
+    # the guard best.npz would now hold step 15's or 20's weights
+    assert min(vals[2:]) < old.best_val and min(vals[2:]) > best.best_val
+    assert (out / "best.npz").read_bytes() == best_before
+
+
+def test_resume_past_an_unreadable_best(small_corpus, ten_steps):
+    """A broken best.npz does not block a resume: a warning, and the run's next best replaces it."""
+    (ten_steps / "best.npz").write_bytes(b"not a checkpoint")
+    result = run("train", small_corpus, *EXACT, "--resume", ten_steps / "last.npz", "--steps", 15)
+    assert result.exit_code == 0, result.output
+    assert "Warning: checkpoint" in result.stderr and "will replace it" in result.stderr
+    assert checkpoint.load(ten_steps / "best.npz").step == 15
