@@ -162,6 +162,25 @@ def _keep_a_better_best(run, best_path, echo):
         run.best_floor = saved.best_val
 
 
+NOTICE_AFTER_STEPS = 50  # steps timed before estimating where the time limit will fall
+
+
+def time_limit_notice(cfg, start_step, step, wall):
+    """A line when cfg's time limit will stop a cosine schedule well before its end, else None.
+
+    start_step..step took wall seconds; the steps left in the limit are estimated at that pace
+    (evaluations will make it a little slower). The suggested --steps leaves a tenth for them.
+    """
+    reachable = step + int((cfg.time_limit - wall) * (step - start_step) / max(wall, 1e-9))
+    if reachable >= 0.95 * cfg.steps:
+        return None
+    suggested = max(100, int(0.9 * reachable) // 100 * 100)
+    return (f"Note: at this pace the {cfg.time_limit:g} s time limit stops the run near step "
+            f"{reachable:,} of {cfg.steps:,}, where the cosine schedule is still at lr "
+            f"{lr_for(cfg, reachable):.2g} (it reaches lr_min {cfg.lr_min:g} only at step "
+            f"{cfg.steps:,}); to anneal fully within the limit, pass --steps {suggested}")
+
+
 def _log_line(rec):
     return (f"step {rec['step']}: train {rec['train_loss']:.4f} nats ({rec['train_bpc']:.3f} bpc), "
             f"val {rec['val_loss']:.4f} nats ({rec['val_bpc']:.3f} bpc), "
@@ -232,6 +251,11 @@ def train(cfg, corpus, resume=None, progress=True, echo=None, init_from=None):
             echo("---\n" + run.sample_text() + "\n---")
 
     evaluated_at = run.step
+    start_step = run.step
+    # a cosine schedule cut short by the time limit ends at a high learning rate: once a few
+    # steps have been timed, say so (the run itself is not changed, so it stays reproducible)
+    notice_at = (start_step + NOTICE_AFTER_STEPS
+                 if cfg.time_limit is not None and cfg.lr_schedule == "cosine" else None)
     # the bar closes (and clears its line) on errors too, so an error message starts a line
     with interrupt.StopRequests(echo) as stop, bar:
         while run.step < cfg.steps and stop.signum is None:
@@ -243,6 +267,11 @@ def train(cfg, corpus, resume=None, progress=True, echo=None, init_from=None):
             run.loss_sum += loss
             run.loss_count += 1
             bar.update(1)
+            if run.step == notice_at:
+                line = time_limit_notice(cfg, start_step, run.step,
+                                         time.perf_counter() - wall_start)
+                if line:
+                    echo(line)
             if run.step % 10 == 0:
                 bar.set_postfix_str(f"loss {loss:.3f} ({bits(loss):.2f} bpc), "
                                     f"{run.chars / run.elapsed:,.0f} chars/s")

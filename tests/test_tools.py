@@ -128,6 +128,28 @@ def test_logged_lr_follows_the_schedule(books, tmp_path):
     assert optim.lr_at(40, cfg.lr, "cosine", 40, 5, 1e-4) == pytest.approx(1e-4)
 
 
+def test_time_limit_notice_when_a_cosine_schedule_would_be_cut():
+    cfg = config.build({"lr": 1e-3, "lr_schedule": "cosine", "lr_min": 1e-5, "steps": 10_000,
+                        "time_limit": 10})
+    # 50 steps in 1 s: the other 9 s reach about step 500 of 10,000
+    line = train.time_limit_notice(cfg, 0, 50, 1.0)
+    assert "near step 500 of 10,000" in line and "--steps 400" in line
+    assert f"lr {optim.lr_at(500, 1e-3, 'cosine', 10_000, 0, 1e-5):.2g}" in line
+    assert train.time_limit_notice(cfg, 0, 50, 0.04) is None  # 12,500 steps fit in 10 s
+    resumed = train.time_limit_notice(cfg, 9_100, 9_150, 1.0)  # the limit counts from now
+    assert resumed is None
+
+
+def test_time_limit_notice_in_a_run(books, tmp_path):
+    result = run("train", books, *QUICK, "--out", tmp_path, "--steps", 10**6,
+                 "--lr-schedule", "cosine", "--time-limit", 2, "--eval-every", 10**6)
+    assert result.exit_code == 0, result.output
+    assert "time limit stops the run near step" in result.stderr
+    fits = run("train", books, *QUICK, "--out", tmp_path / "b", "--steps", 60,
+               "--lr-schedule", "cosine", "--time-limit", 300)
+    assert fits.exit_code == 0 and "time limit stops" not in fits.stderr
+
+
 def test_patience_ends_the_run_normally(books, tmp_path, monkeypatch):
     losses = iter([3.0, 2.5, 2.6, 2.7, 2.4, 2.3, 2.2])  # best at the 2nd, then two worse
     monkeypatch.setattr(train.Run, "validation_loss", lambda self: next(losses))
