@@ -48,6 +48,7 @@ def main(argv=None):
     projections = rng.standard_normal((T, n, G)).astype(f32)
     dhs = (rng.standard_normal((T, n, H)) * 0.01).astype(f32)
     clock = time.perf_counter
+    saved = {}  # forward's outputs, which backward runs on
 
     def forward():
         acts = projections.copy()
@@ -65,11 +66,11 @@ def main(argv=None):
             t2 = clock()
             lstm._activate(acts[t], cs[t], cs[t + 1], tanh_cs[t], hs[t + 1], tmp, half, off)
             spent += (t1 - t0, t2 - t1, clock() - t2)
-        forward.saved = acts, cs, tanh_cs
+        saved.update(acts=acts, cs=cs, tanh_cs=tanh_cs)
         return tuple(spent / T)
 
     def backward():
-        acts, cs, tanh_cs = forward.saved
+        acts, cs, tanh_cs = saved["acts"], saved["cs"], saved["tanh_cs"]
         da = np.empty_like(acts)
         dh, dc = np.zeros((n, H), f32), np.zeros((n, H), f32)
         tmp, work = np.empty((n, H), f32), np.empty((n, G), f32)

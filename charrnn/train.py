@@ -163,6 +163,7 @@ def _keep_a_better_best(run, best_path, echo):
 
 
 NOTICE_AFTER_STEPS = 50  # steps timed before estimating where the time limit will fall
+NOTICE_BELOW = 0.95  # share of `steps` under which the cut is worth a note (the estimate is rough)
 
 
 def time_limit_notice(cfg, start_step, step, wall):
@@ -172,7 +173,7 @@ def time_limit_notice(cfg, start_step, step, wall):
     (evaluations will make it a little slower). The suggested --steps leaves a tenth for them.
     """
     reachable = step + int((cfg.time_limit - wall) * (step - start_step) / max(wall, 1e-9))
-    if reachable >= 0.95 * cfg.steps:
+    if reachable >= NOTICE_BELOW * cfg.steps:
         return None
     suggested = max(100, int(0.9 * reachable) // 100 * 100)
     return (f"Note: at this pace the {cfg.time_limit:g} s time limit stops the run near step "
