@@ -35,12 +35,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import data, heap, model, optim  # noqa: E402
+from charrnn import data, model, optim, runtime  # noqa: E402
 from common import CORPUS, add_model_args, corpus_ids  # noqa: E402
-try:
-    from charrnn.cells import _parallel  # noqa: E402
-except ImportError:  # a charrnn from before the two-thread step: time it without the split bound
-    _parallel = None
 
 LR, CLIP = 2e-3, 5.0
 
@@ -104,14 +100,14 @@ def gemm_only_step(spec, N, T, split, seed=0):
 
     split False: each product on OpenBLAS's own threads. split True: the recurrent products of
     the two batch halves on two threads and each large product cut in two (charrnn's
-    cells/_parallel.py), OpenBLAS at one thread. The bound is the faster of the two.
+    charrnn/runtime.py), OpenBLAS at one thread. The bound is the faster of the two.
     """
     rng = np.random.default_rng(seed)
     dt = np.dtype(spec.dtype)
     H, V, G = spec.hidden_size, spec.vocab_size, spec.cell_module.GATES * spec.hidden_size
-    mm = _parallel.matmul if split else np.matmul
-    halves = _parallel.halves(N) if split else [slice(0, N)]
-    run = _parallel.run if split else (lambda fn, slices: [fn(rows) for rows in slices])
+    mm = runtime.matmul if split else np.matmul
+    halves = runtime.halves(N) if split else [slice(0, N)]
+    run = runtime.run if split else (lambda fn, slices: [fn(rows) for rows in slices])
 
     def arr(*shape):
         return rng.standard_normal(shape).astype(dt) * dt.type(0.1)
@@ -207,9 +203,8 @@ def bench_core(args, ids, V):
     spec = model.ModelSpec(args.cell, V, args.hidden_size, args.layers, 0.0, args.dtype)
     N, T = args.batch_size, args.seq_len
     runners = {"charrnn": charrnn_trainer(spec, ids, N, T),
-               "gemm-blas": gemm_only_step(spec, N, T, split=False)}
-    if _parallel is not None:
-        runners["gemm-split"] = gemm_only_step(spec, N, T, split=True)
+               "gemm-blas": gemm_only_step(spec, N, T, split=False),
+               "gemm-split": gemm_only_step(spec, N, T, split=True)}
     if torch is not None and not args.no_torch:
         runners["pytorch"] = torch_trainer(spec, ids, N, T)
     for step in runners.values():  # warm-up: allocator, BLAS pool, code paths
@@ -293,7 +288,7 @@ def main(argv=None):
     print(machine_line())
     print(blas_setup(args.threads))
     # what `charrnn train` does first; it speeds up both trainers' allocations alike
-    print("malloc: freed memory kept for reuse (charrnn.heap)" if heap.keep_freed_memory()
+    print("malloc: freed memory kept for reuse (charrnn.runtime)" if runtime.keep_freed_memory()
           else "malloc: defaults (no glibc)")
     if torch is not None and not args.no_torch:
         torch.set_num_threads(args.threads)

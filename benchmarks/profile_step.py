@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from charrnn import data, heap, model, optim  # noqa: E402
-from charrnn.cells import _parallel  # noqa: E402
+from charrnn import runtime  # noqa: E402
 from common import CORPUS, add_model_args, corpus_ids  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def main(argv=None):
     state = [model.zero_state(spec, args.batch_size)]
 
     spent = defaultdict(float)
-    run = _parallel.run
+    run = runtime.run
 
     def timed_run(fn, slices):
         # the cells' time loops are closures named `loop`; everything else sent to the two
@@ -66,7 +66,7 @@ def main(argv=None):
             return out
         return wrapper
 
-    _parallel.run = timed_run
+    runtime.run = timed_run
     clip, apply = timed("clip", optim.clip), timed("Adam", optim.apply)
 
     def step():

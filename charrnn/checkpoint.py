@@ -43,11 +43,7 @@ class Checkpoint:
 
     @property
     def spec(self):
-        return spec_of(self.config, len(self.vocab))
-
-
-def spec_of(cfg, vocab_size):
-    return model.ModelSpec(cfg.cell, vocab_size, cfg.hidden_size, cfg.layers, cfg.dropout, cfg.dtype)
+        return model.spec_of(self.config, len(self.vocab))
 
 
 def _text(s):
@@ -163,7 +159,7 @@ def load(path):
         vocab = vocab_cps.tobytes().decode("utf-32-le")
     except UnicodeDecodeError:
         raise CharrnnError(f"checkpoint {path}: key 'vocab' holds invalid characters") from None
-    spec = spec_of(cfg, len(vocab))
+    spec = model.spec_of(cfg, len(vocab))
     params = _checked_group(arrays, "param/", model.param_shapes(spec), cfg.dtype, path)
     ck = Checkpoint(config=cfg, vocab=vocab, params=params,
                     step=_scalar(arrays, "step", "iu", path), format_version=version)

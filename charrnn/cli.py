@@ -11,7 +11,7 @@ import sys
 import click
 import numpy as np
 
-from . import checkpoint, config as config_mod, corpus as corpus_mod, data, report
+from . import checkpoint, config as config_mod, corpus as corpus_mod, data, report, runtime
 from .errors import CharrnnError
 from .evaluate import score
 from .loss import bits
@@ -146,6 +146,7 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, 
     if resume_path:
         resume_mod.check_corpus(ck, text, resume_path)
         _echo_err(resume_mod.describe(ck, cfg))
+    runtime.keep_freed_memory()  # each step reuses the last step's arrays, not fresh pages
     run = run_training(cfg, text, resume=ck if resume_path else None,
                        init_from=ck if init_path else None, echo=_echo_err)
     if run.stopped_by is not None:

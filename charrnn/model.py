@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cells import CELLS, _parallel
+from . import runtime
+from .cells import CELLS
 from .loss import softmax_cross_entropy_rows
 
 
@@ -26,6 +27,11 @@ class ModelSpec:
     @property
     def cell_module(self):
         return CELLS[self.cell]
+
+
+def spec_of(cfg, vocab_size):
+    """The ModelSpec of a TrainConfig (or anything with its model keys) over a vocabulary."""
+    return ModelSpec(cfg.cell, vocab_size, cfg.hidden_size, cfg.layers, cfg.dropout, cfg.dtype)
 
 
 def param_shapes(spec):
@@ -86,7 +92,7 @@ def logits(params, spec, x, state):
     """Forward without dropout: x (T, N) ids -> logits (T*N, V) and the new state."""
     top, new_state, _, _ = _layers_forward(params, spec, x, state, None)
     T, N, H = top.shape
-    out = _parallel.matmul(top.reshape(T * N, H), params["Wy"])
+    out = runtime.matmul(top.reshape(T * N, H), params["Wy"])
     out += params["by"]
     return out, new_state
 
@@ -100,13 +106,13 @@ def forward(params, spec, x, y, state, dropout_rng=None):
     top, new_state, caches, masks = _layers_forward(params, spec, x, state, dropout_rng)
     T, N, H = top.shape
     top2 = top.reshape(T * N, H)
-    out = _parallel.matmul(top2, params["Wy"])
+    out = runtime.matmul(top2, params["Wy"])
     out += params["by"]
     # the softmax and its gradient row by row, in place: out becomes dlogits
     targets, nll = y.reshape(-1), np.empty(T * N, dtype=out.dtype)
-    _parallel.run(lambda rows: softmax_cross_entropy_rows(out[rows], targets[rows], T * N,
+    runtime.run(lambda rows: softmax_cross_entropy_rows(out[rows], targets[rows], T * N,
                                                           nll[rows]),
-                  _parallel.halves(T * N))
+                  runtime.halves(T * N))
     return float(np.mean(nll)), new_state, (top2, out, caches, masks, (T, N))
 
 
@@ -114,9 +120,9 @@ def backward(params, spec, cache):
     """Gradients of forward's loss: a dict with the keys of params, and d(initial state)."""
     top2, dlogits, caches, masks, (T, N) = cache
     cell = spec.cell_module
-    grads = {"Wy": _parallel.matmul(top2.T, dlogits), "by": dlogits.sum(axis=0)}
+    grads = {"Wy": runtime.matmul(top2.T, dlogits), "by": dlogits.sum(axis=0)}
     WyT = np.ascontiguousarray(params["Wy"].T)  # products run faster than against a .T view
-    dh = _parallel.matmul(dlogits, WyT).reshape(T, N, spec.hidden_size)
+    dh = runtime.matmul(dlogits, WyT).reshape(T, N, spec.hidden_size)
     dstate0 = [None] * spec.layers
     for layer in range(spec.layers - 1, -1, -1):
         if masks[layer] is not None:
@@ -127,31 +133,12 @@ def backward(params, spec, cache):
     return grads, dstate0
 
 
-def step(params, spec, tables, ids, state):
-    """One generation step: ids (N,) -> logits (N, V), new state.
-
-    tables: input_tables(params, spec), the first layer's Wx + b so the input is one row lookup.
-    """
-    cell = spec.cell_module
-    a = tables[ids]
-    new_state = []
-    for layer in range(spec.layers):
-        p = layer_params(params, layer)
-        if layer > 0:
-            a = new_state[-1][0] @ p["Wx"]
-            a += p["b"]
-        new_state.append(cell.step(p, a, state[layer]))
-    out = new_state[-1][0] @ params["Wy"]
-    out += params["by"]
-    return out, new_state
-
-
 def stepper(params, spec):
     """A generation step at batch 1 with its per-character work cut to the arithmetic.
 
     Returns step(id, state) -> (logits (V,), new state), id an int and state as zero_state(spec, 1)
-    gives it. It computes what step() does for ids = [id], but the input table and each layer's
-    parameter views are made once here instead of on every character, and the BLAS runs on one
+    gives it. It computes one step of what logits() does for x = [[id]], but the input table and each
+    layer's parameter views are made once here instead of on every character, and the BLAS runs on one
     thread: a (1, H) product is too small to share.
     """
     cell = spec.cell_module
@@ -160,7 +147,7 @@ def stepper(params, spec):
     upper = [(p, p["Wx"], p["b"]) for p in layers[1:]]
     first = layers[0]
     Wy, by = params["Wy"], params["by"]
-    one_thread = _parallel.one_blas_thread()
+    one_thread = runtime.one_blas_thread()
 
     def step(idx, state):
         with one_thread:

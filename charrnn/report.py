@@ -3,7 +3,7 @@ before it starts (`charrnn train --dry-run`). Pure functions that return dicts a
 prints them."""
 import math
 
-from . import checkpoint, data, model
+from . import data, model
 from .loss import bits
 
 PYTHON_AND_NUMPY_MB = 35  # resident size of an idle interpreter with NumPy loaded
@@ -60,7 +60,7 @@ def estimate(cfg, n_chars, vocab_size):
     which is what tracemalloc measures around model.forward and backward, plus the interpreter.
     The ids are memory-mapped and not counted.
     """
-    spec = checkpoint.spec_of(cfg, vocab_size)
+    spec = model.spec_of(cfg, vocab_size)
     P = n_params(spec)
     n_train, n_val = data.split_sizes(n_chars, cfg.val_frac)
     T, N, H, V = cfg.seq_len, cfg.batch_size, cfg.hidden_size, vocab_size

@@ -11,7 +11,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, config as config_mod, data, heap, interrupt, model, optim, report, rundir
+from . import checkpoint, config as config_mod, data, interrupt, model, optim, report, rundir
 from .errors import CharrnnError
 from .evaluate import score
 from .loss import bits
@@ -52,7 +52,7 @@ class Run:
         new run (fine-tuning). Both must fit cfg and corpus (see resume.py)."""
         self.cfg = cfg
         self.corpus = corpus
-        self.spec = checkpoint.spec_of(cfg, len(corpus.vocab))
+        self.spec = model.spec_of(cfg, len(corpus.vocab))
         train_ids, self.val_ids = data.split(corpus.ids, cfg.val_frac)
         self.batches = data.Batches(train_ids, cfg.batch_size, cfg.seq_len)
         if len(self.val_ids) < 2:
@@ -196,7 +196,6 @@ def train(cfg, corpus, resume=None, progress=True, echo=None, init_from=None):
     `stopped_by` is then that signal's number.
     """
     echo = echo or (lambda text: None)
-    heap.keep_freed_memory()  # each step reuses the last step's arrays instead of fresh pages
     run_dir = cfg.out
     run = Run(cfg, corpus, resume, init_from)
     prepare_run_dir(run_dir)

@@ -3,11 +3,12 @@ gradients as finite differences, the same numbers as one thread, and the same bi
 import numpy as np
 import pytest
 
-from charrnn.cells import CELLS, _parallel
+from charrnn import runtime
+from charrnn.cells import CELLS
 from gradcheck import numeric_grad, rel_error
 
 T, D, H, V = 3, 4, 5, 6
-N = 2 * _parallel.MIN_ROWS  # the smallest batch that is split
+N = 2 * runtime.MIN_ROWS  # the smallest batch that is split
 
 
 def _setup(cell, rng, ids):
@@ -60,11 +61,11 @@ def test_two_threads_give_the_numbers_of_one(name, dtype):
     state = tuple(s.astype(dtype) for s in state)
     dstate = tuple(s.astype(dtype) for s in dstate)
     threaded = [_run(cell, p, x, state, dhs, dstate) for _ in range(2)]
-    old = _parallel.set_enabled(False)
+    old = runtime.set_enabled(False)
     try:
         single = _run(cell, p, x, state, dhs, dstate)
     finally:
-        _parallel.set_enabled(old)
+        runtime.set_enabled(old)
     for a, b in zip(_flat(threaded[0]), _flat(threaded[1])):
         np.testing.assert_array_equal(a, b)  # bit for bit, whatever the thread timing
     tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -82,10 +83,10 @@ def test_split_product(shape):
     rng = np.random.default_rng(3)
     a = rng.standard_normal((K, M)).astype(np.float32).T  # a transposed view, as dWh's
     b = rng.standard_normal((K, P)).astype(np.float32)
-    first = _parallel.matmul(a, b)
+    first = runtime.matmul(a, b)
     np.testing.assert_allclose(first, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
     out = np.empty((M, P), dtype=np.float32)
-    assert _parallel.matmul(a, b, out=out) is out
+    assert runtime.matmul(a, b, out=out) is out
     np.testing.assert_array_equal(out, first)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from charrnn import checkpoint, config, corpus, optim, report, train
+from charrnn import checkpoint, config, corpus, model, optim, report, train
 from charrnn.cli import main
 from charrnn.evaluate import score
 
@@ -193,7 +193,7 @@ def test_dry_run_reports_and_writes_nothing(books, tmp_path):
     sc = corpus.scan([books])
     cfg = config.build(config.parse_yaml(open(TINY).read()), {"val_frac": 0.1})
     est = report.estimate(cfg, sc.chars, len(sc.vocab))
-    assert est["parameters"] == report.n_params(checkpoint.spec_of(cfg, len(sc.vocab)))
+    assert est["parameters"] == report.n_params(model.spec_of(cfg, len(sc.vocab)))
     assert est["windows_per_epoch"] == (36001 // 8 - 1) // 20
     for fragment in (f"{est['parameters']:,} parameters", f"{est['windows_per_epoch']:,} steps per epoch",
                      f"chars per param  {est['chars_per_param']:,.2f}", "memory estimate  ~"):

@@ -6,7 +6,7 @@ the first layer takes integer ids (T, N) and never builds a one-hot matrix in fo
 """
 import numpy as np
 
-from . import _parallel
+from .. import runtime
 
 
 def is_ids(x):
@@ -33,7 +33,7 @@ def project(Wx, b, x, out=None):
     if out is None:
         out = np.empty((T, N, Wx.shape[1]), dtype=np.result_type(x, Wx))
     out2 = out.reshape(T * N, -1)
-    _parallel.matmul(x.reshape(T * N, D), Wx, out=out2)
+    runtime.matmul(x.reshape(T * N, D), Wx, out=out2)
     out2 += b
     return out
 
@@ -48,7 +48,7 @@ def one_hot_transpose_product(ids, da2, D):
     M = ids.shape[0]
     one_hot = np.zeros((D, M), dtype=da2.dtype)
     one_hot[ids, np.arange(M)] = 1
-    return _parallel.matmul(one_hot, da2)
+    return runtime.matmul(one_hot, da2)
 
 
 def project_backward(Wx, x, da):
@@ -66,6 +66,6 @@ def project_backward(Wx, x, da):
     D = x.shape[2]
     x2 = x.reshape(T * N, D)
     db = da2.sum(axis=0)
-    dWx = _parallel.matmul(x2.T, da2)
-    dx = _parallel.matmul(da2, np.ascontiguousarray(Wx.T)).reshape(T, N, D)
+    dWx = runtime.matmul(x2.T, da2)
+    dx = runtime.matmul(da2, np.ascontiguousarray(Wx.T)).reshape(T, N, D)
     return dWx, db, dx

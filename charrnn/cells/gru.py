@@ -15,9 +15,9 @@ with h (N, H). Parameters: Wx (D, 3H), Wh (H, 3H), b (3H,), bhn (H,).
 """
 import numpy as np
 
-from . import _parallel
+from .. import runtime
 from ._input import project, project_backward
-from .lstm import sigmoid
+from ._activations import sigmoid
 
 STATE_NAMES = ("h",)
 GATES = 3
@@ -73,7 +73,7 @@ def forward(p, x, state):
             _activate(p, acts[t, rows], hs_ext[t, rows], hs_ext[t + 1, rows], hns[t, rows], rec,
                       tmp)
 
-    _parallel.run(loop, _parallel.halves(N))
+    runtime.run(loop, runtime.halves(N))
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(),), (x, acts, hns, hs_ext)
 
@@ -134,8 +134,8 @@ def backward(p, cache, dhs, dstate=None):
             dh += mm
         dh0[rows] = dh
 
-    _parallel.run(loop, _parallel.halves(N))
-    dWh = _parallel.matmul(hs_ext[:-1].reshape(T * N, H).T, drec.reshape(T * N, 3 * H))
+    runtime.run(loop, runtime.halves(N))
+    dWh = runtime.matmul(hs_ext[:-1].reshape(T * N, H).T, drec.reshape(T * N, 3 * H))
     dbhn = drec[:, :, 2 * H:].sum(axis=(0, 1))
     # the input side shares r and z with the recurrent side but sees n before the reset gate
     drec[:, :, 2 * H:] = dns

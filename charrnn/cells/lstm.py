@@ -16,7 +16,7 @@ import functools
 
 import numpy as np
 
-from . import _parallel
+from .. import runtime
 from ._input import project, project_backward
 
 STATE_NAMES = ("h", "c")
@@ -38,15 +38,6 @@ def init(rng, D, H, dtype):
          for name, shape in param_shapes(D, H).items()}
     p["b"][H:2 * H] = 1.0
     return p
-
-
-def sigmoid(x, out):
-    """Logistic function written through tanh, which never overflows (exp(-x) does for x << 0)."""
-    np.multiply(x, 0.5, out=out)
-    np.tanh(out, out=out)
-    out += 1.0
-    out *= 0.5
-    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -119,7 +110,7 @@ def forward(p, x, state):
             _activate(z, cs_ext[t, rows], cs_ext[t + 1, rows], tanh_cs[t, rows],
                       hs_ext[t + 1, rows], tmp, half, off)
 
-    _parallel.run(loop, _parallel.halves(N))
+    runtime.run(loop, runtime.halves(N))
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(), cs_ext[-1].copy()), (x, acts, cs_ext, tanh_cs, hs_ext)
 
@@ -184,8 +175,8 @@ def backward(p, cache, dhs, dstate=None):
             np.matmul(da[t, rows], WhT, out=dh)
         dh0[rows], dc0[rows] = dh, dc
 
-    _parallel.run(loop, _parallel.halves(N))
-    dWh = _parallel.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, 4 * H))
+    runtime.run(loop, runtime.halves(N))
+    dWh = runtime.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, 4 * H))
     dWx, db, dx = project_backward(p["Wx"], x, da)
     return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0, dc0)
 

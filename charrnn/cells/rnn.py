@@ -5,7 +5,7 @@ hidden states hs (T, N, H), state (h,) with h (N, H). Parameters: Wx (D, H), Wh 
 """
 import numpy as np
 
-from . import _parallel
+from .. import runtime
 from ._input import project, project_backward
 
 STATE_NAMES = ("h",)
@@ -41,7 +41,7 @@ def forward(p, x, state):
             a += rec
             np.tanh(a, out=a)
 
-    _parallel.run(loop, _parallel.halves(N))
+    runtime.run(loop, runtime.halves(N))
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(),), (x, hs_ext)
 
@@ -74,8 +74,8 @@ def backward(p, cache, dhs, dstate=None):
             np.matmul(d, WhT, out=dh)
         dh0[rows] = dh
 
-    _parallel.run(loop, _parallel.halves(N))
-    dWh = _parallel.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, H))
+    runtime.run(loop, runtime.halves(N))
+    dWh = runtime.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, H))
     dWx, db, dx = project_backward(p["Wx"], x, da)
     return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0,)
 

@@ -1,4 +1,9 @@
-"""Two threads for a training step: the batch halves stepped through a window side by side, and
+"""Process-level settings for speed: the threads of a training step, the BLAS thread count, and
+the malloc setting. Used by the core's threaded loops and by the CLI; never a place for math.
+
+## Threads
+
+Two threads for a training step: the batch halves stepped through a window side by side, and
 the large products cut in two.
 
 The recurrence couples the steps of a window, never two rows of the batch, so the per-step loop
@@ -14,9 +19,25 @@ here, by rows or columns of the result, each half a one-thread product.
 Each half computes exactly what it would alone, so results never depend on thread timing. Where
 the OpenBLAS thread count cannot be controlled (another BLAS, no shared library found), or on one
 CPU, everything runs on the calling thread with the BLAS as configured.
+
+## The heap
+
+Keep freed memory in the process between training steps.
+
+A training step allocates its window-sized arrays afresh (the gate pre-activations alone are
+T*N*4H floats, 26 MB for a 256-unit LSTM at batch 64, window 100) and frees them when the step
+ends. glibc's malloc serves blocks that large with mmap and gives them back to the kernel on
+free, or trims them off the top of the heap, so the next step's arrays start as untouched pages
+and every page is faulted in and zeroed again: measured here, about a tenth of an LSTM step.
+Raising the mmap threshold to its maximum and the trim threshold well above one step's arrays
+lets the next step reuse the same memory. The cost is that the process keeps its peak heap.
+
+This is process-wide, so neither the math core nor the library calls it: the CLI and the
+benchmarks do.
 """
 import contextvars
 import ctypes
+import ctypes.util
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -142,3 +163,24 @@ def matmul(a, b, out=None):
     else:
         run(lambda cols: np.matmul(a, b[:, cols], out=out[:, cols]), _two(P))
     return out
+
+
+# the heap
+
+M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems
+TRIM_THRESHOLD = 1024 * 1024 * 1024
+
+
+def keep_freed_memory():
+    """Ask glibc to keep freed blocks for reuse; True if it took the settings, False where there
+    is no glibc (musl, macOS, Windows), which changes nothing but speed."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.restype, mallopt.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
+                and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
