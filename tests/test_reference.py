@@ -25,7 +25,8 @@ def _state(name, n, rng):
 
 def _model_case(name, n, rng):
     spec = model.ModelSpec(name, V, H, layers=2, dtype="float64")
-    params = {k: rng.standard_normal(v.shape) * 0.5 for k, v in model.init_params(spec, rng).items()}
+    params = {k: rng.standard_normal(v.shape) * 0.5
+              for k, v in model.init_params(spec, rng).items()}
     x, y = rng.integers(0, V, size=(T, n)), rng.integers(0, V, size=(T, n))
     state = [_state(name, n, rng) for _ in range(spec.layers)]
     return spec, params, x, y, state
