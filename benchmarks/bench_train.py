@@ -74,7 +74,7 @@ def machine_line():
 # ---------------------------------------------------------------- charrnn
 
 def charrnn_trainer(spec, ids, N, T, seed=0):
-    """A closure doing one training step of charrnn's core, as charrnn.train.Run does."""
+    """A closure doing one training step of charrnn's core, as charrnn.training.Run does."""
     rng = np.random.default_rng(seed)
     params = model.init_params(spec, rng)
     opt = optim.init_state("adam", params)

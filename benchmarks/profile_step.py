@@ -1,6 +1,6 @@
 """Where a training step of charrnn's core spends its time, by phase.
 
-Runs training steps of the model on tiny Shakespeare as charrnn.train does (heap settings, Adam,
+Runs training steps of the model on tiny Shakespeare as charrnn.training does (heap settings, Adam,
 norm clipping, dropout when asked) and times, per step: the per-step time loops of the cells
 (forward and backward), the window-wide products (input projection of upper layers, output
 layer, dWh, dWx, dx, the one-hot transpose), the softmax, clipping and Adam; the rest is

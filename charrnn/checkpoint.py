@@ -6,14 +6,14 @@ with `np.load(path, allow_pickle=False)`. The README documents every key.
 """
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
 from . import config as config_mod
-from . import model
+from . import model, rundir
 from .errors import CharrnnError
 from .optim import init_state
 
@@ -39,6 +39,7 @@ class Checkpoint:
     loss_sum: float = 0.0
     loss_count: int = 0
     evals_since_best: int = 0  # evaluations without a new best, for `patience`
+    record: Optional[dict] = None  # the metrics line of the evaluation that saved it, if any
     format_version: int = FORMAT_VERSION  # as read; save() always writes FORMAT_VERSION
 
     @property
@@ -67,6 +68,8 @@ def to_arrays(ck):
         "loss_count": np.array(ck.loss_count, dtype=np.int64),
         "evals_since_best": np.array(ck.evals_since_best, dtype=np.int64),
     }
+    if ck.record is not None:
+        arrays["record"] = _text(json.dumps(ck.record))
     for k, v in ck.params.items():
         arrays[f"param/{k}"] = v
     for k, v in ck.optim_state.items():
@@ -79,39 +82,17 @@ def to_arrays(ck):
 
 
 def save(path, ck):
-    """Write atomically: a temporary file in the same folder, fsync, then rename over path.
-
-    On any failure the temporary file is removed and whatever was at path is left untouched.
-    """
+    """Write atomically (rundir.write_atomic): on any failure whatever was at path is left
+    untouched and no temporary file remains."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
+    existed = os.path.exists(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-        # mkstemp makes the file private (0600); a checkpoint gets the usual umask-based mode
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            # a file object, not a name: np.savez would append ".npz" to a name
-            np.savez(f, **to_arrays(ck))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        # a file object, not a name: np.savez would append ".npz" to a name
+        rundir.write_atomic(path, lambda f: np.savez(f, **to_arrays(ck)))
     except OSError as e:
-        raise CharrnnError(f"could not save checkpoint {path}: {e.strerror or e}; "
-                           f"the previous checkpoint is kept") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass  # already gone, or the folder itself went away or became read-only
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        kept = ("the previous checkpoint is kept" if existed else
+                "no checkpoint was there before, so none is kept")
+        raise CharrnnError(f"could not save checkpoint {path}: {e.strerror or e}; {kept}") from None
 
 
 def _read_npz(path):
@@ -173,6 +154,8 @@ def load(path):
             raise CharrnnError(f"checkpoint {path}: key {key!r} is negative")
     if "rng_state" in arrays:
         ck.rng_state = _rng_state(_scalar(arrays, "rng_state", "U", path), path)
+    if "record" in arrays:
+        ck.record = _record(_scalar(arrays, "record", "U", path), ck.step, path)
     optim_keys = [k for k in arrays if k.startswith("optim/")]
     if optim_keys:
         expected = init_state(cfg.optimizer, params)
@@ -196,6 +179,16 @@ def _rng_state(text, path):
         raise CharrnnError(f"checkpoint {path}: key 'rng_state' is not a random generator "
                            f"state ({e})") from None
     return state
+
+
+def _record(text, step, path):
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
+    if not (isinstance(record, dict) and record.get("step") == step):
+        raise CharrnnError(f"checkpoint {path}: key 'record' is not the metrics line of its step")
+    return record
 
 
 def _checked_group(arrays, prefix, shapes, dtype, path):

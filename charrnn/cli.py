@@ -3,6 +3,7 @@
 Generated text goes to stdout; progress, logs and errors go to stderr. A CharrnnError becomes
 one line `Error: ...` and exit code 1; Click's usage errors exit 2.
 """
+import dataclasses
 import errno
 import json
 import os
@@ -11,11 +12,11 @@ import sys
 import click
 import numpy as np
 
-from . import checkpoint, config as config_mod, corpus as corpus_mod, data, report, runtime
+import charrnn
+
+from . import checkpoint, config as config_mod, corpus as corpus_mod, report, rundir, runtime
 from .errors import CharrnnError
-from .evaluate import score
 from .loss import bits
-from .sample import generate, until
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -61,49 +62,31 @@ def main():
     """Character-level RNN / LSTM / GRU language models in NumPy."""
 
 
-def _echo_err(text):
-    from tqdm import tqdm
-    tqdm.write(text, file=sys.stderr)
+class ConfigValue(click.ParamType):
+    """A `train` flag's value, converted by config.coerce: the same type check a config file's
+    value gets (a wrong type is a usage error, exit 2). Ranges are checked with the whole config
+    by config.validate, for a flag and a file alike (exit 1)."""
 
+    def __init__(self, key):
+        self.key = key
+        self.name = config_mod.type_name(key)
 
-TRAIN_FLAGS = [
-    ("--out", "out", str, "run directory"),
-    ("--steps", "steps", int, "total training steps (windows)"),
-    ("--time-limit", "time_limit", float, "stop after this many seconds"),
-    ("--cell", "cell", click.Choice(["rnn", "lstm", "gru"]), "recurrent cell"),
-    ("--hidden-size", "hidden_size", int, "units per layer (H)"),
-    ("--layers", "layers", int, "stacked recurrent layers"),
-    ("--dropout", "dropout", float, "dropout between layers and before the output"),
-    ("--batch-size", "batch_size", int, "parallel streams (N)"),
-    ("--seq-len", "seq_len", int, "window length for truncated BPTT (T)"),
-    ("--lr", "lr", float, "learning rate"),
-    ("--optimizer", "optimizer", click.Choice(["adam", "adagrad", "sgd"]), "optimizer"),
-    ("--clip", "clip", float, "gradient clipping threshold (0 = off)"),
-    ("--clip-mode", "clip_mode", click.Choice(["norm", "value"]), "clip the global norm or each value"),
-    ("--dtype", "dtype", click.Choice(["float32", "float64"]), "floating-point type"),
-    ("--seed", "seed", int, "random seed"),
-    ("--val-frac", "val_frac", float, "fraction of the corpus (its end) used for validation"),
-    ("--eval-every", "eval_every", int, "evaluate and checkpoint every N steps"),
-    ("--sample-length", "sample_length", int, "characters of sample shown at each evaluation"),
-    ("--keep-last", "keep_last", click.IntRange(min=0),
-     "also keep the N most recent periodic checkpoints RUN/step-NNNNNN.npz (0 = none)"),
-    ("--eval-chars", "eval_chars", int,
-     "score at most the first N validation characters at each evaluation (0 = all)"),
-    ("--cache-dir", "cache_dir", str, "folder for the corpus id cache (default ~/.cache/charrnn)"),
-    ("--lr-schedule", "lr_schedule", click.Choice(["constant", "cosine", "step"]),
-     "learning-rate schedule after warmup"),
-    ("--warmup-steps", "warmup_steps", int, "ramp the learning rate up linearly over N steps"),
-    ("--lr-min", "lr_min", float, "cosine: the learning rate reached at --steps"),
-    ("--lr-decay", "lr_decay", float, "step: multiply the learning rate by this ..."),
-    ("--lr-decay-every", "lr_decay_every", int, "step: ... every N steps"),
-    ("--patience", "patience", int,
-     "stop after N evaluations without a better validation loss (0 = never)"),
-]
+    def convert(self, value, param, ctx):
+        try:
+            return config_mod.coerce(self.key, value)
+        except CharrnnError as e:
+            self.fail(str(e).replace(f"config key {self.key!r}", "it"), param, ctx)
 
 
 def _train_options(f):
-    for flag, dest, typ, help_text in reversed(TRAIN_FLAGS):
-        f = click.option(flag, dest, type=typ, default=None, help=help_text)(f)
+    """One flag per TrainConfig key, generated from the schema: name, type, choices, help, and
+    the default shown in -h. Flags default to None, meaning 'from the config file or default'."""
+    for f_ in reversed(dataclasses.fields(config_mod.TrainConfig)):
+        meta = f_.metadata
+        typ = click.Choice(meta["choices"]) if meta["choices"] else ConfigValue(f_.name)
+        default = "none" if f_.default is None else f_.default
+        f = click.option("--" + f_.name.replace("_", "-"), f_.name, type=typ, default=None,
+                         help=f"{meta['help']}  [default: {default}]")(f)
     return f
 
 
@@ -118,45 +101,36 @@ def _train_options(f):
 @click.option("--init-from", "init_path", type=click.Path(dir_okay=False),
               help="start a new run from this checkpoint's weights (fine-tuning)")
 @click.option("--overwrite", is_flag=True,
-              help="start a new run in a run directory that already holds one")
+              help="start a new run in a run directory that already holds one (its checkpoints "
+                   "and log are removed)")
 @_train_options
 @click.pass_context
 def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, **overrides):
     """Train a model on CORPUS: UTF-8 text files, or folders of them (read in sorted order)."""
     from . import resume as resume_mod
-    from .train import train as run_training
     if resume_path and init_path:
         raise click.UsageError("--resume and --init-from cannot be used together")
-    ck = None
-    if resume_path:
-        ck, cfg = resume_mod.for_resume(resume_path, config_path, overrides)
-    elif init_path:
-        ck, cfg = resume_mod.for_init(init_path, config_path, overrides)
-    else:
-        cfg = config_mod.load(config_path, overrides)
-    vocab = ck.vocab if ck else None
     if dry_run:
-        return _dry_run(cfg, corpus, vocab)
-    last = os.path.join(cfg.out, "last.npz")
-    if not resume_path and not overwrite and os.path.exists(last):
-        # a second `charrnn train` with the same --out must not silently replace a finished run
-        raise CharrnnError(f"{cfg.out} already holds a run ({last}); continue it with "
-                           f"--resume {last}, choose another --out, or pass --overwrite")
-    text = corpus_mod.open_corpus(corpus, cfg.cache_dir, vocab=vocab, progress=True)
-    if resume_path:
-        resume_mod.check_corpus(ck, text, resume_path)
-        _echo_err(resume_mod.describe(ck, cfg))
+        ck = None
+        if resume_path:
+            ck, cfg = resume_mod.for_resume(resume_path, config_path, overrides)
+        elif init_path:
+            ck, cfg = resume_mod.for_init(init_path, config_path, overrides)
+        else:
+            cfg = config_mod.load(config_path, overrides)
+        return _dry_run(cfg, corpus, ck.vocab if ck else None)
     runtime.keep_freed_memory()  # each step reuses the last step's arrays, not fresh pages
-    run = run_training(cfg, text, resume=ck if resume_path else None,
-                       init_from=ck if init_path else None, echo=_echo_err)
-    if run.stopped_by is not None:
-        last = os.path.join(cfg.out, "last.npz")
-        click.echo(f"interrupted at step {run.step}: saved {last}; continue with "
+    try:
+        result = charrnn.train(list(corpus), config_path, resume=resume_path,
+                               init_from=init_path, overwrite=overwrite, **overrides)
+    except charrnn.Stopped as stopped:
+        last = rundir.RunDir(stopped.result.run_dir).last
+        click.echo(f"interrupted at step {stopped.result.step}: saved {last}; continue with "
                    f"--resume {last}", err=True)
-        ctx.exit(128 + run.stopped_by)
-    best = min(run.best_val, run.last_val)
-    click.echo(f"done: step {run.step}, best validation loss {best:.4f} nats/char "
-               f"({bits(best):.3f} bits/char); checkpoints in {cfg.out}", err=True)
+        ctx.exit(128 + stopped.result.stopped_by)
+    click.echo(f"done: step {result.step}, best validation loss {result.best_val:.4f} nats/char "
+               f"({bits(result.best_val):.3f} bits/char); checkpoints in {result.run_dir}",
+               err=True)
 
 
 def _dry_run(cfg, paths, vocab):
@@ -174,14 +148,14 @@ def _dry_run(cfg, paths, vocab):
 
 @main.command(context_settings=CONTEXT)
 @click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="checkpoint (.npz)")
-@click.option("--length", default=500, show_default=True, type=click.IntRange(min=0))
-@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--length", default=500, show_default=True, type=int)
+@click.option("--temperature", default=1.0, show_default=True, type=float,
               help="0 picks the most likely character every time")
-@click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--top-k", default=0, show_default=True, type=int,
               help="sample only among the K most likely characters (0 = all)")
-@click.option("--top-p", default=1.0, show_default=True,
-              type=click.FloatRange(0, 1, min_open=True),
-              help="sample only among the most likely characters whose probabilities add up to P")
+@click.option("--top-p", default=1.0, show_default=True, type=float,
+              help="sample only among the most likely characters whose probabilities add up to "
+                   "P, in (0, 1]")
 @click.option("--prime", default="", help="text to start from (it is printed first)")
 @click.option("--prime-file", type=click.Path(dir_okay=False),
               help="start from the text of this UTF-8 file instead")
@@ -193,19 +167,16 @@ def sample(ckpt, length, temperature, top_k, top_p, prime, prime_file, stop, num
     """Generate text from a checkpoint; the text streams to stdout."""
     if prime and prime_file:
         raise click.UsageError("--prime and --prime-file cannot be used together")
-    ck = checkpoint.load(ckpt)
+    model = charrnn.load(ckpt)
     if prime_file:
         prime = corpus_mod.read_text(prime_file)
-    prime_ids = data.encode(prime, ck.vocab) if prime else np.zeros(0, dtype=np.int64)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # one generator: sample k+1 continues where k ended
     out = sys.stdout
     for k in range(num_samples):
+        chars = model.stream(length, prime, temperature, top_k, top_p, stop or None, seed=rng)
         if num_samples > 1:
             out.write(f"=== sample {k + 1}/{num_samples} ===\n")
-        out.write(prime)
-        chars = generate(ck.params, ck.spec, ck.vocab, length, rng, temperature=temperature,
-                         top_k=top_k, top_p=top_p, prime=prime_ids)
-        for i, ch in enumerate(until(chars, stop) if stop else chars):
+        for i, ch in enumerate(chars):
             out.write(ch)
             if ch == "\n" or i % 64 == 0:
                 out.flush()
@@ -218,20 +189,18 @@ def sample(ckpt, length, temperature, top_k, top_p, prime, prime_file, stop, num
 @click.argument("textfile", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def eval_cmd(ckpt, textfile, as_json):
-    """Loss of a checkpoint's model on TEXTFILE, from a zero state."""
-    ck = checkpoint.load(ckpt)
-    text = corpus_mod.load(textfile, vocab=ck.vocab)
-    total, n = score(ck.params, ck.spec, text.ids)
-    if n == 0:
+    """Loss of a checkpoint's model on TEXTFILE, from a zero state, the state carried."""
+    model = charrnn.load(ckpt)
+    text = corpus_mod.load(textfile, vocab=model.vocab)
+    if len(text.ids) < 2:
         raise CharrnnError(f"{textfile} is too short to score (it needs at least 2 characters)")
-    nats = total / n
-    result = {"loss_nats": nats, "bits_per_char": bits(nats), "perplexity": float(np.exp(nats)),
-              "chars": n}
+    result = model.score(text.ids)
     if as_json:
         click.echo(json.dumps(result))
     else:
-        click.echo(f"{nats:.4f} nats/char, {bits(nats):.4f} bits/char, perplexity "
-                   f"{result['perplexity']:.3f}, {n:,} characters scored")
+        click.echo(f"{result['loss_nats']:.4f} nats/char, {result['bits_per_char']:.4f} "
+                   f"bits/char, perplexity {result['perplexity']:.3f}, {result['chars']:,} "
+                   f"characters scored")
 
 
 @main.command(context_settings=CONTEXT)

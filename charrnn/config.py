@@ -1,11 +1,15 @@
-"""The training config: typed defaults written once, overridden by a YAML file, then by flags.
+"""The training config: the schema (every key's type, default, help and range, written once in
+TrainConfig), loading a YAML file over the defaults, flags over the file, and validation.
 
-Unknown keys, duplicate keys and values of the wrong type are errors naming the key. YAML 1.1
-reads `1e-3` as a string, so numbers are coerced to the field's type.
+Unknown keys, duplicate keys and values of the wrong type or out of range are errors naming the
+key. YAML 1.1 reads `1e-3` as a string, so numbers are coerced to the field's type; floats must
+be finite. The CLI generates the `train` flags from the schema and checks their values with the
+same coerce(), so a value is checked one way whether it comes from a file, a flag or Python.
 """
 import dataclasses
 import math
-from dataclasses import dataclass, fields
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 import yaml
@@ -15,58 +19,171 @@ from .errors import CharrnnError
 from .optim import LR_SCHEDULES, OPTIMIZERS
 
 
+def _key(default, help, *, choices=None, low=None, high=None, low_open=False, high_open=False):
+    """A TrainConfig field with what the CLI and validation need: its help text, and its choices
+    or its range (low, high; each bound closed unless *_open)."""
+    return field(default=default, metadata={
+        "help": help, "choices": choices, "low": low, "high": high, "low_open": low_open,
+        "high_open": high_open})
+
+
+MAX_SIZE = 1 << 20  # a cap on the size keys, far above any model or batch a CPU can train
+
+
 @dataclass
 class TrainConfig:
     # model
-    cell: str = "rnn"
-    hidden_size: int = 256
-    layers: int = 1
-    dropout: float = 0.0
-    dtype: str = "float32"
+    cell: str = _key("rnn", "recurrent cell", choices=tuple(CELLS))
+    hidden_size: int = _key(256, "units per layer (H)", low=1, high=MAX_SIZE)
+    layers: int = _key(1, "stacked recurrent layers", low=1, high=1024)
+    dropout: float = _key(0.0, "dropout between layers and before the output", low=0.0, high=1.0,
+                          high_open=True)
+    dtype: str = _key("float32", "floating-point type", choices=("float32", "float64"))
     # data
-    batch_size: int = 64
-    seq_len: int = 100
-    val_frac: float = 0.1
-    eval_chars: int = 1_000_000  # validation characters scored per evaluation (0: all)
-    cache_dir: Optional[str] = None  # where corpus ids are cached (None: ~/.cache/charrnn)
+    batch_size: int = _key(64, "parallel streams (N)", low=1, high=MAX_SIZE)
+    seq_len: int = _key(100, "window length for truncated BPTT (T)", low=1, high=MAX_SIZE)
+    val_frac: float = _key(0.1, "fraction of the corpus (its end) used for validation", low=0.0,
+                           high=1.0, low_open=True, high_open=True)
+    eval_chars: int = _key(1_000_000, "score at most the first N validation characters at each "
+                           "evaluation (0 = all)", low=0)
+    cache_dir: Optional[str] = _key(None, "folder for the corpus id cache (none: "
+                                    "$XDG_CACHE_HOME/charrnn or ~/.cache/charrnn)")
     # optimisation
-    optimizer: str = "adam"
-    lr: float = 2e-3
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    lr_min: float = 0.0  # cosine: the floor reached at `steps`
-    lr_decay: float = 0.5  # step: multiply the learning rate by this ...
-    lr_decay_every: int = 1000  # ... every this many steps after warmup
-    clip: float = 5.0
-    clip_mode: str = "norm"
-    # run length and logging
-    steps: int = 1000
-    time_limit: Optional[float] = None
-    eval_every: int = 200
-    patience: int = 0  # stop after this many evaluations without a new best (0: never)
-    sample_length: int = 200
-    seed: int = 0
-    out: str = "run"
-    keep_last: int = 0
+    optimizer: str = _key("adam", "optimizer", choices=OPTIMIZERS)
+    lr: float = _key(2e-3, "learning rate", low=0.0, low_open=True)
+    lr_schedule: str = _key("constant", "learning-rate schedule after warmup",
+                            choices=LR_SCHEDULES)
+    warmup_steps: int = _key(0, "ramp the learning rate up linearly over N steps", low=0)
+    lr_min: float = _key(0.0, "cosine: the learning rate reached at --steps", low=0.0)
+    lr_decay: float = _key(0.5, "step: multiply the learning rate by this ...", low=0.0, high=1.0,
+                           low_open=True)
+    lr_decay_every: int = _key(1000, "step: ... every N steps", low=1)
+    clip: float = _key(5.0, "gradient clipping threshold (0 = off)", low=0.0)
+    clip_mode: str = _key("norm", "clip the global norm or each value", choices=("norm", "value"))
+    # run length, logging, speed
+    steps: int = _key(1000, "total training steps (windows)", low=1)
+    time_limit: Optional[float] = _key(None, "stop after this many seconds of wall time",
+                                       low=0.0, low_open=True)
+    eval_every: int = _key(200, "evaluate and checkpoint every N steps", low=1)
+    patience: int = _key(0, "stop after N evaluations without a better validation loss "
+                         "(0 = never)", low=0)
+    sample_length: int = _key(200, "characters of sample shown at each evaluation", low=0)
+    seed: int = _key(0, "random seed", low=0)
+    out: str = _key("run", "run directory")
+    keep_last: int = _key(0, "also keep the N most recent periodic checkpoints "
+                          "RUN/step-NNNNNN.npz (0 = none)", low=0)
+    threads: Optional[int] = _key(None, "threads for a training step (none: every CPU this "
+                                  "process may use)", low=1, high=4096)
 
 
-CHOICES = {
-    "cell": tuple(CELLS),
-    "dtype": ("float32", "float64"),
-    "optimizer": OPTIMIZERS,
-    "clip_mode": ("norm", "value"),
-    "lr_schedule": LR_SCHEDULES,
-}
-POSITIVE = ("hidden_size", "layers", "batch_size", "seq_len", "lr", "steps", "eval_every",
-            "lr_decay_every")
-NON_NEGATIVE = ("clip", "sample_length", "seed", "keep_last", "warmup_steps", "lr_min", "patience",
-                "eval_chars")
-# What `--resume` may change: options that steer the optimisation and the logging. Everything
-# else decides what the checkpoint's arrays mean (model shape, batch layout, split, optimizer
-# slots, seed) and must stay as it was; `out` is always the checkpoint's folder.
+# What `--resume` may change: options that steer the optimisation, the logging and the speed.
+# Everything else decides what the checkpoint's arrays mean (model shape, batch layout, split,
+# optimizer slots, seed) and must stay as it was; `out` is always the checkpoint's folder.
 RESUMABLE = ("lr", "clip", "clip_mode", "steps", "time_limit", "eval_every", "sample_length",
              "keep_last", "lr_schedule", "warmup_steps", "lr_min", "lr_decay", "lr_decay_every",
-             "patience", "eval_chars", "cache_dir")
+             "patience", "eval_chars", "cache_dir", "threads")
+
+
+def _types():
+    """key -> (base type, whether None is allowed), read from TrainConfig's annotations."""
+    found = {}
+    for key, hint in typing.get_type_hints(TrainConfig).items():
+        args = typing.get_args(hint)
+        base = next(a for a in args if a is not type(None)) if args else hint
+        found[key] = (base, type(None) in args)
+    return found
+
+
+TYPES = _types()
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def coerce(key, value):
+    """Check and convert one value to the type of field `key`; errors name the key.
+
+    The one type check of a config value. Numbers may come as strings (YAML 1.1 reads 1e-3 as
+    one, and flags are strings); floats must be finite; an int must be a whole number; a boolean
+    is never a number.
+    """
+    if key not in TYPES:
+        raise CharrnnError(f"unknown config key {key!r} (known: {', '.join(sorted(TYPES))})")
+    base, optional = TYPES[key]
+    if value is None:
+        if optional:
+            return None
+        raise CharrnnError(f"config key {key!r} must not be empty")
+    try:
+        if base is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError
+        if base is int and isinstance(value, int):
+            return value
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError
+        if base is int:
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        return number
+    except (ValueError, OverflowError):
+        raise CharrnnError(f"config key {key!r} must be {type_name(key)}, "
+                           f"got {value!r}") from None
+
+
+def type_name(key):
+    base, optional = TYPES[key]
+    return base.__name__ + (" or empty" if optional else "")
+
+
+def describe_range(key):
+    """'positive', 'in [0, 1)', 'at least 1' ... for the key's range, or '' when it has none."""
+    meta = FIELDS[key].metadata
+    low, high, whole = meta["low"], meta["high"], TYPES[key][0] is int
+    if low is not None and high is not None and not whole:
+        return (f"in {'(' if meta['low_open'] else '['}{low:g}, {high:g}"
+                f"{')' if meta['high_open'] else ']'}")
+    if low is None:
+        return ""
+    if (low == 0 and meta["low_open"]) or (whole and low == 1):
+        text = "positive"
+    elif low == 0:
+        text = "0 or more"
+    else:
+        text = f"more than {low:g}" if meta["low_open"] else f"at least {low:g}"
+    return text + (f" and at most {high}" if high is not None else "")
+
+
+def check_value(key, value):
+    """The key's choices and range (a value already of the key's type)."""
+    meta = FIELDS[key].metadata
+    if value is None:
+        return value
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise CharrnnError(f"config key {key!r} must be one of {', '.join(meta['choices'])}, "
+                           f"got {value!r}")
+    low, high = meta["low"], meta["high"]
+    below = low is not None and (value <= low if meta["low_open"] else value < low)
+    above = high is not None and (value >= high if meta["high_open"] else value > high)
+    if below or above:
+        if describe_range(key) == "0 or more":  # the wording users of charrnn know
+            raise CharrnnError(f"config key {key!r} must not be negative, got {value!r}")
+        raise CharrnnError(f"config key {key!r} must be {describe_range(key)}, got {value!r}")
+    return value
+
+
+def validate(cfg):
+    """Every key's choices and range, then the rules that tie keys together."""
+    for key in FIELDS:
+        check_value(key, getattr(cfg, key))
+    if cfg.eval_chars == 1:  # one character predicts nothing: its loss would read as 0
+        raise CharrnnError("config key 'eval_chars' must be 0 (all) or at least 2, got 1")
+    if cfg.lr_min > cfg.lr:
+        raise CharrnnError(f"config key 'lr_min' ({cfg.lr_min!r}) must not exceed lr ({cfg.lr!r})")
+    return cfg
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -76,73 +193,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: PyYAML's own check below names it
+                break
+            if repeated:
                 raise CharrnnError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
-
-
-def _field_type(f):
-    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    return t.replace("Optional[", "").rstrip("]"), "Optional" in str(f.type)
-
-
-def coerce(key, value):
-    """Check and convert one value to the type of field `key`; errors name the key."""
-    by_name = {f.name: f for f in fields(TrainConfig)}
-    if key not in by_name:
-        raise CharrnnError(f"unknown config key {key!r} (known: {', '.join(sorted(by_name))})")
-    type_name, optional = _field_type(by_name[key])
-    if value is None:
-        if optional:
-            return None
-        raise CharrnnError(f"config key {key!r} must not be empty")
-    try:
-        if type_name == "int":
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise ValueError
-            number = float(value) if isinstance(value, str) else value
-            if isinstance(number, float) and not number.is_integer():
-                raise ValueError
-            value = int(number)
-        elif type_name == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise ValueError
-            value = float(value)
-            if not math.isfinite(value):
-                raise ValueError
-        elif type_name == "str":
-            if not isinstance(value, str):
-                raise ValueError
-    except ValueError:
-        raise CharrnnError(f"config key {key!r} must be {type_name}, got {value!r}") from None
-    return value
-
-
-def validate(cfg):
-    for key, options in CHOICES.items():
-        if getattr(cfg, key) not in options:
-            raise CharrnnError(f"config key {key!r} must be one of {', '.join(options)}, "
-                               f"got {getattr(cfg, key)!r}")
-    for key in POSITIVE:
-        if getattr(cfg, key) <= 0:
-            raise CharrnnError(f"config key {key!r} must be positive, got {getattr(cfg, key)!r}")
-    for key in NON_NEGATIVE:
-        if getattr(cfg, key) < 0:
-            raise CharrnnError(f"config key {key!r} must not be negative, got {getattr(cfg, key)!r}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise CharrnnError(f"config key 'dropout' must be in [0, 1), got {cfg.dropout!r}")
-    if not 0.0 < cfg.val_frac < 1.0:
-        raise CharrnnError(f"config key 'val_frac' must be in (0, 1), got {cfg.val_frac!r}")
-    if cfg.time_limit is not None and cfg.time_limit <= 0:
-        raise CharrnnError(f"config key 'time_limit' must be positive, got {cfg.time_limit!r}")
-    if not 0.0 < cfg.lr_decay <= 1.0:
-        raise CharrnnError(f"config key 'lr_decay' must be in (0, 1], got {cfg.lr_decay!r}")
-    if cfg.eval_chars == 1:  # one character predicts nothing: its loss would read as 0
-        raise CharrnnError("config key 'eval_chars' must be 0 (all) or at least 2, got 1")
-    if cfg.lr_min > cfg.lr:
-        raise CharrnnError(f"config key 'lr_min' ({cfg.lr_min!r}) must not exceed lr ({cfg.lr!r})")
-    return cfg
 
 
 def parse_yaml(text, name="config"):
@@ -164,22 +222,30 @@ def build(file_values=None, overrides=None, base=None):
     """Defaults (or base, a TrainConfig), then the file's values, then the non-None overrides
     -> a validated TrainConfig."""
     values = to_dict(base) if base is not None else {}
+    if not isinstance(file_values or {}, dict):
+        raise CharrnnError(f"a config must be a mapping of keys to values, got "
+                           f"{type(file_values).__name__}")
     for source in (file_values or {}, {k: v for k, v in (overrides or {}).items() if v is not None}):
         for key, value in source.items():
             values[str(key)] = coerce(str(key), value)
     return validate(TrainConfig(**values))
 
 
-def load(path=None, overrides=None, base=None):
-    """Read the YAML file at path (optional) and apply overrides, over base if given."""
-    file_values = {}
-    if path is not None:
+def load(source=None, overrides=None, base=None):
+    """A validated TrainConfig from source, then overrides (None values are skipped), over base
+    (a TrainConfig) or the defaults. source: None, the path of a YAML file, a dict of keys to
+    values, or a TrainConfig."""
+    if source is None or isinstance(source, dict):
+        file_values = source or {}
+    elif isinstance(source, TrainConfig):
+        file_values = to_dict(source)
+    else:
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(source, encoding="utf-8") as f:
                 text = f.read()
-        except (OSError, UnicodeDecodeError) as e:
-            raise CharrnnError(f"cannot read config {path}: {e}") from None
-        file_values = parse_yaml(text, name=f"config {path}")
+        except (OSError, UnicodeDecodeError, TypeError, ValueError) as e:
+            raise CharrnnError(f"cannot read config {source}: {e}") from None
+        file_values = parse_yaml(text, name=f"config {source}")
     return build(file_values, overrides, base)
 
 

@@ -7,6 +7,7 @@ Dropout (inverted, rate `dropout`) is applied to each layer's output, i.e. betwe
 before the output layer, only when a dropout generator is passed (training).
 """
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,6 +33,15 @@ class ModelSpec:
 def spec_of(cfg, vocab_size):
     """The ModelSpec of a TrainConfig (or anything with its model keys) over a vocabulary."""
     return ModelSpec(cfg.cell, vocab_size, cfg.hidden_size, cfg.layers, cfg.dropout, cfg.dtype)
+
+
+class WindowCache(NamedTuple):
+    """What backward needs from forward over a window."""
+    top: np.ndarray  # (T*N, H): the last layer's output, after dropout
+    dlogits: np.ndarray  # (T*N, V): d(mean loss)/d(logits)
+    layers: list  # each layer's cell cache
+    masks: list  # each layer's dropout mask (T, N, H), or None
+    shape: tuple  # (T, N)
 
 
 def param_shapes(spec):
@@ -113,7 +123,7 @@ def forward(params, spec, x, y, state, dropout_rng=None):
     runtime.run(lambda rows: softmax_cross_entropy_rows(out[rows], targets[rows], T * N,
                                                           nll[rows]),
                   runtime.halves(T * N))
-    return float(np.mean(nll)), new_state, (top2, out, caches, masks, (T, N))
+    return float(np.mean(nll)), new_state, WindowCache(top2, out, caches, masks, (T, N))
 
 
 def backward(params, spec, cache):
@@ -131,6 +141,19 @@ def backward(params, spec, cache):
         for k, v in g.items():
             grads[f"l{layer}.{k}"] = v
     return grads, dstate0
+
+
+def trace(params, spec, ids):
+    """One pass over ids (L,) from a zero state, batch 1, no dropout: -> (logits (L, V), layers),
+    layers[k] a dict of layer k's activations by name ("h", "c", gates), each (L, H)."""
+    x = np.asarray(ids).reshape(-1, 1)
+    top, _, caches, _ = _layers_forward(params, spec, x, zero_state(spec, 1), None)
+    layers = [{name: a[:, 0].copy() for name, a in spec.cell_module.activations(c).items()}
+              for c in caches]
+    L, _, H = top.shape
+    out = runtime.matmul(top.reshape(L, H), params["Wy"])
+    out += params["by"]
+    return out, layers
 
 
 def stepper(params, spec):

@@ -27,7 +27,7 @@ def _same_dir(a, b):
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def for_resume(ck_path, config_path=None, overrides=None):
+def for_resume(ck_path, config=None, overrides=None):
     """-> (Checkpoint, TrainConfig) to continue the run that saved ck_path."""
     overrides = dict(overrides or {})
     ck = checkpoint.load(ck_path)
@@ -37,7 +37,7 @@ def for_resume(ck_path, config_path=None, overrides=None):
         raise CharrnnError(f"--resume continues the run in {run_dir}, the checkpoint's folder; "
                            f"drop --out {out}, or copy the run directory there first")
     overrides["out"] = run_dir  # wins over the config file's `out`, which is ignored
-    cfg = config_mod.load(config_path, overrides, base=ck.config)
+    cfg = config_mod.load(config, overrides, base=ck.config)
     locked = [f.name for f in dataclasses.fields(cfg)
               if f.name not in config_mod.RESUMABLE and f.name != "out"]
     changed = _differences(ck.config, cfg, locked)
@@ -58,12 +58,12 @@ def check_corpus(ck, corpus, ck_path):
                            f"(content hash {ck.corpus_hash}; {corpus.source} has {corpus.hash})")
 
 
-def for_init(ck_path, config_path=None, overrides=None):
+def for_init(ck_path, config=None, overrides=None):
     """-> (Checkpoint, TrainConfig) for a new run that starts from ck_path's weights."""
     ck = checkpoint.load(ck_path)
     # a new run: the checkpoint's own run directory is never the default
     base = dataclasses.replace(ck.config, out=config_mod.TrainConfig.out)
-    cfg = config_mod.load(config_path, overrides, base=base)
+    cfg = config_mod.load(config, overrides, base=base)
     changed = _differences(ck.config, cfg, MODEL_KEYS)
     if changed:
         raise CharrnnError(f"--init-from {ck_path} needs the same model shape: "

@@ -1,64 +1,261 @@
-"""The run directory's log and numbered checkpoints: appending to and cutting back metrics.jsonl,
-and the periodic `step-000500.npz` files that `--keep-last` prunes."""
+"""The one owner of a run directory RUN/: its file names, the atomic writer every saved file goes
+through, the lock that keeps one training per folder, and the metrics log.
+
+RUN/ holds config.yaml (the resolved config), metrics.jsonl (one JSON line per evaluation),
+last.npz, best.npz, the periodic step-NNNNNN.npz that `keep_last` prunes, and .lock.
+"""
+import contextlib
 import json
 import os
 import re
+import tempfile
 
 from .errors import CharrnnError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; one training per folder is then the user's care
+    fcntl = None
+
+CONFIG, METRICS, LAST, BEST, LOCK = "config.yaml", "metrics.jsonl", "last.npz", "best.npz", ".lock"
 PERIODIC = re.compile(r"step-(\d+)\.npz")
 
 
-def append_metrics(path, rec):
-    """Add one JSON line; a failure is a CharrnnError (the caller has saved nothing new yet)."""
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def fsync_folder(folder):
+    """Make a rename in folder durable: without it a crash right after a save can lose the new
+    name even though the file's data reached the disk. A no-op where folders cannot be opened."""
     try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # e.g. Windows, where a folder cannot be opened as a file
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the rename itself has happened
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path, write):
+    """Replace path with what write(f) writes into a binary file object, all or nothing.
+
+    A temporary file in the same folder is filled, flushed and fsynced, renamed over path, and
+    the folder is fsynced. On any failure the temporary file is removed, whatever was at path is
+    left untouched, and the OSError propagates for the caller to word.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        # mkstemp makes the file private (0600); a saved file gets the usual umask-based mode
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            fd = None
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        fsync_folder(folder)
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None:
+            with contextlib.suppress(OSError):  # already gone, or the folder went read-only
+                os.unlink(tmp)
+
+
+def write_text_atomic(path, text):
+    """write_atomic for UTF-8 text; a failure is a CharrnnError naming the file."""
+    try:
+        write_atomic(path, lambda f: f.write(text.encode("utf-8")))
     except OSError as e:
-        raise CharrnnError(f"could not write {path}: {e.strerror or e}; "
-                           f"the previous checkpoint is kept") from None
+        raise CharrnnError(f"could not write {path}: {e.strerror or e}") from None
 
 
-def metrics_for_resume(path, step, eval_every):
-    """The text of the log a run resumed at `step` keeps, or None when there is no log.
+class RunDir:
+    """A run directory: paths of its files, and what reads and writes them."""
 
-    Lines after `step` came from a part of the run that the resumed run repeats, so they go. So
-    does a line at `step` itself when it is off the evaluation grid (a multiple of eval_every, the
-    checkpoint's): it was the end-of-run evaluation of a run that stopped between evaluations,
-    which an uninterrupted run would not have made. Unreadable lines (a write cut short) go too.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CharrnnError(f"cannot read {path}: {e}") from None
-    kept = []
-    for line in lines:
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._lock_fd = None
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    @property
+    def last(self):
+        return self.file(LAST)
+
+    @property
+    def best(self):
+        return self.file(BEST)
+
+    @property
+    def metrics(self):
+        return self.file(METRICS)
+
+    def periodic(self, step):
+        return self.file(f"step-{step:06d}.npz")
+
+    def holds_run(self):
+        return os.path.exists(self.last)
+
+    # -- taking the folder ---------------------------------------------------------------------
+
+    def claim(self, fresh, overwrite=False):
+        """Create the folder, check it is writable and lock it for this process.
+
+        fresh: a new run (not a resume). A fresh run refuses a folder that already holds one
+        unless overwrite (the new run calls start_fresh() once it is ready to train). The check
+        comes after the lock, so two trainings started at the same instant cannot both pass it.
+        Release with release() (or use the RunDir as a context).
+        """
         try:
-            s = json.loads(line)["step"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        if isinstance(s, int) and (s < step or (s == step and s % eval_every == 0)):
-            kept.append(line + "\n")
-    return "".join(kept)
-
-
-def periodic_path(run_dir, step):
-    return os.path.join(run_dir, f"step-{step:06d}.npz")
-
-
-def prune_periodic(run_dir, step, keep):
-    """Delete periodic checkpoints so that only the `keep` most recent up to `step` remain.
-
-    Files past `step` (left by a run resumed from an earlier checkpoint) are not counted, and
-    last.npz and best.npz never match the pattern, so they are never deleted.
-    """
-    found = sorted((int(m.group(1)), name) for name in os.listdir(run_dir)
-                   if (m := PERIODIC.fullmatch(name)) and int(m.group(1)) <= step)
-    for _, name in found[:max(len(found) - keep, 0)]:
+            os.makedirs(self.path, exist_ok=True)
+            probe = self.file(".write-test")
+            with open(probe, "w") as f:
+                f.write("ok")
+            os.unlink(probe)
+        except OSError as e:
+            raise CharrnnError(f"run directory {self.path} is not writable: "
+                               f"{e.strerror or e}") from None
+        self._lock()
         try:
-            os.unlink(os.path.join(run_dir, name))
-        except OSError:
-            pass  # one checkpoint too many is no reason to stop a run
+            if fresh and not overwrite:
+                self.refuse_a_run()
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def refuse_a_run(self):
+        """A CharrnnError when the folder already holds a run (its last.npz)."""
+        if self.holds_run():
+            raise CharrnnError(
+                f"{self.path} already holds a run ({self.last}); continue it with "
+                f"--resume {self.last}, choose another --out, or pass --overwrite")
+
+    def start_fresh(self):
+        """Remove an earlier run's checkpoints and log, so that every file in the folder belongs
+        to the run starting now. Called only once that run is ready to train, so a run that fails
+        to start leaves an earlier one as it was."""
+        names = [LAST, BEST, METRICS] + [n for n in os.listdir(self.path) if PERIODIC.fullmatch(n)]
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.file(name))
+
+    def _lock(self):
+        """An exclusive flock on RUN/.lock, holding this process's PID. The kernel drops it when
+        the process ends, however it ends, so a killed run never leaves a stale lock (only,
+        perhaps, the file, which the next run takes over).
+
+        release() removes the file. A process that opened it just before could then hold a lock
+        on a file no longer in the folder while a third locks a new one, so a lock counts only
+        once the path still names the file locked; otherwise it is taken again."""
+        if fcntl is None:
+            return
+        path = self.file(LOCK)
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as e:
+                raise CharrnnError(f"cannot lock {self.path}: {e.strerror or e}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip()
+                os.close(fd)
+                who = f"process {holder}" if holder.isdigit() else "another process"
+                raise CharrnnError(f"{self.path} is in use by {who}") from None
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder released and removed it meanwhile: lock the new one
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._lock_fd = fd
+
+    def release(self):
+        """Give the folder up: remove the lock file, then unlock (in that order, see _lock)."""
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):  # the folder may be gone or read-only by now
+                os.unlink(self.file(LOCK))
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    # -- the metrics log -----------------------------------------------------------------------
+
+    def append_metrics(self, rec):
+        """Add one JSON line (after its checkpoint is on disk); a failure is a CharrnnError."""
+        try:
+            with open(self.metrics, "a", encoding="utf-8") as f:
+                f.write(json.dumps(rec) + "\n")
+        except OSError as e:
+            raise CharrnnError(f"could not write {self.metrics}: {e.strerror or e}; the "
+                               f"checkpoints of step {rec['step']} are saved, the log lacks "
+                               f"their line") from None
+
+    def read_metrics(self):
+        """The log's records, in order; unreadable lines (a write cut short) are skipped."""
+        try:
+            with open(self.metrics, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as e:
+            raise CharrnnError(f"cannot read {self.metrics}: {e}") from None
+        records = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+                records.append(rec)
+        return records
+
+    def resume_metrics(self, resume_step, eval_every, record=None):
+        """The log of a run resumed at resume_step keeps the lines of the steps before it, and the line at it when that is on the evaluation grid (a multiple of
+        the checkpoint's eval_every): a line off the grid was the closing evaluation of a run
+        that stopped between evaluations, which an uninterrupted run would not have made. The
+        line at resume_step is the checkpoint's own record when it has one, so a line that a
+        crash kept from the log after its checkpoint was saved comes back."""
+        on_grid = resume_step % eval_every == 0
+        kept = [r for r in self.read_metrics() if r["step"] < resume_step
+                or (on_grid and r["step"] == resume_step and record is None)]
+        if on_grid and record is not None:
+            kept.append(record)
+        if kept or os.path.exists(self.metrics):
+            write_text_atomic(self.metrics, "".join(json.dumps(r) + "\n" for r in kept))
+
+    # -- periodic checkpoints ------------------------------------------------------------------
+
+    def prune_periodic(self, step, keep):
+        """Delete periodic checkpoints so that only the `keep` most recent up to `step` remain.
+
+        Files past `step` (left by a run resumed from an earlier checkpoint) are not counted, and
+        last.npz and best.npz never match the pattern, so they are never deleted.
+        """
+        found = sorted((int(m.group(1)), name) for name in os.listdir(self.path)
+                       if (m := PERIODIC.fullmatch(name)) and int(m.group(1)) <= step)
+        for _, name in found[:max(len(found) - keep, 0)]:
+            with contextlib.suppress(OSError):  # one checkpoint too many is no reason to stop
+                os.unlink(self.file(name))

@@ -1,9 +1,33 @@
 """Generating text from a trained model, one character at a time (batch 1)."""
 import itertools
+import math
+import numbers
 
 import numpy as np
 
 from . import model
+from .errors import CharrnnError
+
+
+def check_options(length, temperature, top_k, top_p):
+    """The sampling options' types and ranges; a bad one is a CharrnnError naming it."""
+    def whole(name, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise CharrnnError(f"{name} must be a whole number, 0 or more, got {value!r}")
+
+    def finite(name, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value):
+            raise CharrnnError(f"{name} must be a finite number, got {value!r}")
+
+    whole("length", length)
+    whole("top_k", top_k)
+    finite("temperature", temperature)
+    if temperature < 0:
+        raise CharrnnError(f"temperature must be 0 or more, got {temperature!r}")
+    finite("top_p", top_p)
+    if not 0 < top_p <= 1:
+        raise CharrnnError(f"top_p must be in (0, 1], got {top_p!r}")
 
 
 def next_id(logits, temperature, top_k, top_p, rng, u=None):

@@ -125,8 +125,13 @@ def test_flag_values_are_checked_like_the_file(corpus, unchanged):
 
 
 def test_model_too_large_for_memory(corpus, unchanged):
-    result = run("train", corpus, *QUICK, "--out", unchanged, "--hidden-size", 10**10)
+    result = run("train", corpus, *QUICK, "--out", unchanged, "--hidden-size", 10**6)
     assert_one_line_error(result, "out of memory")
+
+
+def test_sizes_beyond_any_machine_are_refused_by_name(corpus, unchanged):
+    result = run("train", corpus, *QUICK, "--out", unchanged, "--hidden-size", 10**10)
+    assert_one_line_error(result, "'hidden_size' must be positive and at most 1048576")
 
 
 # --- checkpoints -----------------------------------------------------------------------------

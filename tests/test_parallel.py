@@ -104,4 +104,4 @@ def test_split_softmax_gives_the_bits_of_one():
     loss, _, cache = model.forward(params, spec, x, y, state)
     whole_loss, whole_dlogits = softmax_cross_entropy(logits, y.reshape(-1))
     assert loss == whole_loss
-    np.testing.assert_array_equal(cache[1], whole_dlogits)
+    np.testing.assert_array_equal(cache.dlogits, whole_dlogits)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from charrnn import checkpoint, cli, model, train
+from charrnn import checkpoint, cli, model, training
 from charrnn.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,9 +67,9 @@ def metrics(run_dir):
 
 
 def snapshot(run_dir):
-    """name -> bytes of every file in run_dir."""
+    """name -> bytes of every file in run_dir but the lock, which exists while a run trains."""
     return {name: open(os.path.join(run_dir, name), "rb").read()
-            for name in sorted(os.listdir(run_dir))}
+            for name in sorted(os.listdir(run_dir)) if name != ".lock"}
 
 
 def assert_same_run(a_dir, b_dir):
@@ -166,7 +166,7 @@ def test_signal_saves_last_and_resume_is_exact(small_corpus, tmp_path, sig):
 
 def test_second_ctrl_c_during_the_save_changes_nothing(small_corpus, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real_step, real_savez = train.Run.train_step, np.savez
+    real_step, real_savez = training.Run.train_step, np.savez
 
     def step_then_ctrl_c(self):
         result = real_step(self)
@@ -181,7 +181,7 @@ def test_second_ctrl_c_during_the_save_changes_nothing(small_corpus, tmp_path, m
         real_savez(f, **arrs)
         os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(train.Run, "train_step", step_then_ctrl_c)
+    monkeypatch.setattr(training.Run, "train_step", step_then_ctrl_c)
     monkeypatch.setattr(np, "savez", savez_under_fire)
     handler_before = signal.getsignal(signal.SIGINT)
     result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 100)
@@ -225,12 +225,12 @@ def test_checkpoint_round_trips_everything_a_run_carries(small_corpus, tmp_path)
     from charrnn import config, corpus
     cfg = config.load(TINY, {"cell": "lstm", "dropout": 0.2, "out": str(tmp_path)})
     text = corpus.load(str(small_corpus))
-    a = train.Run(cfg, text)
+    a = training.Run(cfg, text)
     for _ in range(30):  # past the wrap at 24 windows
         a.train_step()
     a.elapsed, a.best_val, a.loss_sum, a.loss_count, a.evals_since_best = 1.5, 2.5, 7.25, 3, 2
     checkpoint.save(tmp_path / "ck.npz", a.checkpoint())
-    b = train.Run(cfg, text, resume=checkpoint.load(tmp_path / "ck.npz"))
+    b = training.Run(cfg, text, resume=checkpoint.load(tmp_path / "ck.npz"))
     for name in ("step", "chars", "elapsed", "best_val", "loss_sum", "loss_count",
                  "evals_since_best"):
         assert getattr(b, name) == getattr(a, name), name
@@ -248,12 +248,12 @@ def test_checkpoint_round_trips_everything_a_run_carries(small_corpus, tmp_path)
 def test_non_finite_step_leaves_the_run_untouched(small_corpus):
     from charrnn import config, corpus
     cfg = config.load(TINY, {"steps": 5})
-    run_ = train.Run(cfg, corpus.load(str(small_corpus)))
+    run_ = training.Run(cfg, corpus.load(str(small_corpus)))
     run_.train_step()
     before = ({k: v.copy() for k, v in run_.params.items()},
               {k: v.copy() for k, v in run_.opt.items()}, run_.step, run_.batches.position)
     run_.params["Wy"][0, 0] = np.inf  # the next forward pass produces a non-finite loss
-    with pytest.raises(train.CharrnnError, match="step 2"):
+    with pytest.raises(training.CharrnnError, match="step 2"):
         run_.train_step()
     run_.params["Wy"][0, 0] = before[0]["Wy"][0, 0]
     for k, v in before[0].items():
@@ -284,7 +284,7 @@ def test_keep_last_keeps_the_most_recent_and_never_last_or_best(small_corpus, tm
     other = tmp_path / "none"
     assert run("train", small_corpus, *EXACT, "--out", other, "--steps", 10).exit_code == 0
     assert not [n for n in os.listdir(other) if n.startswith("step-")]
-    assert run("train", small_corpus, "--keep-last", -1).exit_code == 2
+    assert run("train", small_corpus, "--keep-last", -1).exit_code == 1
 
 
 def test_resume_from_an_earlier_checkpoint_rewrites_the_log(small_corpus, tmp_path):
@@ -353,7 +353,7 @@ def test_init_from_starts_a_new_run_from_the_weights(small_corpus, ten_steps, tm
     from charrnn import config, corpus
     ck = checkpoint.load(ten_steps / "last.npz")
     cfg = config.load(None, {"out": str(tmp_path / "ft")}, base=ck.config)
-    fresh = train.Run(cfg, corpus.load(str(small_corpus), vocab=ck.vocab), init_from=ck)
+    fresh = training.Run(cfg, corpus.load(str(small_corpus), vocab=ck.vocab), init_from=ck)
     assert fresh.step == 0 and int(fresh.opt["t"]) == 0
     for k, v in ck.params.items():
         np.testing.assert_array_equal(fresh.params[k], v)
@@ -416,13 +416,13 @@ def test_read_only_run_directory_is_refused_before_training(small_corpus, ten_st
 
 def _fail_after_first_evaluation(monkeypatch, act):
     """Call act() once, when the CLI logs the evaluation at step 5; return what it saved."""
-    real_echo, saved = cli._echo_err, {}
+    real_echo, saved = training.echo_stderr, {}
 
     def echo(text):
         real_echo(text)
         if text.startswith("step 5:") and not saved:
             saved["run"] = act()
-    monkeypatch.setattr(cli, "_echo_err", echo)
+    monkeypatch.setattr(training, "echo_stderr", echo)
     return saved
 
 
@@ -493,7 +493,7 @@ def test_pruning_ignores_checkpoints_past_the_current_step(tmp_path):
         (tmp_path / f"step-{step:06d}.npz").write_bytes(b"")
     for name in ("last.npz", "best.npz", "step-x.npz"):
         (tmp_path / name).write_bytes(b"")
-    rundir.prune_periodic(tmp_path, 15, keep=1)
+    rundir.RunDir(tmp_path).prune_periodic(15, keep=1)
     assert sorted(os.listdir(tmp_path)) == ["best.npz", "last.npz", "step-000015.npz",
                                             "step-000040.npz", "step-000045.npz", "step-x.npz"]
 
@@ -503,10 +503,22 @@ def test_log_cut_back_for_a_resume(tmp_path):
     log = tmp_path / "metrics.jsonl"
     lines = [json.dumps({"step": s, "val_loss": 1.0}) for s in (5, 10, 12, 15)]
     log.write_text("\n".join(lines) + '\n{"step": 20, "val_lo')  # the last write was cut short
+    cut = log.read_text()
     # resumed at 12, off the grid of 5: the closing evaluation at 12 goes too
-    assert rundir.metrics_for_resume(log, 12, 5) == "".join(line + "\n" for line in lines[:2])
-    assert rundir.metrics_for_resume(log, 15, 5) == "".join(line + "\n" for line in lines)
-    assert rundir.metrics_for_resume(tmp_path / "none.jsonl", 15, 5) is None
+    rundir.RunDir(tmp_path).resume_metrics(12, 5)
+    assert log.read_text() == "".join(line + "\n" for line in lines[:2])
+    log.write_text(cut)
+    rundir.RunDir(tmp_path).resume_metrics(15, 5)
+    assert log.read_text() == "".join(line + "\n" for line in lines)
+    # the checkpoint's own line wins over the log's, and comes back when the log lost it
+    log.write_text(cut)
+    rundir.RunDir(tmp_path).resume_metrics(15, 5, {"step": 15, "val_loss": 2.0})
+    assert json.loads(log.read_text().splitlines()[-1]) == {"step": 15, "val_loss": 2.0}
+    log.write_text("\n".join(lines[:3]) + "\n")
+    rundir.RunDir(tmp_path).resume_metrics(15, 5, {"step": 15, "val_loss": 1.0})
+    assert log.read_text() == "".join(line + "\n" for line in lines)
+    rundir.RunDir(tmp_path / "none").resume_metrics(15, 5)  # no log: nothing to cut
+    assert not (tmp_path / "none" / "metrics.jsonl").exists()
 
 
 def test_resume_from_an_older_checkpoint_keeps_a_better_best(small_corpus, tmp_path):

@@ -1,7 +1,15 @@
 """The recurrent cells, by config name. Each module has the same functional interface:
-param_shapes(D, H), init(rng, D, H, dtype), forward(p, x, state) -> (hs, state, cache),
-backward(p, cache, dhs, dstate) -> (grads, dx, dstate0), step(p, a, state) -> state,
-and STATE_NAMES / GATES (gate width G = GATES * H of the input projection)."""
+
+    param_shapes(D, H) -> {name: shape}
+    init(rng, D, H, dtype) -> params
+    forward(p, x, state) -> (hs, state, cache)
+    backward(p, cache, dhs, dstate) -> (grads, dx, dstate0)
+    step(p, a, state) -> state          (one generation step; a = x Wx + b already looked up)
+    activations(cache) -> {"h": (T, N, H), ...}   (what each unit computed, gates by name)
+    STATE_NAMES ("h", or "h", "c"), GATES (gate width G = GATES * H), GATE_NAMES (if gated)
+
+x is (T, N) ids or (T, N, D) floats, time-major; state a tuple of (N, H) arrays. A new cell
+must equal its plain version in charrnn/reference.py (tests/test_reference.py)."""
 from . import gru, lstm, rnn
 
 CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}

@@ -13,6 +13,8 @@ bhn is a separate recurrent bias for n: it sits inside the reset product, so it 
 folded into b. Arrays are time-major: x (T, N) ids or (T, N, D), hs (T, N, H), state (h,)
 with h (N, H). Parameters: Wx (D, 3H), Wh (H, 3H), b (3H,), bhn (H,).
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import runtime
@@ -21,6 +23,15 @@ from ._activations import sigmoid
 
 STATE_NAMES = ("h",)
 GATES = 3
+GATE_NAMES = ("r", "z", "n")
+
+
+class Cache(NamedTuple):
+    """What backward needs from forward."""
+    x: object  # the input, ids (T, N) or (T, N, D)
+    acts: np.ndarray  # (T, N, 3H): the gates r, z, n after their activations
+    hns: np.ndarray  # (T, N, H): h_{t-1} Wh[n] + bhn, what the reset gate scales
+    hs_ext: np.ndarray  # (T+1, N, H): h0, then h_1 .. h_T
 
 
 def param_shapes(D, H):
@@ -75,7 +86,7 @@ def forward(p, x, state):
 
     runtime.run(loop, runtime.halves(N))
     hs = hs_ext[1:]
-    return hs, (hs[-1].copy(),), (x, acts, hns, hs_ext)
+    return hs, (hs[-1].copy(),), Cache(x, acts, hns, hs_ext)
 
 
 def _backward_step(acts, hn, h_prev, dh, drec, dn, tmp, tmp2):
@@ -141,6 +152,16 @@ def backward(p, cache, dhs, dstate=None):
     drec[:, :, 2 * H:] = dns
     dWx, db, dx = project_backward(p["Wx"], x, drec)
     return {"Wx": dWx, "Wh": dWh, "b": db, "bhn": dbhn}, dx, (dh0,)
+
+
+def activations(cache):
+    """What a unit computed at each step, by name: h and the gates r, z, n, each (T, N, H),
+    views into the cache."""
+    H = cache.hns.shape[2]
+    found = {"h": cache.hs_ext[1:]}
+    for k, name in enumerate(GATE_NAMES):
+        found[name] = cache.acts[:, :, k * H:(k + 1) * H]
+    return found
 
 
 def step(p, a, state):

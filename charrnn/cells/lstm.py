@@ -13,6 +13,7 @@ Arrays are time-major: x (T, N) ids or (T, N, D), hs (T, N, H), state (h, c) wit
 Parameters: Wx (D, 4H), Wh (H, 4H), b (4H,).
 """
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,6 +22,16 @@ from ._input import project, project_backward
 
 STATE_NAMES = ("h", "c")
 GATES = 4
+GATE_NAMES = ("i", "f", "o", "g")
+
+
+class Cache(NamedTuple):
+    """What backward needs from forward."""
+    x: object  # the input, ids (T, N) or (T, N, D)
+    acts: np.ndarray  # (T, N, 4H): the gates i, f, o, g after their activations
+    cs_ext: np.ndarray  # (T+1, N, H): c0, then c_1 .. c_T
+    tanh_cs: np.ndarray  # (T, N, H): tanh(c_t)
+    hs_ext: np.ndarray  # (T+1, N, H): h0, then h_1 .. h_T
 
 
 def param_shapes(D, H):
@@ -112,7 +123,7 @@ def forward(p, x, state):
 
     runtime.run(loop, runtime.halves(N))
     hs = hs_ext[1:]
-    return hs, (hs[-1].copy(), cs_ext[-1].copy()), (x, acts, cs_ext, tanh_cs, hs_ext)
+    return hs, (hs[-1].copy(), cs_ext[-1].copy()), Cache(x, acts, cs_ext, tanh_cs, hs_ext)
 
 
 def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, work, shift):
@@ -179,6 +190,16 @@ def backward(p, cache, dhs, dstate=None):
     dWh = runtime.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, 4 * H))
     dWx, db, dx = project_backward(p["Wx"], x, da)
     return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0, dc0)
+
+
+def activations(cache):
+    """What a unit computed at each step, by name: h, c and the gates i, f, o, g, each (T, N, H),
+    views into the cache."""
+    H = cache.cs_ext.shape[2]
+    found = {"h": cache.hs_ext[1:], "c": cache.cs_ext[1:]}
+    for k, name in enumerate(GATE_NAMES):
+        found[name] = cache.acts[:, :, k * H:(k + 1) * H]
+    return found
 
 
 def step(p, a, state):

@@ -3,6 +3,8 @@
 Arrays are time-major so that each step's slice is contiguous: x (T, N) ids or (T, N, D),
 hidden states hs (T, N, H), state (h,) with h (N, H). Parameters: Wx (D, H), Wh (H, H), b (H,).
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import runtime
@@ -10,6 +12,12 @@ from ._input import project, project_backward
 
 STATE_NAMES = ("h",)
 GATES = 1
+
+
+class Cache(NamedTuple):
+    """What backward needs from forward."""
+    x: object  # the input, ids (T, N) or (T, N, D)
+    hs_ext: np.ndarray  # (T+1, N, H): h0, then h_1 .. h_T
 
 
 def param_shapes(D, H):
@@ -43,7 +51,7 @@ def forward(p, x, state):
 
     runtime.run(loop, runtime.halves(N))
     hs = hs_ext[1:]
-    return hs, (hs[-1].copy(),), (x, hs_ext)
+    return hs, (hs[-1].copy(),), Cache(x, hs_ext)
 
 
 def backward(p, cache, dhs, dstate=None):
@@ -78,6 +86,11 @@ def backward(p, cache, dhs, dstate=None):
     dWh = runtime.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, H))
     dWx, db, dx = project_backward(p["Wx"], x, da)
     return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0,)
+
+
+def activations(cache):
+    """What a unit computed at each step, by name: {"h": (T, N, H)}, views into the cache."""
+    return {"h": cache.hs_ext[1:]}
 
 
 def step(p, a, state):

@@ -4,9 +4,11 @@ This is the one place that wires the math core to the run directory: it writes `
 `best.npz`, `config.yaml` and `metrics.jsonl`, and shows progress with tqdm on stderr.
 """
 import math
-import os
+import signal
 import sys
 import time
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -16,32 +18,6 @@ from .errors import CharrnnError
 from .evaluate import score
 from .loss import bits
 from .sample import generate
-
-
-def _write_text_atomic(path, text):
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass  # never created, or the folder is gone or read-only
-        raise CharrnnError(f"could not write {path}: {e.strerror or e}") from None
-
-
-def prepare_run_dir(path):
-    """Create the run directory and make sure it is writable before any training happens."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write-test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.unlink(probe)
-    except OSError as e:
-        raise CharrnnError(f"run directory {path} is not writable: {e.strerror or e}") from None
 
 
 class Run:
@@ -121,19 +97,25 @@ class Run:
         total, n = score(self.params, self.spec, ids, self.cfg.batch_size, self.cfg.seq_len)
         return total / max(n, 1)
 
-    def checkpoint(self):
+    def checkpoint(self, record=None):
+        """The run as a Checkpoint; record: the metrics line of the evaluation that saves it."""
         return checkpoint.Checkpoint(
             config=self.cfg, vocab=self.corpus.vocab, params=self.params, optim_state=self.opt,
             step=self.step, chars=self.chars, elapsed=self.elapsed, best_val=self.best_val,
             corpus_hash=self.corpus.hash, rng_state=self.rng.bit_generator.state,
             carried_state=self.state, data_position=self.batches.position,
             loss_sum=self.loss_sum, loss_count=self.loss_count,
-            evals_since_best=self.evals_since_best)
+            evals_since_best=self.evals_since_best, record=record)
 
     def sample_text(self):
         rng = np.random.default_rng([self.cfg.seed, self.step])
         return "".join(generate(self.params, self.spec, self.corpus.vocab,
                                 self.cfg.sample_length, rng))
+
+
+def echo_stderr(text):
+    """A log line on stderr that leaves the progress bar intact."""
+    tqdm.write(text, file=sys.stderr)
 
 
 def lr_for(cfg, step):
@@ -148,12 +130,11 @@ def _keep_a_better_best(run, best_path, echo):
     Keep that file until a better model comes. The run's own record (best_val, patience) is
     left as the checkpoint has it, so replaying the same steps reproduces the same run; resuming
     from last.npz changes nothing, as it carries the same best as best.npz."""
-    if not os.path.exists(best_path):
-        return
     try:
         saved = checkpoint.load(best_path)
     except CharrnnError as e:
-        echo(f"Warning: {e}; the next best model of this run will replace it")
+        if "does not exist" not in str(e):
+            echo(f"Warning: {e}; the next best model of this run will replace it")
         return
     if saved.best_val < run.best_val:
         echo(f"{best_path} (step {saved.step:,}) holds a better model than this checkpoint's "
@@ -188,33 +169,58 @@ def _log_line(rec):
             f"{rec['chars'] / max(rec['elapsed'], 1e-9):,.0f} chars/s")
 
 
-def train(cfg, corpus, resume=None, progress=True, echo=None, init_from=None):
-    """Train per cfg on corpus, writing into cfg.out. Returns the Run at the end.
+@dataclass
+class Result:
+    """What a training run ended with."""
+    run_dir: str
+    best_val: float  # best validation loss of the run, nats/char (inf before any evaluation)
+    step: int
+    chars: int  # training characters seen
+    stopped_by: Optional[int] = None  # the signal that stopped it early, if any
 
-    echo(text) receives the evaluation lines and samples (the CLI passes tqdm.write to stderr).
-    A SIGINT or SIGTERM stops the run after the current step with last.npz saved; the Run's
-    `stopped_by` is then that signal's number.
+
+class Stopped(KeyboardInterrupt):
+    """Raised by train() after a SIGINT or SIGTERM stopped the run and last.npz was saved; a
+    KeyboardInterrupt, so a notebook shows it as one. `result` is the run as it was saved."""
+
+    def __init__(self, result):
+        super().__init__(f"stopped by {signal_name(result.stopped_by)} at step {result.step}; "
+                         f"saved {rundir.RunDir(result.run_dir).last}")
+        self.result = result
+
+
+def signal_name(signum):
+    return signal.Signals(signum).name
+
+
+def train(cfg, corpus, run_dir, resume=None, progress=True, echo=None, init_from=None,
+          on_eval=None):
+    """Train per cfg on corpus (a corpus.Corpus) into run_dir (a rundir.RunDir this process has
+    claimed). Returns a Result.
+
+    echo(text) receives the log: evaluation lines, samples, notes. on_eval(record), when given,
+    is called with each evaluation's metrics line once its checkpoints are saved; an exception
+    it raises ends the run there (charrnn tune prunes trials this way). A SIGINT or SIGTERM stops
+    the run after the current step with last.npz saved; train then raises Stopped. Signal
+    handlers are put back as they were before it returns or raises.
     """
     echo = echo or (lambda text: None)
-    run_dir = cfg.out
     run = Run(cfg, corpus, resume, init_from)
-    prepare_run_dir(run_dir)
     n_params = sum(p.size for p in run.params.values())
     echo(f"corpus {corpus.source}: {len(corpus):,} characters, vocabulary of {len(corpus.vocab)}; "
          f"{cfg.cell} {cfg.layers}x{cfg.hidden_size}, {n_params:,} parameters; "
-         f"{run.batches.windows_per_epoch:,} steps per epoch; run directory {run_dir}")
+         f"{run.batches.windows_per_epoch:,} steps per epoch; run directory {run_dir.path}")
     for warning in report.warnings(cfg, report.estimate(cfg, len(corpus), len(corpus.vocab))):
         echo(f"Warning: {warning}")
     if resume is not None:
-        _keep_a_better_best(run, os.path.join(run_dir, "best.npz"), echo)
-    _write_text_atomic(os.path.join(run_dir, "config.yaml"), config_mod.dump(cfg))
-    metrics_path = os.path.join(run_dir, "metrics.jsonl")
-    if resume is None and os.path.exists(metrics_path):
-        os.unlink(metrics_path)
-    elif resume is not None:
-        kept = rundir.metrics_for_resume(metrics_path, resume.step, resume.config.eval_every)
-        if kept is not None:
-            _write_text_atomic(metrics_path, kept)
+        _keep_a_better_best(run, run_dir.best, echo)
+    if resume is None:
+        run_dir.start_fresh()
+    else:
+        record = None if resume.record is None else {**resume.record,
+                                                     "elapsed": round(resume.elapsed, 3)}
+        run_dir.resume_metrics(resume.step, resume.config.eval_every, record)
+    rundir.write_text_atomic(run_dir.file(rundir.CONFIG), config_mod.dump(cfg))
     wall_start = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=run.step, unit="step", file=sys.stderr,
                disable=not progress, dynamic_ncols=True, leave=False)
@@ -231,24 +237,29 @@ def train(cfg, corpus, resume=None, progress=True, echo=None, init_from=None):
         rec = {"step": run.step, "chars": run.chars, "elapsed": round(run.elapsed, 3),
                "train_loss": train_loss, "train_bpc": bits(train_loss),
                "val_loss": val, "val_bpc": bits(val), "lr": lr_for(cfg, max(run.step - 1, 0))}
-        # the log line first: if a save below fails, resuming drops the line again
-        rundir.append_metrics(metrics_path, rec)
         improved = val < run.best_val
         if improved and on_grid:
             run.best_val = val
         if on_grid:
             run.evals_since_best = 0 if improved else run.evals_since_best + 1
-        ck = run.checkpoint()
-        checkpoint.save(os.path.join(run_dir, "last.npz"), ck)
+        # the checkpoints first, then the log line, so the log never shows an evaluation whose
+        # model is not on disk; the checkpoint carries its line, so a resume restores a line
+        # that a crash between the two writes left out
+        # the record goes without its timing, so that checkpoints stay bit-identical run to run
+        ck = run.checkpoint(record={k: v for k, v in rec.items() if k != "elapsed"})
+        checkpoint.save(run_dir.last, ck)
         new_best = improved and val < run.best_floor
         if new_best:
-            checkpoint.save(os.path.join(run_dir, "best.npz"), ck)
+            checkpoint.save(run_dir.best, ck)
         if on_grid and cfg.keep_last:
-            checkpoint.save(rundir.periodic_path(run_dir, run.step), ck)
-            rundir.prune_periodic(run_dir, run.step, cfg.keep_last)
+            checkpoint.save(run_dir.periodic(run.step), ck)
+            run_dir.prune_periodic(run.step, cfg.keep_last)
+        run_dir.append_metrics(rec)
         echo(_log_line(rec) + ("  (best)" if new_best else ""))
         if cfg.sample_length:
             echo("---\n" + run.sample_text() + "\n---")
+        if on_eval is not None:
+            on_eval(dict(rec))
 
     evaluated_at = run.step
     start_step = run.step
@@ -285,8 +296,12 @@ def train(cfg, corpus, resume=None, progress=True, echo=None, init_from=None):
         bar.close()
         if stop.signum is not None:
             # no evaluation: stop promptly, with everything a resume needs in last.npz
-            checkpoint.save(os.path.join(run_dir, "last.npz"), run.checkpoint())
+            checkpoint.save(run_dir.last, run.checkpoint())
             run.stopped_by = stop.signum
         elif evaluated_at != run.step:
             evaluate_and_save()
-    return run
+    result = Result(run_dir=run_dir.path, best_val=min(run.best_val, run.last_val),
+                    step=run.step, chars=run.chars, stopped_by=run.stopped_by)
+    if result.stopped_by is not None:
+        raise Stopped(result)
+    return result
