@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import checkpoint, config as config_mod, corpus as corpus_mod, data, evaluate, model as \
-    model_mod, resume as resume_mod, rundir, sample as sample_mod, training
+from . import checkpoint, corpus as corpus_mod, data, evaluate, model as model_mod, \
+    resume as resume_mod, rundir, sample as sample_mod, training
 from .config import TrainConfig
 from .errors import CharrnnError
 from .loss import bits, log_softmax
@@ -142,16 +142,8 @@ def train(corpus, config=None, *, progress=True, log=None, on_eval=None, resume=
     SIGTERM ends the run after the current step, saves last.npz and raises Stopped (a
     KeyboardInterrupt) carrying the Result.
     """
-    if resume is not None and init_from is not None:
-        raise CharrnnError("resume and init_from cannot be used together")
     paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
-    ck = None
-    if resume is not None:
-        ck, cfg = resume_mod.for_resume(resume, config, overrides)
-    elif init_from is not None:
-        ck, cfg = resume_mod.for_init(init_from, config, overrides)
-    else:
-        cfg = config_mod.load(config, overrides)
+    ck, cfg = resume_mod.resolve(config, overrides, resume, init_from)
     echo = log or (training.echo_stderr if progress else None)
     run_dir, fresh = rundir.RunDir(cfg.out), resume is None
     if fresh and not overwrite:

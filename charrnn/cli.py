@@ -111,13 +111,7 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, 
     if resume_path and init_path:
         raise click.UsageError("--resume and --init-from cannot be used together")
     if dry_run:
-        ck = None
-        if resume_path:
-            ck, cfg = resume_mod.for_resume(resume_path, config_path, overrides)
-        elif init_path:
-            ck, cfg = resume_mod.for_init(init_path, config_path, overrides)
-        else:
-            cfg = config_mod.load(config_path, overrides)
+        ck, cfg = resume_mod.resolve(config_path, overrides, resume_path, init_path)
         return _dry_run(cfg, corpus, ck.vocab if ck else None)
     runtime.keep_freed_memory()  # each step reuses the last step's arrays, not fresh pages
     try:
@@ -161,7 +155,8 @@ def _dry_run(cfg, paths, vocab):
               help="start from the text of this UTF-8 file instead")
 @click.option("--stop", default="", help="end a sample once it has generated this text")
 @click.option("--num-samples", default=1, show_default=True, type=click.IntRange(min=1),
-              help="independent samples; each is preceded by a line '=== sample K/N ===' when N > 1")
+              help="independent samples; each is preceded by a line '=== sample K/N ===' when "
+                   "N > 1")
 @click.option("--seed", default=None, type=int, help="random seed (default: unpredictable)")
 def sample(ckpt, length, temperature, top_k, top_p, prime, prime_file, stop, num_samples, seed):
     """Generate text from a checkpoint; the text streams to stdout."""

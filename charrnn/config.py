@@ -8,6 +8,7 @@ same coerce(), so a value is checked one way whether it comes from a file, a fla
 """
 import dataclasses
 import math
+import os
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Optional
@@ -114,6 +115,8 @@ def coerce(key, value):
         raise CharrnnError(f"config key {key!r} must not be empty")
     try:
         if base is str:
+            if isinstance(value, os.PathLike):  # out=Path(...) from Python
+                value = os.fspath(value)
             if not isinstance(value, str):
                 raise ValueError
             return value
@@ -225,7 +228,8 @@ def build(file_values=None, overrides=None, base=None):
     if not isinstance(file_values or {}, dict):
         raise CharrnnError(f"a config must be a mapping of keys to values, got "
                            f"{type(file_values).__name__}")
-    for source in (file_values or {}, {k: v for k, v in (overrides or {}).items() if v is not None}):
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for source in (file_values or {}, given):
         for key, value in source.items():
             values[str(key)] = coerce(str(key), value)
     return validate(TrainConfig(**values))

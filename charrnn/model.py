@@ -159,10 +159,10 @@ def trace(params, spec, ids):
 def stepper(params, spec):
     """A generation step at batch 1 with its per-character work cut to the arithmetic.
 
-    Returns step(id, state) -> (logits (V,), new state), id an int and state as zero_state(spec, 1)
-    gives it. It computes one step of what logits() does for x = [[id]], but the input table and each
-    layer's parameter views are made once here instead of on every character, and the BLAS runs on one
-    thread: a (1, H) product is too small to share.
+    Returns step(id, state) -> (logits (V,), new state), id an int and state as
+    zero_state(spec, 1) gives it. It computes one step of what logits() does for x = [[id]], but
+    the input table and each layer's parameter views are made once here instead of on every
+    character, and the BLAS runs on one thread: a (1, H) product is too small to share.
     """
     cell = spec.cell_module
     table = input_table(params)

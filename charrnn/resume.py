@@ -74,6 +74,17 @@ def for_init(ck_path, config=None, overrides=None):
     return ck, cfg
 
 
+def resolve(config=None, overrides=None, resume=None, init_from=None):
+    """-> (Checkpoint or None, TrainConfig) for a new run, a resume or a fine-tuning run."""
+    if resume is not None and init_from is not None:
+        raise CharrnnError("--resume and --init-from cannot be used together")
+    if resume is not None:
+        return for_resume(resume, config, overrides)
+    if init_from is not None:
+        return for_init(init_from, config, overrides)
+    return None, config_mod.load(config, overrides)
+
+
 def describe(ck, cfg):
     """One line for the log: where the run continues and which options changed."""
     changed = [f"{k} {getattr(ck.config, k)!r} -> {getattr(cfg, k)!r}"

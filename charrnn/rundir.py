@@ -233,11 +233,12 @@ class RunDir:
         return records
 
     def resume_metrics(self, resume_step, eval_every, record=None):
-        """The log of a run resumed at resume_step keeps the lines of the steps before it, and the line at it when that is on the evaluation grid (a multiple of
-        the checkpoint's eval_every): a line off the grid was the closing evaluation of a run
-        that stopped between evaluations, which an uninterrupted run would not have made. The
-        line at resume_step is the checkpoint's own record when it has one, so a line that a
-        crash kept from the log after its checkpoint was saved comes back."""
+        """Cut the log back for a run resumed at resume_step: it keeps the lines of the steps
+        before it, and the line at it when that is on the evaluation grid (a multiple of the
+        checkpoint's eval_every); a line off the grid was the closing evaluation of a run that
+        stopped between evaluations, which an uninterrupted run would not have made. The line at
+        resume_step is the checkpoint's own record when it has one, so a line that a crash kept
+        from the log after its checkpoint was saved comes back."""
         on_grid = resume_step % eval_every == 0
         kept = [r for r in self.read_metrics() if r["step"] < resume_step
                 or (on_grid and r["step"] == resume_step and record is None)]
