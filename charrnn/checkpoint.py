@@ -4,6 +4,7 @@ A checkpoint is self-contained: weights, optimizer state, vocabulary, resolved c
 data position, carried hidden state and random generator state, all plain arrays, so it loads
 with `np.load(path, allow_pickle=False)`. The README documents every key.
 """
+import io
 import json
 import os
 import zipfile
@@ -79,6 +80,13 @@ def to_arrays(ck):
         for name, v in zip(names, st):
             arrays[f"state/l{layer}.{name}"] = v
     return arrays
+
+
+def to_bytes(ck):
+    """The .npz file of ck, in memory."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **to_arrays(ck))
+    return buffer.getvalue()
 
 
 def save(path, ck):

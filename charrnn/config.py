@@ -20,12 +20,16 @@ from .errors import CharrnnError
 from .optim import LR_SCHEDULES, OPTIMIZERS
 
 
-def _key(default, help, *, choices=None, low=None, high=None, low_open=False, high_open=False):
+AUTO = "auto"  # steps: auto, fixed by the trainer to fit the time limit
+
+
+def _key(default, help, *, choices=None, low=None, high=None, low_open=False, high_open=False,
+         auto=False):
     """A TrainConfig field with what the CLI and validation need: its help text, and its choices
-    or its range (low, high; each bound closed unless *_open)."""
+    or its range (low, high; each bound closed unless *_open); auto: "auto" is a value too."""
     return field(default=default, metadata={
         "help": help, "choices": choices, "low": low, "high": high, "low_open": low_open,
-        "high_open": high_open})
+        "high_open": high_open, "auto": auto})
 
 
 MAX_SIZE = 1 << 20  # a cap on the size keys, far above any model or batch a CPU can train
@@ -62,7 +66,8 @@ class TrainConfig:
     clip: float = _key(5.0, "gradient clipping threshold (0 = off)", low=0.0)
     clip_mode: str = _key("norm", "clip the global norm or each value", choices=("norm", "value"))
     # run length, logging, speed
-    steps: int = _key(1000, "total training steps (windows)", low=1)
+    steps: int = _key(1000, "total training steps (windows), or auto: as many as fit the "
+                      "time limit, measured at the start", low=1, auto=True)
     time_limit: Optional[float] = _key(None, "stop after this many seconds of wall time",
                                        low=0.0, low_open=True)
     eval_every: int = _key(200, "evaluate and checkpoint every N steps", low=1)
@@ -109,6 +114,8 @@ def coerce(key, value):
     if key not in TYPES:
         raise CharrnnError(f"unknown config key {key!r} (known: {', '.join(sorted(TYPES))})")
     base, optional = TYPES[key]
+    if value == AUTO and FIELDS[key].metadata["auto"]:
+        return AUTO
     if value is None:
         if optional:
             return None
@@ -139,7 +146,8 @@ def coerce(key, value):
 
 def type_name(key):
     base, optional = TYPES[key]
-    return base.__name__ + (" or empty" if optional else "")
+    return base.__name__ + (" or auto" if FIELDS[key].metadata["auto"] else "") + (
+        " or empty" if optional else "")
 
 
 def describe_range(key):
@@ -163,7 +171,7 @@ def describe_range(key):
 def check_value(key, value):
     """The key's choices and range (a value already of the key's type)."""
     meta = FIELDS[key].metadata
-    if value is None:
+    if value is None or (value == AUTO and meta["auto"]):
         return value
     if meta["choices"] is not None and value not in meta["choices"]:
         raise CharrnnError(f"config key {key!r} must be one of {', '.join(meta['choices'])}, "
@@ -182,6 +190,8 @@ def validate(cfg):
     """Every key's choices and range, then the rules that tie keys together."""
     for key in FIELDS:
         check_value(key, getattr(cfg, key))
+    if cfg.steps == AUTO and cfg.time_limit is None:
+        raise CharrnnError("steps: auto needs a time_limit, the wall time the steps must fit in")
     if cfg.eval_chars == 1:  # one character predicts nothing: its loss would read as 0
         raise CharrnnError("config key 'eval_chars' must be 0 (all) or at least 2, got 1")
     if cfg.lr_min > cfg.lr:

@@ -72,7 +72,8 @@ def estimate(cfg, n_chars, vocab_size):
     return {
         "chars": n_chars, "vocab_size": V, "parameters": P, "train_chars": n_train,
         "val_chars": n_val, "eval_chars": min(n_val, cfg.eval_chars or n_val),
-        "windows_per_epoch": windows, "epochs": cfg.steps / windows if windows else None,
+        "windows_per_epoch": windows,
+        "epochs": cfg.steps / windows if windows and cfg.steps != "auto" else None,
         "chars_per_param": n_train / P, "params_mb": params_bytes / 2**20,
         "step_mb": step_bytes / 2**20,
         "memory_mb": params_bytes / 2**20 + step_bytes / 2**20 + PYTHON_AND_NUMPY_MB,
@@ -99,7 +100,12 @@ def warnings(cfg, est):
 
 
 def dry_run_lines(cfg, est, source):
-    epochs = f"{est['epochs']:,.2f} epochs" if est["epochs"] is not None else "no full epoch"
+    if cfg.steps == "auto":
+        steps = f"steps auto: as many as fit {cfg.time_limit:g} s, measured at the start"
+    else:
+        epochs = (f"{est['epochs']:,.2f} epochs" if est["epochs"] is not None else
+                  "no full epoch")
+        steps = f"{cfg.steps:,} steps = {epochs}"
     return [
         f"corpus           {source}: {est['chars']:,} characters, vocabulary of "
         f"{est['vocab_size']}",
@@ -108,7 +114,7 @@ def dry_run_lines(cfg, est, source):
         f"split            {est['train_chars']:,} training, {est['val_chars']:,} validation "
         f"characters; each evaluation scores the first {est['eval_chars']:,}",
         f"batches          {cfg.batch_size} streams x {cfg.seq_len} characters: "
-        f"{est['windows_per_epoch']:,} steps per epoch; {cfg.steps:,} steps = {epochs}",
+        f"{est['windows_per_epoch']:,} steps per epoch; {steps}",
         f"chars per param  {est['chars_per_param']:,.2f}",
         f"memory estimate  ~{est['memory_mb']:,.0f} MB: {est['params_mb']:,.1f} MB weights, "
         f"gradients and optimizer state, {est['step_mb']:,.1f} MB for one step's activations, "

@@ -38,6 +38,8 @@ def for_resume(ck_path, config=None, overrides=None):
                            f"drop --out {out}, or copy the run directory there first")
     overrides["out"] = run_dir  # wins over the config file's `out`, which is ignored
     cfg = config_mod.load(config, overrides, base=ck.config)
+    if cfg.steps == config_mod.AUTO:  # fixed when the run started: the schedule keeps its length
+        cfg = dataclasses.replace(cfg, steps=ck.config.steps)
     locked = [f.name for f in dataclasses.fields(cfg)
               if f.name not in config_mod.RESUMABLE and f.name != "out"]
     changed = _differences(ck.config, cfg, locked)

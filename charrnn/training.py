@@ -3,6 +3,7 @@
 This is the one place that wires the math core to the run directory: it writes `last.npz`,
 `best.npz`, `config.yaml` and `metrics.jsonl`, and shows progress with tqdm on stderr.
 """
+import dataclasses
 import math
 import signal
 import sys
@@ -163,6 +164,39 @@ def time_limit_notice(cfg, start_step, step, wall):
             f"{cfg.steps:,}); to anneal fully within the limit, pass --steps {suggested}")
 
 
+AUTO_WARMUP_STEPS = 5  # untimed: the first steps pay for page faults and the BLAS's start
+AUTO_TIMED_STEPS = 50
+AUTO_SPARE = 0.02  # share of the time limit left unplanned, for the closing save and noise
+
+
+def fit_steps(cfg, corpus, init_from, wall_start, echo):
+    """cfg with `steps: auto` replaced by the number of steps that fits its time limit.
+
+    A probe run (the same model, data and seed, thrown away afterwards, so the real run is the
+    run that the resolved config reproduces) times AUTO_TIMED_STEPS steps after a warm-up, and
+    one evaluation with its checkpoint save and sample. The steps then fill what is left of the
+    limit with an evaluation every eval_every steps and a closing one.
+    """
+    probe = Run(dataclasses.replace(cfg, steps=1), corpus, init_from=init_from)
+    for _ in range(AUTO_WARMUP_STEPS):
+        probe.train_step()
+    t0 = time.perf_counter()
+    for _ in range(AUTO_TIMED_STEPS):
+        probe.train_step()
+    step_time = (time.perf_counter() - t0) / AUTO_TIMED_STEPS
+    t0 = time.perf_counter()
+    probe.validation_loss()
+    checkpoint.to_bytes(probe.checkpoint())
+    if cfg.sample_length:
+        probe.sample_text()
+    eval_time = time.perf_counter() - t0
+    left = cfg.time_limit * (1 - AUTO_SPARE) - (time.perf_counter() - wall_start) - eval_time
+    steps = max(1, int(left / (step_time + eval_time / cfg.eval_every)))
+    echo(f"steps: auto -> {steps:,} (a step took {step_time * 1e3:,.1f} ms and an evaluation "
+         f"{eval_time:,.2f} s here; {cfg.time_limit:g} s time limit)")
+    return dataclasses.replace(cfg, steps=steps)
+
+
 def _log_line(rec):
     return (f"step {rec['step']}: train {rec['train_loss']:.4f} nats ({rec['train_bpc']:.3f} bpc), "
             f"val {rec['val_loss']:.4f} nats ({rec['val_bpc']:.3f} bpc), "
@@ -205,6 +239,9 @@ def train(cfg, corpus, run_dir, resume=None, progress=True, echo=None, init_from
     handlers are put back as they were before it returns or raises.
     """
     echo = echo or (lambda text: None)
+    wall_start = time.perf_counter()  # the time limit counts from here, steps: auto's probe too
+    if cfg.steps == config_mod.AUTO:
+        cfg = fit_steps(cfg, corpus, init_from, wall_start, echo)
     run = Run(cfg, corpus, resume, init_from)
     n_params = sum(p.size for p in run.params.values())
     echo(f"corpus {corpus.source}: {len(corpus):,} characters, vocabulary of {len(corpus.vocab)}; "
@@ -221,7 +258,6 @@ def train(cfg, corpus, run_dir, resume=None, progress=True, echo=None, init_from
                                                      "elapsed": round(resume.elapsed, 3)}
         run_dir.resume_metrics(resume.step, resume.config.eval_every, record)
     rundir.write_text_atomic(run_dir.file(rundir.CONFIG), config_mod.dump(cfg))
-    wall_start = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=run.step, unit="step", file=sys.stderr,
                disable=not progress, dynamic_ncols=True, leave=False)
 

@@ -1,0 +1,92 @@
+"""`steps: auto`: the schedule sized to the time limit at the machine's measured pace, fixed in
+config.yaml and the checkpoint, kept on resume, and reproducible from the resolved config."""
+import os
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+import charrnn
+from charrnn import resume as resume_mod, training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
+TINY = os.path.join(ROOT, "configs", "tiny.yaml")
+DELAY = 0.04  # seconds added to every step: a machine much slower than this one
+LIMIT = 5.0
+
+
+@pytest.fixture
+def slow_steps(monkeypatch):
+    real = training.Run.train_step
+
+    def slow(self):
+        time.sleep(DELAY)
+        return real(self)
+    monkeypatch.setattr(training.Run, "train_step", slow)
+
+
+def resolved_steps(run_dir):
+    with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
+        return yaml.safe_load(f)["steps"]
+
+
+def test_auto_steps_end_the_schedule_at_the_time_limit(slow_steps, tmp_path, monkeypatch):
+    walls, real_train = [], training.train
+
+    def timed(*args, **kwargs):  # the time limit counts from the start of training.train
+        start = time.perf_counter()
+        try:
+            return real_train(*args, **kwargs)
+        finally:
+            walls.append(time.perf_counter() - start)
+    monkeypatch.setattr(training, "train", timed)
+    result = charrnn.train(SHAKESPEARE, TINY, out=tmp_path / "run", steps="auto",
+                           time_limit=LIMIT, lr_schedule="cosine", eval_every=20,
+                           sample_length=0, progress=False)
+    wall = walls[0]
+    steps = resolved_steps(tmp_path / "run")
+    assert isinstance(steps, int) and steps > 20
+    # the schedule ran to its end, just before the limit (a machine busier than at the start may
+    # see the limit cut the last few steps)
+    assert result.step >= 0.95 * steps
+    assert 0.9 * LIMIT <= wall <= 1.05 * LIMIT
+    ck = charrnn.load(tmp_path / "run" / "last.npz").checkpoint
+    assert ck.config.steps == steps and ck.step == result.step
+    # the last cosine step is at lr_min: the schedule annealed fully
+    assert training.lr_for(ck.config, steps - 1) < 0.01 * ck.config.lr
+    assert training.lr_for(ck.config, result.step - 1) < 0.05 * ck.config.lr
+
+
+def test_resume_keeps_the_resolved_steps(slow_steps, tmp_path):
+    out = tmp_path / "run"
+    charrnn.train(SHAKESPEARE, TINY, out=out, steps="auto", time_limit=LIMIT, eval_every=20,
+                  sample_length=0, keep_last=10, progress=False)
+    steps = resolved_steps(out)
+    periodic = out / "step-000020.npz"
+    _, cfg = resume_mod.for_resume(periodic, {"steps": "auto"})
+    assert cfg.steps == steps
+    result = charrnn.train(SHAKESPEARE, {"steps": "auto"}, resume=periodic, time_limit=60,
+                           progress=False)
+    assert result.step == steps and resolved_steps(out) == steps
+
+
+def test_the_resolved_config_reproduces_the_run(slow_steps, tmp_path, monkeypatch):
+    auto = tmp_path / "auto"
+    charrnn.train(SHAKESPEARE, TINY, out=auto, steps="auto", time_limit=LIMIT, eval_every=20,
+                  sample_length=0, dropout=0.1, keep_last=1000, progress=False)
+    monkeypatch.undo()  # the rerun at full speed
+    again = tmp_path / "again"
+    charrnn.train(SHAKESPEARE, str(auto / "config.yaml"), out=again, progress=False)
+    # the 20th step's checkpoint, which the auto run makes even on a machine so busy that the
+    # time limit cut its schedule
+    a, b = np.load(auto / "step-000020.npz"), np.load(again / "step-000020.npz")
+    for key in a.files:
+        if key.startswith(("param/", "optim/", "state/")):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_auto_steps_need_a_time_limit(tmp_path):
+    with pytest.raises(charrnn.CharrnnError, match="steps: auto needs a time_limit"):
+        charrnn.train(SHAKESPEARE, TINY, out=tmp_path / "run", steps="auto", progress=False)
