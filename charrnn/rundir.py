@@ -119,9 +119,9 @@ class RunDir:
         """
         try:
             os.makedirs(self.path, exist_ok=True)
-            probe = self.file(".write-test")
-            with open(probe, "w") as f:
-                f.write("ok")
+            # a name of its own: two runs probing one shared name removed each other's file
+            fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=self.path)
+            os.close(fd)
             os.unlink(probe)
         except OSError as e:
             raise CharrnnError(f"run directory {self.path} is not writable: "
