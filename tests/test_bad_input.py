@@ -181,6 +181,13 @@ def test_non_finite_config_values_are_refused(corpus, unchanged, tmp_path, key):
         assert flag.exit_code == 2 and "must be float" in flag.output, (value, flag.output)
 
 
+def test_negative_sampling_seed_is_refused(saved_run):
+    """Found by test_properties: numpy's own ValueError for a negative seed was a traceback."""
+    result = run("sample", "--ckpt", saved_run / "last.npz", "--length", 20, "--seed", -1)
+    assert_one_line_error(result, "seed must be a whole number, 0 or more, got -1")
+    assert result.stdout == ""
+
+
 @pytest.mark.parametrize("option, value, name", [
     ("--temperature", "nan", "temperature"), ("--temperature", "inf", "temperature"),
     ("--temperature", "-inf", "temperature"), ("--top-p", "nan", "top_p"),
