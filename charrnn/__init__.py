@@ -62,7 +62,7 @@ class Model:
         """
         sample_mod.check_options(length, temperature, top_k, top_p)
         prime_ids = data.encode(prime, self.vocab) if prime else np.zeros(0, dtype=np.int64)
-        rng = np.random.default_rng(seed)  # a Generator passed as seed is used as it is
+        rng = sample_mod.make_rng(seed)  # a Generator passed as seed is used as it is
         chars = sample_mod.generate(self.params, self.spec, self.vocab, length, rng,
                                     temperature=temperature, top_k=top_k, top_p=top_p,
                                     prime=prime_ids)

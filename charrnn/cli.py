@@ -10,11 +10,11 @@ import os
 import sys
 
 import click
-import numpy as np
 
 import charrnn
 
 from . import checkpoint, config as config_mod, corpus as corpus_mod, report, rundir, runtime
+from . import sample as sample_mod
 from .errors import CharrnnError
 from .loss import bits
 
@@ -165,7 +165,7 @@ def sample(ckpt, length, temperature, top_k, top_p, prime, prime_file, stop, num
     model = charrnn.load(ckpt)
     if prime_file:
         prime = corpus_mod.read_text(prime_file)
-    rng = np.random.default_rng(seed)  # one generator: sample k+1 continues where k ended
+    rng = sample_mod.make_rng(seed)  # one generator: sample k+1 continues where k ended
     out = sys.stdout
     for k in range(num_samples):
         chars = model.stream(length, prime, temperature, top_k, top_p, stop or None, seed=rng)

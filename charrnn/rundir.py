@@ -9,6 +9,7 @@ import json
 import os
 import re
 import tempfile
+import time
 
 from .errors import CharrnnError
 
@@ -79,6 +80,19 @@ def write_text_atomic(path, text):
         raise CharrnnError(f"could not write {path}: {e.strerror or e}") from None
 
 
+HOLDER_WAIT = 0.5  # seconds a refused run waits for the lock's holder to name itself
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 class RunDir:
     """A run directory: paths of its files, and what reads and writes them."""
 
@@ -119,9 +133,9 @@ class RunDir:
         """
         try:
             os.makedirs(self.path, exist_ok=True)
-            probe = self.file(".write-test")
-            with open(probe, "w") as f:
-                f.write("ok")
+            # a name of its own: two runs probing one shared name removed each other's file
+            fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=self.path)
+            os.close(fd)
             os.unlink(probe)
         except OSError as e:
             raise CharrnnError(f"run directory {self.path} is not writable: "
@@ -158,10 +172,16 @@ class RunDir:
 
         release() removes the file. A process that opened it just before could then hold a lock
         on a file no longer in the folder while a third locks a new one, so a lock counts only
-        once the path still names the file locked; otherwise it is taken again."""
+        once the path still names the file locked; otherwise it is taken again.
+
+        The holder writes its PID just after taking the lock, over whatever a killed run left
+        there, so a run refused at that moment reads an empty file or a dead process's PID (one
+        start in thirty, two racing at once): it tries again until the file names a live
+        process or the lock is free, for at most HOLDER_WAIT seconds."""
         if fcntl is None:
             return
         path = self.file(LOCK)
+        deadline = time.monotonic() + HOLDER_WAIT
         while True:
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -170,10 +190,14 @@ class RunDir:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                holder = os.read(fd, 32).decode("ascii", "replace").strip()
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
                 os.close(fd)
-                who = f"process {holder}" if holder.isdigit() else "another process"
-                raise CharrnnError(f"{self.path} is in use by {who}") from None
+                if holder.isdigit() and _alive(int(holder)):
+                    raise CharrnnError(f"{self.path} is in use by process {holder}") from None
+                if time.monotonic() >= deadline:
+                    raise CharrnnError(f"{self.path} is in use by another process") from None
+                time.sleep(0.001)  # the holder is writing its PID, or has just gone: again
+                continue
             try:
                 same = os.stat(path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:

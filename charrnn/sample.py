@@ -30,6 +30,18 @@ def check_options(length, temperature, top_k, top_p):
         raise CharrnnError(f"top_p must be in (0, 1], got {top_p!r}")
 
 
+def make_rng(seed):
+    """The generator for seed: None (unpredictable), a whole number 0 or more, or an
+    np.random.Generator, used as it is. Any other seed is a CharrnnError, where numpy would
+    raise a ValueError or TypeError of its own."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or seed < 0):
+        raise CharrnnError(f"seed must be a whole number, 0 or more, got {seed!r}")
+    return np.random.default_rng(seed)
+
+
 def next_id(logits, temperature, top_k, top_p, rng, u=None):
     """Draw one id from logits (V,). temperature 0 is argmax; top_k / top_p (0 = off) restrict
     the draw to the k most likely ids / the smallest set whose probability reaches top_p.

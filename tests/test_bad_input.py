@@ -1,8 +1,10 @@
 """Every bad input a user can hand charrnn: one line `Error: ...`, exit 1 (2 for usage), no
 traceback, and nothing already saved changed."""
+import dataclasses
 import io
 import json
 import os
+import typing
 
 import numpy as np
 import pytest
@@ -132,6 +134,71 @@ def test_model_too_large_for_memory(corpus, unchanged):
 def test_sizes_beyond_any_machine_are_refused_by_name(corpus, unchanged):
     result = run("train", corpus, *QUICK, "--out", unchanged, "--hidden-size", 10**10)
     assert_one_line_error(result, "'hidden_size' must be positive and at most 1048576")
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("time_limit: abc\n", ["'time_limit' must be float or empty", "'abc'"]),
+    ("time_limit: [60]\n", ["'time_limit' must be float or empty"]),
+    ("cache_dir: 5\n", ["'cache_dir' must be str or empty", "5"]),
+    ("cache_dir: [a, b]\n", ["'cache_dir' must be str or empty"]),
+    ("threads: 1.5\n", ["'threads' must be int or empty"]),
+])
+def test_keys_that_may_be_empty_are_type_checked(corpus, unchanged, tmp_path, text, fragments):
+    """Issue 15, point 3: Optional[...] keys were not checked at all (a TypeError traceback)."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert_one_line_error(run("train", corpus, "--config", path, "--out", unchanged), *fragments)
+
+
+def test_optional_float_written_as_1e3_is_coerced(corpus, tmp_path):
+    path = tmp_path / "sci.yaml"
+    path.write_text("time_limit: 1e3\ncache_dir: ~\n", encoding="utf-8")  # YAML 1.1: a string
+    cfg = config.load(path)
+    assert cfg.time_limit == 1000.0 and isinstance(cfg.time_limit, float)
+    assert cfg.cache_dir is None
+    result = run("train", corpus, "--config", path, "--dry-run")
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+
+
+def _float_keys():
+    hints = typing.get_type_hints(config.TrainConfig)
+    return [f.name for f in dataclasses.fields(config.TrainConfig)
+            if float in (hints[f.name], *typing.get_args(hints[f.name]))]
+
+
+NON_FINITE = ["nan", ".nan", ".NaN", "inf", ".inf", "-.inf", "1e400", "-1e999"]
+
+
+@pytest.mark.parametrize("key", _float_keys())
+def test_non_finite_config_values_are_refused(corpus, unchanged, tmp_path, key):
+    """Issue 15, point 4, for config files and train flags: every float key must be finite."""
+    path = tmp_path / "bad.yaml"
+    for value in NON_FINITE:
+        path.write_text(f"{key}: {value}\n", encoding="utf-8")
+        assert_one_line_error(run("train", corpus, "--config", path, "--out", unchanged),
+                              f"'{key}' must be float")
+        flag = run("train", corpus, "--dry-run", "--" + key.replace("_", "-"), value.strip("."))
+        assert flag.exit_code == 2 and "must be float" in flag.output, (value, flag.output)
+
+
+def test_negative_sampling_seed_is_refused(saved_run):
+    """Found by test_properties: numpy's own ValueError for a negative seed was a traceback."""
+    result = run("sample", "--ckpt", saved_run / "last.npz", "--length", 20, "--seed", -1)
+    assert_one_line_error(result, "seed must be a whole number, 0 or more, got -1")
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("option, value, name", [
+    ("--temperature", "nan", "temperature"), ("--temperature", "inf", "temperature"),
+    ("--temperature", "-inf", "temperature"), ("--top-p", "nan", "top_p"),
+    ("--top-p", "inf", "top_p"),
+])
+def test_non_finite_sampling_options_are_refused(saved_run, option, value, name):
+    """Issue 15, point 4: `--temperature nan` printed one character repeated, exit 0."""
+    result = run("sample", "--ckpt", saved_run / "last.npz", "--length", 20, "--seed", 1,
+                 option, value)
+    assert_one_line_error(result, name, "finite")
+    assert result.stdout == ""
 
 
 # --- checkpoints -----------------------------------------------------------------------------

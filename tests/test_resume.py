@@ -550,3 +550,66 @@ def test_resume_past_an_unreadable_best(small_corpus, ten_steps):
     assert result.exit_code == 0, result.output
     assert "Warning: checkpoint" in result.stderr and "will replace it" in result.stderr
     assert checkpoint.load(ten_steps / "best.npz").step == 15
+
+
+def test_save_failing_before_any_checkpoint_says_none_is_kept(small_corpus, tmp_path,
+                                                               monkeypatch):
+    """Issue 15, point 5: the first save fails, so no checkpoint is kept, and the log has no
+    line for an evaluation whose model is not on disk."""
+    out = tmp_path / "run"
+    real_savez = np.savez
+
+    def savez(f, **arrs):
+        if arrs["step"] == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_savez(f, **arrs)
+
+    monkeypatch.setattr(np, "savez", savez)
+    result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 20)
+    assert_one_line_error(result, "could not save checkpoint", "No space left on device",
+                          "no checkpoint was there before, so none is kept")
+    assert "previous checkpoint is kept" not in result.stderr
+    assert not (out / "last.npz").exists() and not (out / "best.npz").exists()
+    logged = metrics(out) if (out / "metrics.jsonl").exists() else []
+    assert [r for r in logged if r["step"] == 5] == []
+    assert no_temporary_files(out)
+
+
+def test_every_atomic_write_fsyncs_its_folder_after_the_rename(small_corpus, tmp_path,
+                                                                monkeypatch):
+    """Issue 15: a crash right after a save must not lose the new name, so each rename is
+    followed by an fsync of its folder: checkpoints, the config and the corpus cache."""
+    events = []
+    real_open, real_fsync, real_replace = os.open, os.fsync, os.replace
+
+    def record_open(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        events.append(("open", os.path.abspath(os.fspath(path)), fd))
+        return fd
+
+    def record_fsync(fd):
+        events.append(("fsync", fd))
+        return real_fsync(fd)
+
+    def record_replace(src, dst, *args, **kwargs):
+        real_replace(src, dst, *args, **kwargs)
+        events.append(("replace", os.path.abspath(os.fspath(dst))))
+
+    monkeypatch.setattr(os, "open", record_open)
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "replace", record_replace)
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 5, "--cache-dir", cache)
+    monkeypatch.undo()
+    assert result.exit_code == 0, result.output
+    (cache_name,) = [n for n in os.listdir(cache) if not n.startswith(".")]
+    for target in (out / "last.npz", out / "best.npz", out / "config.yaml", cache / cache_name):
+        target = str(target)
+        renamed = [i for i, e in enumerate(events) if e == ("replace", target)]
+        assert renamed, f"{target} was not written by a rename"
+        after = events[renamed[-1] + 1:]
+        opened = [e[2] for e in after if e[0] == "open" and e[1] == os.path.dirname(target)]
+        assert opened, f"the folder of {target} was not opened after its rename"
+        fd = opened[0]
+        i = after.index(("open", os.path.dirname(target), fd))
+        assert ("fsync", fd) in after[i:], f"the folder of {target} was not fsynced"
