@@ -114,7 +114,7 @@ def hold(args):
         runtime.run = counting
         step()
         runtime.run = real_run
-    print(f"BLAS hold + restore (threadpoolctl lib controllers): {1e6 * per:.2f} us; "
+    print(f"BLAS hold + restore: {1e6 * per:.2f} us; "
           f"a new ThreadpoolController (a library scan): {1e6 * scan:.0f} us")
     print(f"RNN 1x256 step at batch 64 x 100 on 2 threads: {1e3 * step_time:.1f} ms, "
           f"{calls[0]} threaded windows a step: {calls[0] * per / step_time:.2%} of the step")
@@ -162,64 +162,69 @@ def trainer(spec, ids, N, T):
     return step
 
 
-def gemm_rate(M, K, P):
-    """GFLOP/s of one (M, K) x (K, P) float32 product on one thread."""
+def gemm_time(M, K, P):
+    """Seconds of one (M, K) x (K, P) float32 product on one thread (best of 5 x 200)."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((M, K)).astype(np.float32)
     b = rng.standard_normal((K, P)).astype(np.float32)
     out = np.empty((M, P), np.float32)
     with runtime.use_threads(1):
         t, _ = best_time(lambda: np.matmul(a, b, out=out), 5, 200)
-    return 2.0 * M * K * P / t / 1e9, t
+    return t
 
 
 def step_model(args):
-    """A step on c cores: per layer and direction, T products of (N/c, H) x (H, G) at the rate
-    measured for that shape on one thread, plus the elementwise work of a block (measured at
-    1 thread, assumed to shrink as N/c), plus the window-wide products (measured at 1 thread,
-    assumed to scale perfectly over c one-thread pieces), plus a fixed per-step overhead that
-    does not shrink (Adam, clipping, the softmax's glue, Python: measured as what is left of a
-    1-thread step)."""
+    """A step on c cores, from parts measured on one thread:
+
+    loops(c)  = T * layers * [t(N/k, H, G) + t(N/k, G, H)] + elementwise / k,  k = min(c, N // MIN_ROWS)
+                (t: the measured one-thread time of that product; elementwise: the measured
+                one-thread time loops minus their products)
+    step(c)   = loops(c) + (rest - fixed) / c + fixed
+                (rest: the one-thread step minus its loops, i.e. window-wide products, softmax,
+                input lookup, Adam; fixed: Adam and clipping, measured, taken not to shrink)
+    """
     ids, V = corpus_ids(CORPUS, 65)
     N, T = 64, 100
-    print("assumptions: GIL-free products and ufuncs scale over blocks; each block's product "
-          "runs at the one-thread rate measured for its (N/c, H) shape; window-wide products "
-          "cut into c pieces scale perfectly; the per-step remainder stays; no memory-bandwidth "
-          "limit, no SMT; c <= N / MIN_ROWS blocks.")
+    print("assumptions: blocks and product pieces run side by side without slowing each other "
+          "(no GIL contention, no shared-cache or memory-bandwidth limit, no SMT); a block's "
+          "product runs at the one-thread speed measured for its (N/k, H) shape; the window-wide "
+          "work splits evenly over c threads; Adam and clipping stay serial.")
     for cell, H, layers in (("rnn", 256, 1), ("rnn", 512, 1), ("lstm", 256, 2), ("gru", 256, 2)):
         G = CELLS[cell].GATES * H
         spec = model.ModelSpec(cell, V, H, layers, 0.0, "float32")
         step = trainer(spec, ids, N, T)
         with runtime.use_threads(1):
             one, _ = best_time(step, 3)
+            windows = [cell_window(cell, N, H, T) for _ in range(layers)]
+            loops, _ = best_time(lambda: [w() for w in windows], 3)
+            rng = np.random.default_rng(0)
+            params = model.init_params(spec, rng)
+            grads = {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in params.items()}
+            opt = optim.init_state("adam", params)
+            fixed, _ = best_time(lambda: (optim.clip(grads, "norm", 5.0),
+                                          optim.apply("adam", params, grads, opt, 1e-9)), 5)
         with runtime.use_threads(2):
             two, _ = best_time(step, 3)
-        # the pieces at one thread
-        loop_prod = {c: T * 2 * layers * gemm_rate(max(N // c, 1), H, G)[1] for c in (1, 2, 4)}
-        loop_prod_bwd = {c: T * layers * gemm_rate(max(N // c, 1), G, H)[1] for c in (1, 2, 4)}
-        # forward's product counted twice above as an estimate of (N, G) x (G, H) backward;
-        # replace with the measured backward shape
-        for c in loop_prod:
-            loop_prod[c] = loop_prod[c] / 2 + loop_prod_bwd[c]
-        with runtime.use_threads(1):
-            loops = best_time(lambda: [cell_window(cell, N, H, T)() for _ in range(layers)], 3)[0]
-        elementwise = max(loops - loop_prod[1], 0.0)
-        wide = one - loops
-        print(f"\n{cell} {layers}x{H}: measured 1 thread {1e3 * one:.1f} ms, 2 threads "
-              f"{1e3 * two:.1f} ms ({one / two:.2f}x); per step at 1 thread: time-loop products "
-              f"{1e3 * loop_prod[1]:.1f} ms, loop elementwise {1e3 * elementwise:.1f} ms, rest "
-              f"(window-wide products, softmax, Adam, glue) {1e3 * wide:.1f} ms")
+
+        def loop_products(k):
+            rows = max(N // k, 1)
+            return T * layers * (gemm_time(rows, H, G) + gemm_time(rows, G, H))
+        products1 = loop_products(1)
+        elementwise = max(loops - products1, 0.0)
+        rest = one - loops
+
+        def predict(c):
+            k = max(1, min(c, N // runtime.MIN_ROWS))
+            return loop_products(k) + elementwise / k + (rest - fixed) / c + fixed
+        print(f"\n{cell} {layers}x{H}, batch {N} x {T}: measured 1 thread {1e3 * one:.0f} ms, "
+              f"2 threads {1e3 * two:.0f} ms ({one / two:.2f}x). One-thread parts: loop products "
+              f"{1e3 * products1:.0f} ms, loop elementwise {1e3 * elementwise:.0f} ms, rest "
+              f"{1e3 * rest:.0f} ms of which Adam + clipping {1e3 * fixed:.1f} ms")
         for c in (2, 4, 8, 16):
-            rows = N // c
-            if c not in loop_prod:
-                r_rate, _ = gemm_rate(rows, H, G)
-                b_rate, _ = gemm_rate(rows, G, H)
-                loop_prod[c] = T * layers * (2 * rows * H * G / r_rate / 1e9
-                                            + 2 * rows * G * H / b_rate / 1e9)
-            fixed = args.fixed_ms / 1e3
-            predicted = loop_prod[c] + elementwise / c + (wide - fixed) / c + fixed
-            print(f"  {c:2d} cores ({rows} rows/block): predicted {1e3 * predicted:6.1f} ms, "
-                  f"{N * T / predicted:9,.0f} chars/s, {one / predicted:.2f}x one thread")
+            t = predict(c)
+            print(f"  {c:2d} cores: predicted {1e3 * t:6.0f} ms/step, {N * T / t:9,.0f} chars/s, "
+                  f"{one / t:5.2f}x one thread" + (f"  (measured {one / two:.2f}x)" if c == 2
+                                                    else ""), flush=True)
 
 
 def main():
@@ -231,8 +236,6 @@ def main():
     ap.add_argument("--seq-len", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--fixed-ms", type=float, default=3.0,
-                    help="per-step time that does not shrink with cores (model)")
     ap.add_argument("--busy", action="store_true", help="beside a CPU-bound process on CPU 1")
     args = ap.parse_args()
     runtime.keep_freed_memory()

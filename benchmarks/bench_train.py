@@ -218,9 +218,21 @@ def time_steps(step, n):
 def bench_core(args, ids, V):
     spec = model.ModelSpec(args.cell, V, args.hidden_size, args.layers, 0.0, args.dtype)
     N, T = args.batch_size, args.seq_len
-    runners = {"charrnn": charrnn_trainer(spec, ids, N, T),
-               "gemm-blas": gemm_only_step(spec, N, T, split=False),
-               "gemm-split": gemm_only_step(spec, N, T, split=True)}
+    runners = {"charrnn": charrnn_trainer(spec, ids, N, T)}
+    if args.compare_products:
+        # the same trainer with the window-wide products left to the BLAS's threads
+        blas_step = charrnn_trainer(spec, ids, N, T)
+
+        def with_blas_products():
+            runtime.PRODUCTS = "blas"
+            try:
+                return blas_step()
+            finally:
+                runtime.PRODUCTS = "cut"
+        runners["charrnn-blas"] = with_blas_products
+    if not args.no_gemm:
+        runners["gemm-blas"] = gemm_only_step(spec, N, T, split=False)
+        runners["gemm-split"] = gemm_only_step(spec, N, T, split=True)
     if torch is not None and not args.no_torch:
         runners["pytorch"] = torch_trainer(spec, ids, N, T)
     for step in runners.values():  # warm-up: allocator, BLAS pool, code paths
@@ -239,6 +251,8 @@ def bench_core(args, ids, V):
           f"{args.steps} steps" + (", beside a CPU-bound process on CPU 1" if args.busy else "")
           + ":")
     report(times, N * T, "charrnn")
+    if args.json:
+        print("json:", json.dumps({name: [N * T / t for t in ts] for name, ts in times.items()}))
 
 
 def report(times, chars, ours):
@@ -301,6 +315,10 @@ def main(argv=None):
     ap.add_argument("--cli", action="store_true", help="also time `charrnn train` end to end")
     ap.add_argument("--cli-steps", type=int, default=200)
     ap.add_argument("--cli-only", action="store_true", help="time only `charrnn train`")
+    ap.add_argument("--no-gemm", action="store_true", help="skip the GEMM-only bound")
+    ap.add_argument("--compare-products", action="store_true",
+                    help="also time charrnn with runtime.PRODUCTS = 'blas' (charrnn-blas)")
+    ap.add_argument("--json", action="store_true", help="also print chars/s of every round")
     ap.add_argument("--busy", action="store_true",
                     help="run the rounds beside a CPU-bound process pinned to CPU 1")
     args = ap.parse_args(argv)

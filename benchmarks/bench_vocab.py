@@ -119,6 +119,34 @@ def train(args):
         _input.DENSE_MAX_V = saved
 
 
+def next_id_candidates(logits, temperature, top_k, top_p, rng, u=None):
+    """A proposed next_id for large vocabularies: with top_k set, the softmax, the top-p sort
+    and the draw run over the k candidates (kept in id order, ties at the cut included, so the
+    same u draws the same id) instead of all V logits."""
+    if temperature == 0:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64)
+    if temperature != 1:
+        z /= temperature
+    ids = None
+    if top_k and top_k < len(z):
+        ids = np.flatnonzero(z >= np.partition(z, -top_k)[-top_k])
+        z = z[ids]
+    z -= z.max()
+    probs = np.exp(z, out=z)
+    if top_p and top_p < 1.0:
+        order = np.argsort(-probs)
+        cum = np.cumsum(probs[order])
+        keep = order[:int(np.searchsorted(cum, top_p * cum[-1])) + 1]
+        kept = np.zeros_like(probs)
+        kept[keep] = probs[keep]
+        probs = kept
+    cum = np.cumsum(probs, out=probs)
+    u = rng.random() if u is None else u
+    i = int(min(cum.searchsorted(u * cum[-1], side="right"), len(cum) - 1))
+    return int(ids[i]) if ids is not None else i
+
+
 def sample(args):
     rng = np.random.default_rng(0)
     V = 5000
@@ -127,7 +155,14 @@ def sample(args):
     for label, k, p in (("plain", 0, 0.0), ("top-k 40", 40, 0.0), ("top-p 0.9", 0, 0.9),
                         ("top-k 40 + top-p 0.9", 40, 0.9)):
         us = best(lambda: [next_id(logits, 0.8, k, p, rng, 0.5) for _ in range(2000)]) / 2000
-        print(f"  {label:22s} {1e6 * us:7.1f} us")
+        alt = best(lambda: [next_id_candidates(logits, 0.8, k, p, rng, 0.5)
+                            for _ in range(2000)]) / 2000
+        draws = rng.random(2000)
+        same = sum(next_id(logits, 0.8, k, p, rng, u) == next_id_candidates(logits, 0.8, k, p,
+                                                                              rng, u)
+                   for u in draws)
+        print(f"  {label:22s} {1e6 * us:7.1f} us; over the k candidates only {1e6 * alt:7.1f} us"
+              f" (the same id for {same} of 2,000 draws)")
     spec = model.ModelSpec("rnn", V, 256, 1, 0.0, "float32")
     params = model.init_params(spec, rng)
     step = model.stepper(params, spec)

@@ -13,21 +13,27 @@ through the elementwise work, and the BLAS threads meet at a barrier after every
 another process holds a core, each barrier can cost a scheduler time slice. So while the blocks
 run, the BLAS is held to one thread. The window-wide products (output layer, weight gradients)
 are cut the same way, into n pieces by rows or columns of the result, each piece a one-thread
-product, and so is the softmax: measured here (benchmarks/bench_threads.py), the cut products
-run as fast as the BLAS's own n threads on an idle machine and several times faster on a busy
-one.
+product, and so is the softmax. Measured here (benchmarks/bench_threads.py products,
+bench_train.py --compare-products): on a machine with a core to spare the BLAS's own threads
+are as fast or, for some shapes, faster; with both cores taken by other work the cut products
+kept an RNN step 1.6x faster than the same step with the products on the BLAS's threads, whose
+barriers stall whenever a thread loses its core. PRODUCTS = "blas" switches to the latter.
 
-Each block computes what it would compute alone, so results never depend on thread timing, and
-a row or column piece of a product is computed by the same kernel order as the whole, so the
-thread count does not change a bit either (tests/test_threads.py checks it on this BLAS).
+Each block computes what it would compute alone, so results never depend on thread timing: the
+same thread count gives the same bits. Different thread counts agree to rounding, not to the
+bit: OpenBLAS computes the rows of a product's last, partial kernel tile (and the columns near
+a piece's edge) with other code than the same rows inside a larger product, so where a cut
+falls moves the last bit of some rows (tests/test_threads.py). For batches of 32 or more, two
+threads cut exactly where earlier versions did, so they give earlier versions' bits.
 
 The BLAS is found and controlled through threadpoolctl, so this works with OpenBLAS, MKL, BLIS
 and FlexiBLAS on every platform. Where threadpoolctl finds no BLAS it can control, the blocks
 still run on their threads with the BLAS left as it is. The BLAS setting is restored at the end
 of every window that held it and when use_threads exits.
 
-Outside any use_threads block the layout is today's library default: 2 blocks where the BLAS
-can be controlled and the process may use 2 CPUs or more, else everything on the calling thread.
+Outside any use_threads block the layout is that of earlier versions: 2 threads where the BLAS
+can be controlled and the process may use 2 CPUs or more, else everything on the calling
+thread; the BLAS keeps its own setting for the products that are not cut.
 
 The pool of workers is kept when use_threads exits (idle workers wait on a queue and cost no
 CPU); a later block with more threads replaces it with a larger one.
@@ -57,10 +63,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-# rows per block below which a block's thread costs more than it saves: measured by
-# benchmarks/bench_threads.py --min-rows (RESULTS.md, 2026-12-01)
-MIN_ROWS = 16
+# rows per block below which a block's thread costs more than it saves. Measured with
+# `benchmarks/bench_threads.py min-rows` (RESULTS.md, 2026-12-01): at H = 256 a second block pays
+# from 2-4 rows (1.3-1.6x at 8 rows, RNN and LSTM); at H = 64 only from 32 rows, since what
+# decides is a block's product per step against the fixed cost of its ~10 NumPy calls. 8 keeps
+# the default sizes' gain with margin and keeps configs/tiny.yaml's batch of 8 in one block.
+MIN_ROWS = 8
 MIN_FLOPS = 2e6  # flops per piece below which cutting a product does not pay
+# how window-wide products use n threads: "cut" into n one-thread pieces, or "blas", one
+# product on the BLAS's n threads (benchmarks/bench_threads.py products; RESULTS.md 2026-12-01)
+PRODUCTS = "cut"
 
 
 def available_cpus():
@@ -281,7 +293,7 @@ def matmul(a, b, out=None):
     if out is None:
         out = np.empty((M, P), dtype=np.result_type(a, b))
     pieces = min(_current().n, 1 + int(2.0 * M * P * a.shape[1] // MIN_FLOPS), max(M, P))
-    if pieces < 2 or min(M, P) < 2 or _in_window.get():
+    if pieces < 2 or min(M, P) < 2 or PRODUCTS == "blas" or _in_window.get():
         return np.matmul(a, b, out=out)
     if M >= P:
         run(lambda rows: np.matmul(a[rows], b, out=out[rows]), _cut(M, pieces))
