@@ -5,6 +5,7 @@ machines with more cores than this one.
     python benchmarks/bench_threads.py hold         # one BLAS hold/restore against a step
     python benchmarks/bench_threads.py products     # window-wide products: cut, or BLAS threads
     python benchmarks/bench_threads.py model        # predict a step at 4, 8, 16 cores
+    python benchmarks/bench_threads.py bits         # which cuts of a product keep its bits
 
 Each prints what it measured; ratios are from the same run. Add --busy to run beside one
 CPU-bound process pinned to CPU 1 (a user's laptop is never idle).
@@ -227,9 +228,33 @@ def step_model(args):
                                                     else ""), flush=True)
 
 
+def bits(args):
+    """Which cuts of a product keep its bits: for the shapes of a step, the row and column
+    counts at which a (M, K) x (K, P) product cut in two equals the whole product, bit for bit,
+    on one BLAS thread, and whether the BLAS's own threads change bits."""
+    rng = np.random.default_rng(0)
+    shapes = {"recurrent (64,32)x(32,32)": (64, 32, 32), "recurrent (64,256)x(256,1024)":
+              (64, 256, 1024), "one-hot (65,1280)x(1280,32)": (65, 1280, 32),
+              "dWh (256,6400)x(6400,256)": (256, 6400, 256), "logits (6400,256)x(256,65)":
+              (6400, 256, 65)}
+    for name, (M, K, P) in shapes.items():
+        a = rng.standard_normal((M, K)).astype(np.float32)
+        b = rng.standard_normal((K, P)).astype(np.float32)
+        with runtime.use_threads(1):
+            whole = a @ b
+            rows = [m for m in range(1, min(M, 97)) if np.array_equal(a[:m] @ b, whole[:m])
+                    and np.array_equal(a[m:] @ b, whole[m:])]
+            cols = [p for p in range(1, min(P, 97)) if np.array_equal(a @ b[:, :p], whole[:, :p])
+                    and np.array_equal(a @ b[:, p:], whole[:, p:])]
+        with runtime.use_threads(args.threads):
+            same = np.array_equal(a @ b, whole)
+        print(f"{name:32s} row cuts keeping the bits: {rows[:8] or 'none'}; column cuts: "
+              f"{cols[:8] or 'none'}; BLAS on {args.threads} threads gives the same bits: {same}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["min-rows", "hold", "products", "model"])
+    ap.add_argument("what", choices=["min-rows", "hold", "products", "model", "bits"])
     ap.add_argument("--cells", nargs="+", default=["rnn", "lstm"])
     ap.add_argument("--hidden", nargs="+", type=int, default=[64, 256])
     ap.add_argument("--rows", nargs="+", type=int, default=[2, 4, 8, 12, 16, 24, 32])
@@ -243,8 +268,8 @@ def main():
           f"{open('/proc/loadavg').read().split()[0]}" + ("; busy: a CPU-bound process on CPU 1"
                                                          if args.busy else ""))
     with busy(args.busy):
-        {"min-rows": min_rows, "hold": hold, "products": products, "model": step_model}[
-            args.what](args)
+        {"min-rows": min_rows, "hold": hold, "products": products, "model": step_model,
+         "bits": bits}[args.what](args)
 
 
 if __name__ == "__main__":

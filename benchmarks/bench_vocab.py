@@ -5,9 +5,10 @@ distinct characters, and sampling over them.
     python benchmarks/bench_vocab.py train      # steps/s and peak memory at V = 5,000
     python benchmarks/bench_vocab.py sample     # next_id with top-k / top-p at V = 5,000
 
-The corpus is generated: "words" of 1-4 characters drawn Zipf-distributed (exponent 1.1) from
-5,000 CJK code points starting at U+4E00, so a few hundred characters make most of the text and
-the rest appear rarely, as in Chinese or Japanese text.
+The corpus is generated: a Zipf-distributed stream of "words" of 1-4 characters, each
+character itself Zipf-distributed over 5,000 CJK code points from U+4E00 (exponent 1 for
+both), so a few hundred characters make most of the text and thousands appear rarely, as in
+Chinese or Japanese text.
 """
 import argparse
 import os
@@ -25,16 +26,21 @@ from charrnn.cells import _input  # noqa: E402
 from charrnn.sample import next_id  # noqa: E402
 
 
-def cjk_corpus(n_chars, V=5000, seed=0):
-    """Text of about n_chars characters over V CJK code points, with word-like runs."""
+def zipf(rng, n, size, s=1.0):
+    """size draws from ranks 0..n-1 with P(rank k) proportional to 1 / (k + 1)^s."""
+    p = 1.0 / np.arange(1, n + 1) ** s
+    return rng.choice(n, size=size, p=p / p.sum())
+
+
+def cjk_corpus(n_chars, V=5000, words=20000, seed=0):
+    """Text of about n_chars characters over V CJK code points, with word-like runs: a lexicon
+    of `words` words of 1-4 characters, each character Zipf-drawn over V, and the text a
+    Zipf-drawn sequence of those words (both exponent 1)."""
     rng = np.random.default_rng(seed)
-    n_words = n_chars // 2
-    # a lexicon of V "words", each a run of 1-4 characters themselves Zipf-drawn
-    lengths = rng.integers(1, 5, size=V)
-    chars = np.minimum(rng.zipf(1.1, size=int(lengths.sum())) - 1, V - 1)
-    words = np.split(chars, np.cumsum(lengths)[:-1])
-    picks = np.minimum(rng.zipf(1.1, size=n_words) - 1, V - 1)
-    ids = np.concatenate([words[w] for w in picks])[:n_chars]
+    lengths = rng.integers(1, 5, size=words)
+    lexicon = np.split(zipf(rng, V, int(lengths.sum())), np.cumsum(lengths)[:-1])
+    picks = zipf(rng, words, n_chars // 2)
+    ids = np.concatenate([lexicon[w] for w in picks])[:n_chars]
     # every code point at least once, so the vocabulary has all V characters
     ids = np.concatenate([np.arange(V), ids])
     return "".join(map(chr, (0x4E00 + ids).tolist()))
