@@ -174,12 +174,37 @@ def gemm_time(M, K, P):
     return t
 
 
+def loop_share(step, n):
+    """(step time, time in the cells' time loops) of the fastest of n steps: the loops are the
+    run() calls of the closures named `loop`, timed inside the same step."""
+    real_run, spent = runtime.run, [0.0]
+
+    def timed(fn, slices):
+        t = time.perf_counter()
+        real_run(fn, slices)
+        if fn.__name__ == "loop":
+            spent[0] += time.perf_counter() - t
+    runtime.run = timed
+    try:
+        step()
+        runs = []
+        for _ in range(n):
+            spent[0] = 0.0
+            t = time.perf_counter()
+            step()
+            runs.append((time.perf_counter() - t, spent[0]))
+    finally:
+        runtime.run = real_run
+    return min(runs)
+
+
 def step_model(args):
     """A step on c cores, from parts measured on one thread:
 
-    loops(c)  = T * layers * [t(N/k, H, G) + t(N/k, G, H)] + elementwise / k,  k = min(c, N // MIN_ROWS)
-                (t: the measured one-thread time of that product; elementwise: the measured
-                one-thread time loops minus their products)
+    loops(c)  = T * layers * [t(N/k, H, G) + t(N/k, G, H)] + elementwise / k,
+                k = min(c, N // MIN_ROWS) blocks (t: the measured one-thread time of that
+                product; elementwise: the time loops of a one-thread step, timed inside it,
+                minus their products)
     step(c)   = loops(c) + (rest - fixed) / c + fixed
                 (rest: the one-thread step minus its loops, i.e. window-wide products, softmax,
                 input lookup, Adam; fixed: Adam and clipping, measured, taken not to shrink)
@@ -195,9 +220,7 @@ def step_model(args):
         spec = model.ModelSpec(cell, V, H, layers, 0.0, "float32")
         step = trainer(spec, ids, N, T)
         with runtime.use_threads(1):
-            one, _ = best_time(step, 3)
-            windows = [cell_window(cell, N, H, T) for _ in range(layers)]
-            loops, _ = best_time(lambda: [w() for w in windows], 3)
+            one, loops = loop_share(step, 4)
             rng = np.random.default_rng(0)
             params = model.init_params(spec, rng)
             grads = {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in params.items()}
@@ -207,9 +230,13 @@ def step_model(args):
         with runtime.use_threads(2):
             two, _ = best_time(step, 3)
 
+        measured = {}
+
         def loop_products(k):
-            rows = max(N // k, 1)
-            return T * layers * (gemm_time(rows, H, G) + gemm_time(rows, G, H))
+            if k not in measured:
+                rows = max(N // k, 1)
+                measured[k] = T * layers * (gemm_time(rows, H, G) + gemm_time(rows, G, H))
+            return measured[k]
         products1 = loop_products(1)
         elementwise = max(loops - products1, 0.0)
         rest = one - loops

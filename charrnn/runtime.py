@@ -133,7 +133,7 @@ def _direct(lib):
     library threadpoolctl found, or None for any other BLAS.
 
     The controller's own methods check, on every call, which Python thread may set OpenBLAS's
-    process-wide count; that doubles the cost of a hold (7.0 against 3.7 us measured here), a
+    process-wide count; that nearly doubles the cost of a hold (7.0 against 4.2 us measured here), a
     quarter of a batch-1 generation step, which holds once per character. Every hold here is
     undone before its caller returns, so that bookkeeping has nothing to protect.
     """
@@ -165,25 +165,19 @@ def _blas():
 
 # ---------------------------------------------------------------- the layout
 
-class _Layout:
-    """n threads for a training step."""
-
-    def __init__(self, n):
-        self.n = max(1, int(n))
-
-
 _default = None
-_layout = contextvars.ContextVar("charrnn_threads", default=None)
+_layout = contextvars.ContextVar("charrnn_threads", default=None)  # use_threads' n
 _in_window = contextvars.ContextVar("charrnn_in_window", default=False)
 
 
-def _current():
+def threads():
+    """The thread count of the current layout: use_threads' n, else the default."""
     global _default
-    layout = _layout.get()
-    if layout is not None:
-        return layout
+    n = _layout.get()
+    if n is not None:
+        return n
     if _default is None:
-        _default = _Layout(2 if _blas().libs and available_cpus() >= 2 else 1)
+        _default = 2 if _blas().libs and available_cpus() >= 2 else 1
     return _default
 
 
@@ -195,7 +189,7 @@ def use_threads(n):
         raise ValueError(f"threads must be at least 1, got {n}")
     blas = _blas()
     old = blas.hold(n) if blas.libs else None
-    token = _layout.set(_Layout(n))
+    token = _layout.set(int(n))
     try:
         yield
     finally:
@@ -204,15 +198,10 @@ def use_threads(n):
             blas.restore(old, n)
 
 
-def threads():
-    """The thread count of the current layout."""
-    return _current().n
-
-
 def blocks(N):
     """The row slices of a batch of N the per-step loops run on: K = min(threads, N // MIN_ROWS)
     blocks (at least one), as equal as integers allow."""
-    K = max(1, min(_current().n, N // MIN_ROWS))
+    K = max(1, min(threads(), N // MIN_ROWS))
     return _cut(N, K)
 
 
@@ -292,7 +281,7 @@ def matmul(a, b, out=None):
     M, P = a.shape[0], b.shape[1]
     if out is None:
         out = np.empty((M, P), dtype=np.result_type(a, b))
-    pieces = min(_current().n, 1 + int(2.0 * M * P * a.shape[1] // MIN_FLOPS), max(M, P))
+    pieces = min(threads(), 1 + int(2.0 * M * P * a.shape[1] // MIN_FLOPS), max(M, P))
     if pieces < 2 or min(M, P) < 2 or PRODUCTS == "blas" or _in_window.get():
         return np.matmul(a, b, out=out)
     if M >= P:
