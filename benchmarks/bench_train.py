@@ -15,12 +15,17 @@ softmax, the one-hot scatter, Adam, Python) is what separates it from the bound.
     python benchmarks/bench_train.py --cell rnn --hidden-size 256
     python benchmarks/bench_train.py --cell rnn --hidden-size 512
     python benchmarks/bench_train.py --cell lstm --hidden-size 256 --layers 2
+    python benchmarks/bench_train.py --cell gru --hidden-size 256 --layers 2
     python benchmarks/bench_train.py --cell rnn --hidden-size 256 --cli --cli-steps 200
 
-Without PyTorch installed only charrnn's figures are printed. threadpoolctl (optional) is used to
-pin NumPy's BLAS pool and to report which OpenBLAS kernel is loaded.
+Scaling with cores: run under `taskset -c 0 ... --threads 1` and `taskset -c 0,1 ... --threads 2`.
+On a busy machine: add --busy (one CPU-bound process pinned to CPU 1 while the rounds run).
+
+Without PyTorch installed only charrnn's figures are printed. charrnn's step runs inside
+runtime.use_threads(--threads), which also sets the BLAS pool to that many threads.
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -46,17 +51,27 @@ except ImportError:
     torch = None
 
 
-def blas_setup(threads):
-    """Pin NumPy's BLAS pool to `threads`; returns a line describing the BLAS in use."""
+def blas_setup(threads, N):
+    """Hold the BLAS pool and charrnn's layout at `threads` for the rest of the process;
+    returns the line `charrnn train` prints about it."""
+    blas_setup.keep = runtime.use_threads(threads)
+    blas_setup.keep.__enter__()
+    return runtime.describe(threads, N)
+
+
+@contextlib.contextmanager
+def busy(on):
+    """One CPU-bound process pinned to CPU 1 while the block runs, when on."""
+    if not on:
+        yield
+        return
+    hog = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
     try:
-        from threadpoolctl import threadpool_info, threadpool_limits
-    except ImportError:
-        return "BLAS: threadpoolctl not installed, pool size left at its default"
-    limiter = threadpool_limits(limits=threads, user_api="blas")
-    blas_setup.keep = limiter  # the limit holds while the limiter object lives
-    parts = [f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')} kernels, "
-             f"{i['num_threads']} threads)" for i in threadpool_info() if i["user_api"] == "blas"]
-    return "BLAS: " + "; ".join(parts)
+        time.sleep(0.5)
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
 
 
 def machine_line():
@@ -67,8 +82,9 @@ def machine_line():
                           if line.startswith("Model name"))
     except (OSError, StopIteration):
         pass
-    return (f"{model_name}, {os.cpu_count()} CPUs; Python {platform.python_version()}, "
-            f"numpy {np.__version__}")
+    return (f"{model_name}, {os.cpu_count()} CPUs ({runtime.available_cpus()} usable); Python "
+            f"{platform.python_version()}, numpy {np.__version__}; load "
+            f"{open('/proc/loadavg').read().split()[0]}")
 
 
 # ---------------------------------------------------------------- charrnn
@@ -98,15 +114,15 @@ def charrnn_trainer(spec, ids, N, T, seed=0):
 def gemm_only_step(spec, N, T, split, seed=0):
     """A closure doing only the matrix products of one charrnn step, into preallocated arrays.
 
-    split False: each product on OpenBLAS's own threads. split True: the recurrent products of
-    the two batch halves on two threads and each large product cut in two (charrnn's
-    charrnn/runtime.py), OpenBLAS at one thread. The bound is the faster of the two.
+    split False: each product on the BLAS's own threads. split True: the recurrent products of
+    the batch blocks on their threads and each large product cut into pieces (charrnn's
+    charrnn/runtime.py), the BLAS at one thread. The bound is the faster of the two.
     """
     rng = np.random.default_rng(seed)
     dt = np.dtype(spec.dtype)
     H, V, G = spec.hidden_size, spec.vocab_size, spec.cell_module.GATES * spec.hidden_size
     mm = runtime.matmul if split else np.matmul
-    halves = runtime.halves(N) if split else [slice(0, N)]
+    blocks = runtime.blocks(N) if split else [slice(0, N)]
     run = runtime.run if split else (lambda fn, slices: [fn(rows) for rows in slices])
 
     def arr(*shape):
@@ -125,7 +141,7 @@ def gemm_only_step(spec, N, T, split, seed=0):
         def loop(rows):
             for t in range(T):
                 np.matmul(a["hs"][t - 1, rows], a["Wh"], out=a["rec"][rows])
-        run(loop, halves)
+        run(loop, blocks)
 
     def recurrent_backward(a):
         WhT = np.ascontiguousarray(a["Wh"].T)  # as the cells do: faster than a transposed view
@@ -133,7 +149,7 @@ def gemm_only_step(spec, N, T, split, seed=0):
         def loop(rows):
             for t in range(T - 1, -1, -1):
                 np.matmul(a["da"][t, rows], WhT, out=a["dh"][rows])
-        run(loop, halves)
+        run(loop, blocks)
 
     def step():
         for layer, a in enumerate(layers):
@@ -202,25 +218,41 @@ def time_steps(step, n):
 def bench_core(args, ids, V):
     spec = model.ModelSpec(args.cell, V, args.hidden_size, args.layers, 0.0, args.dtype)
     N, T = args.batch_size, args.seq_len
-    runners = {"charrnn": charrnn_trainer(spec, ids, N, T),
-               "gemm-blas": gemm_only_step(spec, N, T, split=False),
-               "gemm-split": gemm_only_step(spec, N, T, split=True)}
+    runners = {"charrnn": charrnn_trainer(spec, ids, N, T)}
+    if args.compare_products:
+        # the same trainer with the window-wide products left to the BLAS's threads
+        blas_step = charrnn_trainer(spec, ids, N, T)
+
+        def with_blas_products():
+            runtime.PRODUCTS = "blas"
+            try:
+                return blas_step()
+            finally:
+                runtime.PRODUCTS = "cut"
+        runners["charrnn-blas"] = with_blas_products
+    if not args.no_gemm:
+        runners["gemm-blas"] = gemm_only_step(spec, N, T, split=False)
+        runners["gemm-split"] = gemm_only_step(spec, N, T, split=True)
     if torch is not None and not args.no_torch:
         runners["pytorch"] = torch_trainer(spec, ids, N, T)
     for step in runners.values():  # warm-up: allocator, BLAS pool, code paths
         for _ in range(args.warmup):
             step()
     times = {name: [] for name in runners}
-    for _ in range(args.rounds):
-        for name, step in runners.items():
-            # idle BLAS and OpenMP threads spin for a while after their last call: let the
-            # previous runner's go to sleep so that they do not take a core from this one
-            time.sleep(0.3)
-            times[name].append(time_steps(step, args.steps))
+    with busy(args.busy):
+        for _ in range(args.rounds):
+            for name, step in runners.items():
+                # idle BLAS and OpenMP threads spin for a while after their last call: let the
+                # previous runner's go to sleep so that they do not take a core from this one
+                time.sleep(0.3)
+                times[name].append(time_steps(step, args.steps))
     print(f"\n{args.cell} {args.layers}x{args.hidden_size}, V={V}, batch {N}, window {T}, "
           f"{args.dtype}, {args.threads} threads; {args.rounds} alternating rounds of "
-          f"{args.steps} steps:")
+          f"{args.steps} steps" + (", beside a CPU-bound process on CPU 1" if args.busy else "")
+          + ":")
     report(times, N * T, "charrnn")
+    if args.json:
+        print("json:", json.dumps({name: [N * T / t for t in ts] for name, ts in times.items()}))
 
 
 def report(times, chars, ours):
@@ -283,10 +315,16 @@ def main(argv=None):
     ap.add_argument("--cli", action="store_true", help="also time `charrnn train` end to end")
     ap.add_argument("--cli-steps", type=int, default=200)
     ap.add_argument("--cli-only", action="store_true", help="time only `charrnn train`")
+    ap.add_argument("--no-gemm", action="store_true", help="skip the GEMM-only bound")
+    ap.add_argument("--compare-products", action="store_true",
+                    help="also time charrnn with runtime.PRODUCTS = 'blas' (charrnn-blas)")
+    ap.add_argument("--json", action="store_true", help="also print chars/s of every round")
+    ap.add_argument("--busy", action="store_true",
+                    help="run the rounds beside a CPU-bound process pinned to CPU 1")
     args = ap.parse_args(argv)
 
     print(machine_line())
-    print(blas_setup(args.threads))
+    print(blas_setup(args.threads, args.batch_size))
     # what `charrnn train` does first; it speeds up both trainers' allocations alike
     print("malloc: freed memory kept for reuse (charrnn.runtime)" if runtime.keep_freed_memory()
           else "malloc: defaults (no glibc)")

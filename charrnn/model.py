@@ -122,7 +122,7 @@ def forward(params, spec, x, y, state, dropout_rng=None):
     targets, nll = y.reshape(-1), np.empty(T * N, dtype=out.dtype)
     runtime.run(lambda rows: softmax_cross_entropy_rows(out[rows], targets[rows], T * N,
                                                           nll[rows]),
-                  runtime.halves(T * N))
+                  runtime.blocks(T * N))
     return float(np.mean(nll)), new_state, WindowCache(top2, out, caches, masks, (T, N))
 
 

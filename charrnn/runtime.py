@@ -3,22 +3,40 @@ the malloc setting. Used by the core's threaded loops and by the CLI; never a pl
 
 ## Threads
 
-Two threads for a training step: the batch halves stepped through a window side by side, and
-the large products cut in two.
+`use_threads(n)` gives a training step n threads. The recurrence couples the steps of a window,
+never two rows of the batch, so the per-step loops of forward and backward run on K = min(n,
+N // MIN_ROWS) row blocks of the batch at once: the caller takes the first block and a pool of
+K - 1 workers the others. NumPy releases the GIL inside BLAS calls and ufunc loops, so every
+core does both the small recurrent products *and* the elementwise work between them. Leaving the
+parallelism to the BLAS instead (one (N, H) product per step on n BLAS threads) idles n - 1 cores
+through the elementwise work, and the BLAS threads meet at a barrier after every product: when
+another process holds a core, each barrier can cost a scheduler time slice. So while the blocks
+run, the BLAS is held to one thread. The window-wide products (output layer, weight gradients)
+are cut the same way, into n pieces by rows or columns of the result, each piece a one-thread
+product, and so is the softmax. Measured here (benchmarks/bench_threads.py products,
+bench_train.py --compare-products): on a machine with a core to spare the BLAS's own threads
+are as fast or, for some shapes, faster; with both cores taken by other work the cut products
+kept an RNN step 1.6x faster than the same step with the products on the BLAS's threads, whose
+barriers stall whenever a thread loses its core. PRODUCTS = "blas" switches to the latter.
 
-The recurrence couples the steps of a window, never two rows of the batch, so the per-step loop
-of forward and backward can run on rows [0, N/2) and [N/2, N) at once. NumPy releases the GIL
-inside BLAS calls and ufunc loops, so both cores then do the small recurrent products *and* the
-elementwise work between them. Leaving the parallelism to OpenBLAS instead (one (N, H) product per
-step on two BLAS threads) idles one core through the elementwise work, and its threads meet at a
-spin-wait barrier after every block of every product: when another process holds a core, each
-barrier can cost a scheduler time slice, and a step becomes several times slower. So while these
-threads run, OpenBLAS is held to one thread, and the window-wide products are also cut in two
-here, by rows or columns of the result, each half a one-thread product.
+Each block computes what it would compute alone, so results never depend on thread timing: the
+same thread count gives the same bits. Different thread counts agree to rounding, not to the
+bit: OpenBLAS computes the rows of a product's last, partial kernel tile (and the columns near
+a piece's edge) with other code than the same rows inside a larger product, so where a cut
+falls moves the last bit of some rows (tests/test_threads.py). For batches of 32 or more, two
+threads cut exactly where earlier versions did, so they give earlier versions' bits.
 
-Each half computes exactly what it would alone, so results never depend on thread timing. Where
-the OpenBLAS thread count cannot be controlled (another BLAS, no shared library found), or on one
-CPU, everything runs on the calling thread with the BLAS as configured.
+The BLAS is found and controlled through threadpoolctl, so this works with OpenBLAS, MKL, BLIS
+and FlexiBLAS on every platform. Where threadpoolctl finds no BLAS it can control, the blocks
+still run on their threads with the BLAS left as it is. The BLAS setting is restored at the end
+of every window that held it and when use_threads exits.
+
+Outside any use_threads block the layout is that of earlier versions: 2 threads where the BLAS
+can be controlled and the process may use 2 CPUs or more, else everything on the calling
+thread; the BLAS keeps its own setting for the products that are not cut.
+
+The pool of workers is kept when use_threads exits (idle workers wait on a queue and cost no
+CPU); a later block with more threads replaces it with a larger one.
 
 ## The heap
 
@@ -35,6 +53,7 @@ lets the next step reuse the same memory. The cost is that the process keeps its
 This is process-wide, so neither the math core nor the library calls it: the CLI and the
 benchmarks do.
 """
+import contextlib
 import contextvars
 import ctypes
 import ctypes.util
@@ -44,31 +63,86 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-MIN_ROWS = 16  # rows per half below which a thread hand-off costs more than it saves
-MIN_FLOPS = 2e6  # and the size of product below which it does
+# rows per block below which a block's thread costs more than it saves. Measured with
+# `benchmarks/bench_threads.py min-rows` (RESULTS.md, 2026-12-01): at H = 256 a second block pays
+# from 2-4 rows (1.3-1.6x at 8 rows, RNN and LSTM); at H = 64 only from 32 rows, since what
+# decides is a block's product per step against the fixed cost of its ~10 NumPy calls. 8 keeps
+# the default sizes' gain with margin and keeps configs/tiny.yaml's batch of 8 in one block.
+MIN_ROWS = 8
+MIN_FLOPS = 2e6  # flops per piece below which cutting a product does not pay
+# how window-wide products use n threads: "cut" into n one-thread pieces, or "blas", one
+# product on the BLAS's n threads (benchmarks/bench_threads.py products; RESULTS.md 2026-12-01)
+PRODUCTS = "cut"
 
-# (getter, setter) symbol names of the thread count, for the OpenBLAS builds NumPy ships with
-_SYMBOLS = [("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-            ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
-            ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-            ("openblas_get_num_threads", "openblas_set_num_threads")]
 
-
-def _find_openblas():
-    """(get, set) of the thread count of the OpenBLAS loaded into this process, or None."""
+def available_cpus():
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
     try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
-    except OSError:
-        return None
-    # NumPy's own copy first, should another library have brought a second one
-    for path in sorted(paths, key=lambda path: "numpy" not in path):
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------- the BLAS, through threadpoolctl
+
+class _Blas:
+    """The BLAS libraries threadpoolctl can control, found once (a scan of the loaded libraries
+    takes milliseconds); getting and setting their thread counts then costs microseconds."""
+
+    def __init__(self):
         try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for get_name, set_name in _SYMBOLS:
-            get, set_ = getattr(lib, get_name, None), getattr(lib, set_name, None)
+            from threadpoolctl import ThreadpoolController
+            self.libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        except Exception:  # threadpoolctl missing, or a platform it cannot scan
+            self.libs = []
+        # an OpenBLAS on OpenMP takes its thread count per calling thread, not per process
+        self.per_thread = any(getattr(lib, "threading_layer", None) == "openmp"
+                              for lib in self.libs)
+        self.calls = [_direct(lib) or (lib.get_num_threads, lib.set_num_threads)
+                      for lib in self.libs]
+
+    def hold(self, n):
+        """Set every BLAS to n threads; returns what restore() needs."""
+        old = [get() for get, _ in self.calls]
+        for (_, set_), k in zip(self.calls, old):
+            if k != n:
+                set_(n)
+        return old
+
+    def restore(self, old, held):
+        """Undo hold(held), given what it returned."""
+        for (_, set_), k in zip(self.calls, old):
+            if k != held:
+                set_(k)
+
+    def describe(self):
+        if not self.libs:
+            return ("BLAS: no thread control found (threadpoolctl sees none); "
+                    "the loops run with the BLAS as it is")
+        parts = []
+        for lib in self.libs:
+            info = lib.info()
+            kernel = info.get("architecture") or info.get("threading_layer") or ""
+            parts.append(" ".join(str(s) for s in (info["internal_api"], info["version"], kernel)
+                                  if s))
+        return "BLAS: " + "; ".join(parts)
+
+
+def _direct(lib):
+    """(get, set) of an OpenBLAS on its own threads (pthreads) as plain ctypes calls into the
+    library threadpoolctl found, or None for any other BLAS.
+
+    The controller's own methods check, on every call, which Python thread may set OpenBLAS's
+    process-wide count; that nearly doubles the cost of a hold (7.0 against 4.2 us measured here), a
+    quarter of a batch-1 generation step, which holds once per character. Every hold here is
+    undone before its caller returns, so that bookkeeping has nothing to protect.
+    """
+    if lib.internal_api != "openblas" or getattr(lib, "threading_layer", None) == "openmp":
+        return None
+    for prefix in ("", "scipy_"):
+        for suffix in ("", "64_", "_64"):
+            get = getattr(lib.dynlib, f"{prefix}openblas_get_num_threads{suffix}", None)
+            set_ = getattr(lib.dynlib, f"{prefix}openblas_set_num_threads{suffix}", None)
             if get is not None and set_ is not None:
                 get.restype, get.argtypes = ctypes.c_int, []
                 set_.restype, set_.argtypes = None, [ctypes.c_int]
@@ -76,96 +150,170 @@ def _find_openblas():
     return None
 
 
-def _cpus():
+_blas_instance = None
+_blas_lock = threading.Lock()
+
+
+def _blas():
+    global _blas_instance
+    if _blas_instance is None:
+        with _blas_lock:
+            if _blas_instance is None:
+                _blas_instance = _Blas()
+    return _blas_instance
+
+
+# ---------------------------------------------------------------- the layout
+
+_default = None
+_layout = contextvars.ContextVar("charrnn_threads", default=None)  # use_threads' n
+_in_window = contextvars.ContextVar("charrnn_in_window", default=False)
+
+
+def threads():
+    """The thread count of the current layout: use_threads' n, else the default."""
+    global _default
+    n = _layout.get()
+    if n is not None:
+        return n
+    if _default is None:
+        _default = 2 if _blas().libs and available_cpus() >= 2 else 1
+    return _default
+
+
+@contextlib.contextmanager
+def use_threads(n):
+    """Run the training steps inside on n threads (see the module docstring); on exit the BLAS
+    thread count and the layout are what they were before."""
+    if n < 1:
+        raise ValueError(f"threads must be at least 1, got {n}")
+    blas = _blas()
+    old = blas.hold(n) if blas.libs else None
+    token = _layout.set(int(n))
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+        yield
+    finally:
+        _layout.reset(token)
+        if old is not None:
+            blas.restore(old, n)
 
 
-_blas = _find_openblas()
-_enabled = _blas is not None and _cpus() >= 2
+def blocks(N):
+    """The row slices of a batch of N the per-step loops run on: K = min(threads, N // MIN_ROWS)
+    blocks (at least one), as equal as integers allow."""
+    K = max(1, min(threads(), N // MIN_ROWS))
+    return _cut(N, K)
+
+
+def _cut(n, k):
+    return [slice(i * n // k, (i + 1) * n // k) for i in range(k)]
+
+
 _pool = None
-_lock = threading.Lock()
+_pool_size = 0
+_pool_lock = threading.Lock()
+_window_lock = threading.RLock()
 
 
-def set_enabled(flag):
-    """Turn the two-thread paths on or off (off where they cannot run); returns the old value."""
-    global _enabled
-    old = _enabled
-    _enabled = bool(flag) and _blas is not None and _cpus() >= 2
-    return old
+def _workers(k):
+    """A pool with at least k workers."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool_size < k:
+            old = _pool
+            _pool = ThreadPoolExecutor(k, thread_name_prefix="charrnn-block")
+            _pool_size = k
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
 
 
-def halves(N):
-    """The row slices the per-step loop runs on: two halves of N when the two-thread path is on
-    and N is large enough, else all of N in one."""
-    if not _enabled or N < 2 * MIN_ROWS:
-        return [slice(0, N)]
-    return _two(N)
+def _in_worker(fn, rows, blas):
+    """A block on a worker thread: where the BLAS counts threads per caller, hold it there too."""
+    if not blas.per_thread:
+        return fn(rows)
+    old = blas.hold(1)
+    try:
+        return fn(rows)
+    finally:
+        blas.restore(old, 1)
 
 
 def run(fn, slices):
-    """fn(rows) for every slice of rows, on two threads when enabled; returns when all are done."""
-    global _pool
-    if len(slices) == 1 or not _enabled:
+    """fn(rows) for every slice of rows, the first on the calling thread and the others on the
+    pool, the BLAS held at one thread meanwhile; returns when all are done.
+
+    A call from inside another run's window (a threaded product in a block's code) runs its
+    slices one after the other on its own thread: the BLAS is already held and the pool busy.
+    """
+    if len(slices) == 1 or _in_window.get():
         for rows in slices:
             fn(rows)
         return
-    with _lock:  # one window at a time may hold the BLAS at one thread
-        if _pool is None:
-            _pool = ThreadPoolExecutor(1, thread_name_prefix="charrnn-half")
-        get, set_ = _blas
-        threads = get()
-        set_(1)
+    blas = _blas()
+    with _window_lock:  # one window at a time holds the BLAS; re-entrant for the same thread
+        pool = _workers(len(slices) - 1)
+        old = blas.hold(1) if blas.libs else None
+        token = _in_window.set(True)
         try:
-            # the worker runs in a copy of the caller's context, so NumPy's errstate holds there too
-            other = _pool.submit(contextvars.copy_context().run, fn, slices[1])
+            # each worker runs in a copy of this context: NumPy's errstate and the window flag
+            # hold there too
+            others = [pool.submit(contextvars.copy_context().run, _in_worker, fn, rows, blas)
+                      for rows in slices[1:]]
             try:
                 fn(slices[0])
             finally:
-                other.result()
+                for other in others:
+                    other.result()
         finally:
-            set_(threads)
-
-
-class one_blas_thread:
-    """Context in which OpenBLAS uses one thread: for products too small to share (batch-1
-    generation), where two BLAS threads only add their barrier, and its stalls on a busy machine."""
-
-    def __enter__(self):
-        if _blas is not None:
-            self.threads = _blas[0]()
-            _blas[1](1)
-
-    def __exit__(self, *exc):
-        if _blas is not None:
-            _blas[1](self.threads)
-
-
-def _two(n):
-    return [slice(0, n // 2), slice(n // 2, n)]
+            _in_window.reset(token)
+            if old is not None:
+                blas.restore(old, 1)
 
 
 def matmul(a, b, out=None):
     """a (M, K) @ b (K, P) -> (M, P), written into out when given.
 
-    With the two-thread path on, each thread computes half the rows of the result or, when it
-    has more columns than rows, half the columns, as a one-thread product.
+    On n threads the result is cut into up to n pieces, by rows or, when it has more columns
+    than rows, by columns, each piece a one-thread product; products under MIN_FLOPS stay whole
+    (on two threads this is the cut in two of earlier versions, to the bit).
     """
     M, P = a.shape[0], b.shape[1]
     if out is None:
         out = np.empty((M, P), dtype=np.result_type(a, b))
-    if not _enabled or 2.0 * M * P * a.shape[1] < MIN_FLOPS or min(M, P) < 2:
+    pieces = min(threads(), 1 + int(2.0 * M * P * a.shape[1] // MIN_FLOPS), max(M, P))
+    if pieces < 2 or min(M, P) < 2 or PRODUCTS == "blas" or _in_window.get():
         return np.matmul(a, b, out=out)
     if M >= P:
-        run(lambda rows: np.matmul(a[rows], b, out=out[rows]), _two(M))
+        run(lambda rows: np.matmul(a[rows], b, out=out[rows]), _cut(M, pieces))
     else:
-        run(lambda cols: np.matmul(a, b[:, cols], out=out[:, cols]), _two(P))
+        run(lambda cols: np.matmul(a, b[:, cols], out=out[:, cols]), _cut(P, pieces))
     return out
 
 
-# the heap
+class one_blas_thread:
+    """Context in which the BLAS uses one thread: for products too small to share (batch-1
+    generation), where more BLAS threads only add their barrier, and its stalls on a busy
+    machine. Cheap enough to enter once per generated character."""
+
+    def __enter__(self):
+        blas = _blas()
+        self.old = blas.hold(1) if blas.libs else None
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            _blas().restore(self.old, 1)
+
+
+def describe(n, N):
+    """One line for the first lines of a training run: the thread layout for batch N on n
+    threads, and the BLAS (name, version, kernel) or that none could be controlled."""
+    K = max(1, min(n, N // MIN_ROWS))
+    layout = f"threads: {n} (batch in {K} block{'s' if K > 1 else ''})"
+    return f"{layout}, {_blas().describe()}"
+
+
+# ---------------------------------------------------------------- the heap
 
 M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
 M_MMAP_THRESHOLD = -3

@@ -1,5 +1,6 @@
-"""The two-halves path of the cells (batch large enough to be split over two threads): the same
-gradients as finite differences, the same numbers as one thread, and the same bits every run."""
+"""The split path of the cells (batch large enough to be cut into blocks on two threads): the
+same gradients as finite differences, the same numbers as one thread, and the same bits every
+run."""
 import numpy as np
 import pytest
 
@@ -8,7 +9,7 @@ from charrnn.cells import CELLS
 from gradcheck import numeric_grad, rel_error
 
 T, D, H, V = 3, 4, 5, 6
-N = 2 * runtime.MIN_ROWS  # the smallest batch that is split
+N = 2 * runtime.MIN_ROWS  # the smallest batch cut in two blocks
 
 
 def _setup(cell, rng, ids):
@@ -60,12 +61,10 @@ def test_two_threads_give_the_numbers_of_one(name, dtype):
     x, dhs = x.astype(dtype), dhs.astype(dtype)
     state = tuple(s.astype(dtype) for s in state)
     dstate = tuple(s.astype(dtype) for s in dstate)
-    threaded = [_run(cell, p, x, state, dhs, dstate) for _ in range(2)]
-    old = runtime.set_enabled(False)
-    try:
+    with runtime.use_threads(2):
+        threaded = [_run(cell, p, x, state, dhs, dstate) for _ in range(2)]
+    with runtime.use_threads(1):
         single = _run(cell, p, x, state, dhs, dstate)
-    finally:
-        runtime.set_enabled(old)
     for a, b in zip(_flat(threaded[0]), _flat(threaded[1])):
         np.testing.assert_array_equal(a, b)  # bit for bit, whatever the thread timing
     tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -75,23 +74,25 @@ def test_two_threads_give_the_numbers_of_one(name, dtype):
 
 @pytest.mark.parametrize("shape", [(600, 40, 30), (30, 600, 400), (64, 64, 64)],
                          ids=["rows", "columns", "square"])
-def test_split_product(shape):
-    """A product cut in two by rows or columns of the result: the product, the same bits on
+@pytest.mark.parametrize("threads", [2, 3])
+def test_split_product(shape, threads):
+    """A product cut into pieces by rows or columns of the result: the product, the same bits on
     every call, and into out when given. (Not always the one-piece product's bits: OpenBLAS may
     pick another kernel for the smaller pieces.)"""
     M, K, P = shape
     rng = np.random.default_rng(3)
     a = rng.standard_normal((K, M)).astype(np.float32).T  # a transposed view, as dWh's
     b = rng.standard_normal((K, P)).astype(np.float32)
-    first = runtime.matmul(a, b)
+    with runtime.use_threads(threads):
+        first = runtime.matmul(a, b)
+        out = np.empty((M, P), dtype=np.float32)
+        assert runtime.matmul(a, b, out=out) is out
     np.testing.assert_allclose(first, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
-    out = np.empty((M, P), dtype=np.float32)
-    assert runtime.matmul(a, b, out=out) is out
     np.testing.assert_array_equal(out, first)
 
 
 def test_split_softmax_gives_the_bits_of_one():
-    """model.forward runs the softmax and its gradient on two halves of the rows: the loss and
+    """model.forward runs the softmax and its gradient on blocks of the rows: the loss and
     dlogits must be exactly those of the whole-array function."""
     from charrnn import model
     from charrnn.loss import softmax_cross_entropy
@@ -101,7 +102,8 @@ def test_split_softmax_gives_the_bits_of_one():
     x, y = rng.integers(0, V, size=(T, N)), rng.integers(0, V, size=(T, N))
     state = model.zero_state(spec, N)
     logits, _ = model.logits(params, spec, x, state)
-    loss, _, cache = model.forward(params, spec, x, y, state)
+    with runtime.use_threads(2):
+        loss, _, cache = model.forward(params, spec, x, y, state)
     whole_loss, whole_dlogits = softmax_cross_entropy(logits, y.reshape(-1))
     assert loss == whole_loss
     np.testing.assert_array_equal(cache.dlogits, whole_dlogits)

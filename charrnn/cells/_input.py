@@ -38,17 +38,47 @@ def project(Wx, b, x, out=None):
     return out
 
 
+# vocabularies above this many characters take the sorted segment sums, below it the dense 0/1
+# product (whose bits earlier versions gave): measured by benchmarks/bench_vocab.py --onehot
+DENSE_MAX_V = 128
+SEGMENT_COLUMNS = 32  # columns per reduceat pass: a (M, 32) float32 gather stays in cache
+
+
 def one_hot_transpose_product(ids, da2, D):
     """one_hot(ids)^T da2: row v of the (D, G) result sums the rows of da2 (M, G) whose id is v.
 
-    This is the gradient of a row lookup. It runs as a (D, M) x (M, G) product with an explicit
-    0/1 matrix: for a character vocabulary (D in the tens or hundreds) the product, on two
-    threads, is several times faster than np.add.at's row-by-row scatter.
+    This is the gradient of a row lookup. For a small vocabulary it runs as a (D, M) x (M, G)
+    product with an explicit 0/1 matrix, which is faster than any scatter there; its cost grows
+    with D (at D = 5,000 a 128 MB matrix and tens of GFLOP), so above DENSE_MAX_V the rows are
+    sorted by id and summed segment by segment instead, a cost that hardly depends on D.
     """
-    M = ids.shape[0]
-    one_hot = np.zeros((D, M), dtype=da2.dtype)
-    one_hot[ids, np.arange(M)] = 1
-    return runtime.matmul(one_hot, da2)
+    if D <= DENSE_MAX_V:
+        M = ids.shape[0]
+        one_hot = np.zeros((D, M), dtype=da2.dtype)
+        one_hot[ids, np.arange(M)] = 1
+        return runtime.matmul(one_hot, da2)
+    return segment_sums(ids, da2, D)
+
+
+def segment_sums(ids, da2, D):
+    """one_hot(ids)^T da2 by sorting: the rows of each id are gathered next to each other and
+    summed with np.add.reduceat, a few columns at a time (reduceat walks each column of a
+    segment at the row stride, which a narrow gathered copy keeps short), on the step's threads.
+    """
+    order = np.argsort(ids, kind="stable")
+    ranked = ids[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    present = ranked[starts]
+    out = np.zeros((D, da2.shape[1]), dtype=da2.dtype)
+
+    def columns(cols):
+        for c in range(cols.start, cols.stop, SEGMENT_COLUMNS):
+            part = slice(c, min(c + SEGMENT_COLUMNS, cols.stop))
+            out[present, part] = np.add.reduceat(np.take(da2[:, part], order, axis=0), starts,
+                                                 axis=0)
+
+    runtime.run(columns, runtime.blocks(da2.shape[1]))
+    return out
 
 
 def project_backward(Wx, x, da):

@@ -84,7 +84,7 @@ def forward(p, x, state):
             _activate(p, acts[t, rows], hs_ext[t, rows], hs_ext[t + 1, rows], hns[t, rows], rec,
                       tmp)
 
-    runtime.run(loop, runtime.halves(N))
+    runtime.run(loop, runtime.blocks(N))
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(),), Cache(x, acts, hns, hs_ext)
 
@@ -145,7 +145,7 @@ def backward(p, cache, dhs, dstate=None):
             dh += mm
         dh0[rows] = dh
 
-    runtime.run(loop, runtime.halves(N))
+    runtime.run(loop, runtime.blocks(N))
     dWh = runtime.matmul(hs_ext[:-1].reshape(T * N, H).T, drec.reshape(T * N, 3 * H))
     dbhn = drec[:, :, 2 * H:].sum(axis=(0, 1))
     # the input side shares r and z with the recurrent side but sees n before the reset gate

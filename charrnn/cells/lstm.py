@@ -121,7 +121,7 @@ def forward(p, x, state):
             _activate(z, cs_ext[t, rows], cs_ext[t + 1, rows], tanh_cs[t, rows],
                       hs_ext[t + 1, rows], tmp, half, off)
 
-    runtime.run(loop, runtime.halves(N))
+    runtime.run(loop, runtime.blocks(N))
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(), cs_ext[-1].copy()), Cache(x, acts, cs_ext, tanh_cs, hs_ext)
 
@@ -186,7 +186,7 @@ def backward(p, cache, dhs, dstate=None):
             np.matmul(da[t, rows], WhT, out=dh)
         dh0[rows], dc0[rows] = dh, dc
 
-    runtime.run(loop, runtime.halves(N))
+    runtime.run(loop, runtime.blocks(N))
     dWh = runtime.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, 4 * H))
     dWx, db, dx = project_backward(p["Wx"], x, da)
     return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0, dc0)

@@ -49,7 +49,7 @@ def forward(p, x, state):
             a += rec
             np.tanh(a, out=a)
 
-    runtime.run(loop, runtime.halves(N))
+    runtime.run(loop, runtime.blocks(N))
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(),), Cache(x, hs_ext)
 
@@ -82,7 +82,7 @@ def backward(p, cache, dhs, dstate=None):
             np.matmul(d, WhT, out=dh)
         dh0[rows] = dh
 
-    runtime.run(loop, runtime.halves(N))
+    runtime.run(loop, runtime.blocks(N))
     dWh = runtime.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, H))
     dWx, db, dx = project_backward(p["Wx"], x, da)
     return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0,)

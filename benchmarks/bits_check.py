@@ -1,0 +1,64 @@
+"""Train 5 steps of a small model and write the weights, so that two checkouts (or two thread
+counts) can be compared bit for bit.
+
+    python benchmarks/bits_check.py --threads 2 --out /tmp/new.npz
+    git worktree add /tmp/base dba4acc
+    (cd /tmp && PYTHONPATH=/tmp/base python $OLDPWD/benchmarks/bits_check.py --out /tmp/old.npz)
+    python benchmarks/bits_check.py --compare /tmp/old.npz /tmp/new.npz
+
+The model is that of tests/test_threads.py (configs/tiny.yaml's hidden size 32 and window 20,
+batch 64, 2 layers, dropout 0.1, float32, Adam at 5e-3), for every cell. A checkout without
+runtime.use_threads (before issue 12) runs with its own default layout.
+"""
+import argparse
+import contextlib
+
+import numpy as np
+
+from charrnn import model, optim, runtime
+
+T, N, H, V = 20, 64, 32, 65
+
+
+def train(cell, threads, steps=5):
+    spec = model.ModelSpec(cell, V, H, 2, 0.1, "float32")
+    rng = np.random.default_rng(1)
+    params = model.init_params(spec, rng)
+    opt = optim.init_state("adam", params)
+    ids = rng.integers(0, V, size=(steps, T + 1, N))
+    drop = np.random.default_rng(2)
+    state = model.zero_state(spec, N)
+    layout = (runtime.use_threads(threads) if hasattr(runtime, "use_threads")
+              else contextlib.nullcontext())
+    with layout:
+        for x in ids:
+            _, state, cache = model.forward(params, spec, x[:-1], x[1:], state, drop)
+            grads, _ = model.backward(params, spec, cache)
+            optim.clip(grads, "norm", 5.0)
+            optim.apply("adam", params, grads, opt, 5e-3)
+    return {f"{cell}/{k}": v for k, v in params.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"))
+    args = ap.parse_args()
+    if args.compare:
+        a, b = (np.load(path) for path in args.compare)
+        assert sorted(a.files) == sorted(b.files)
+        differ = [k for k in a.files if not np.array_equal(a[k], b[k])]
+        worst = max(float(np.abs(a[k] - b[k]).max()) for k in a.files)
+        print(f"{len(a.files) - len(differ)} of {len(a.files)} arrays equal bit for bit; "
+              f"max |difference| {worst:.3g}" + (f"; differ: {', '.join(differ)}" if differ else ""))
+        return
+    weights = {}
+    for cell in ("rnn", "lstm", "gru"):
+        weights.update(train(cell, args.threads))
+    np.savez(args.out, **weights)
+    print(f"wrote {len(weights)} arrays to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
