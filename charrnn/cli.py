@@ -252,4 +252,5 @@ def viz(ckpt, textfile, output, chars, live):
     model = charrnn.load(ckpt)
     text = corpus_mod.read_text(textfile, what="text file")
     size = viz_mod.write_page(model, text, output, chars=chars, live=live)
-    click.echo(f"wrote {output} ({size / 2**20:.1f} MB)", err=True)
+    shown = f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
+    click.echo(f"wrote {output} ({shown})", err=True)

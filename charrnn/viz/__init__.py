@@ -80,7 +80,7 @@ def page_data(model, text, chars=3000, live=False):
     meta = {
         "cell": spec.cell, "layers": spec.layers, "hidden": spec.hidden_size,
         "vocab": model.vocab, "text": text, "step": int(ck.step),
-        "best_val": float(ck.best_val) if math.isfinite(ck.best_val) else None,
+        "val_loss": _val_loss(ck),
         "mean_loss": float(tr.loss.mean()) if len(tr.loss) else None,
         "states": [[name, *STATES[name]] for name in layers[0]],
         "step_size": pack.STEP, "scales": SCALES, "live": bool(live),
@@ -93,6 +93,13 @@ def page_data(model, text, chars=3000, live=False):
     return meta, arrays
 
 
+def _val_loss(ck):
+    """The validation loss of the evaluation that saved the checkpoint (for a last.npz, not
+    always the best), or None before any."""
+    val = (ck.record or {}).get("val_loss", ck.best_val)
+    return float(val) if val is not None and math.isfinite(val) else None
+
+
 def render_page(model, text, chars=3000, live=False):
     """The page's HTML, as a str."""
     meta, arrays = page_data(model, text, chars, live)
@@ -103,8 +110,9 @@ def render_page(model, text, chars=3000, live=False):
         "title": f"charrnn viz: {s.cell} {s.layers}x{s.hidden_size}, step {meta['step']}",
         "css": files.joinpath("viz.css").read_text(encoding="utf-8"),
         "js": files.joinpath("viz.js").read_text(encoding="utf-8"),
-        # "</" would end the script element early; "<\/" is the same JSON string
-        "meta": json.dumps(meta, ensure_ascii=False).replace("</", "<\\/"),
+        # "</script" or "<!--" in the text would end or upset the script element: \u003c is
+        # the same JSON string
+        "meta": json.dumps(meta, ensure_ascii=False).replace("<", "\\u003c"),
         "blob": blob,
     }
     page = files.joinpath("page.html").read_text(encoding="utf-8")

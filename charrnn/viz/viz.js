@@ -235,7 +235,7 @@
     const nats = (x) => `${x.toFixed(4)} nats/char (${(x / Math.LN2).toFixed(3)} bits/char)`;
     const parts = [`${meta.cell.toUpperCase()}, ${meta.layers} \u00d7 ${H}`,
                    `vocabulary of ${vocab.length}`, `step ${meta.step.toLocaleString("en")}`,
-                   `validation loss ${meta.best_val === null ? "none" : nats(meta.best_val)}`,
+                   `validation loss ${meta.val_loss === null ? "not measured" : nats(meta.val_loss)}`,
                    `this text (${L.toLocaleString("en")} characters): ` +
                    (meta.mean_loss === null ? "too short to score" : nats(meta.mean_loss))];
     $("summary").textContent = parts.join(" \u00b7 ");
