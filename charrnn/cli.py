@@ -226,3 +226,26 @@ def plot(run, output):
     output = output or os.path.join(run_dir, "loss.png")
     plot_mod.plot_losses(records, output, title=os.path.basename(os.path.abspath(run_dir)))
     click.echo(f"wrote {output}", err=True)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="checkpoint (.npz)")
+@click.argument("textfile", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", default="viz.html", show_default=True,
+              type=click.Path(dir_okay=False), help="HTML file to write")
+@click.option("--chars", default=3000, show_default=True, type=click.IntRange(min=1),
+              help="show the first this many characters of TEXTFILE")
+@click.option("--live", is_flag=True,
+              help="also embed the weights, so the page can write text itself (up to 25 MB)")
+def viz(ckpt, textfile, output, chars, live):
+    """Write one self-contained HTML page of what each unit does over TEXTFILE.
+
+    The text coloured by any unit's activation, the model's guesses at each character, the
+    units that track features of the text and the gates' saturation; it works offline.
+    """
+    from . import viz as viz_mod
+    model = charrnn.load(ckpt)
+    text = corpus_mod.read_text(textfile, what="text file")
+    size = viz_mod.write_page(model, text, output, chars=chars, live=live)
+    shown = f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
+    click.echo(f"wrote {output} ({shown})", err=True)
