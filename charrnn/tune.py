@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import socket
+import time
 import urllib.parse
 import warnings
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ STUDY, JOURNAL, BEST, TRIAL = "study.json", "journal.log", "best.yaml", "trial.j
 PRUNERS = ("none", "median", "hyperband")
 DEFAULT_STUDY = "charrnn"
 HEARTBEAT, GRACE = 60, 180  # seconds: an RDB trial silent this long belongs to a dead worker
+OPEN_ATTEMPTS = 4
 
 
 def _optuna():
@@ -173,20 +175,37 @@ def _display(url):
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+def _driver(url):
+    """postgresql://... names SQLAlchemy's default driver, psycopg2; the tune extra installs
+    psycopg (3), so use that one when psycopg2 is absent."""
+    scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres"):
+        import importlib.util
+        if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg"):
+            return "postgresql+psycopg" + sep + rest
+    return url
+
+
 def _storage(optuna, out, storage):
     """An Optuna storage: a URL (e.g. postgresql://...) is an RDB with heartbeats, so a worker
     that dies leaves no trial running for ever; anything else is a journal file, by default
     DIR/journal.log (Optuna recommends it over SQLite for concurrent workers)."""
     if storage and "://" in storage:
-        try:
-            return optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT,
-                                              grace_period=GRACE)
-        except ImportError as e:
-            raise CharrnnError(f"cannot open storage {_display(storage)}: {e} (pip install "
-                               f"'charrnn[tune]' installs psycopg for PostgreSQL)") from None
-        except Exception as e:  # the driver's own errors: refused connection, bad password ...
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise CharrnnError(f"cannot open storage {_display(storage)}: {first}") from None
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(_driver(storage), heartbeat_interval=HEARTBEAT,
+                                                  grace_period=GRACE)
+            except ImportError as e:
+                raise CharrnnError(f"cannot open storage {_display(storage)}: {e} (pip install "
+                                   f"'charrnn[tune]' installs psycopg for PostgreSQL)") from None
+            except Exception as e:  # the driver's errors: refused connection, bad password ...
+                # ... or another worker creating Optuna's tables in a new database at the same
+                # moment (a duplicate key in PostgreSQL's catalog): the tables exist on a retry
+                if attempt + 1 == OPEN_ATTEMPTS:
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                    raise CharrnnError(f"cannot open storage {_display(storage)}: "
+                                       f"{first}") from None
+                time.sleep(0.5 * (attempt + 1))
     path = storage or os.path.join(out, JOURNAL)
     journal = optuna.storages.journal
     return optuna.storages.JournalStorage(journal.JournalFileBackend(path))
@@ -411,7 +430,7 @@ class _Objective:
             _write_trial(os.path.join(folder, TRIAL), info)
             import charrnn
             result = charrnn.train(self.paths, cfg, progress=False,
-                                   on_eval=lambda rec: self._on_eval(trial, rec, seen))
+                                   on_eval=lambda rec: self._on_eval(trial, cfg, rec, seen))
         except optuna.TrialPruned as e:
             self._end(trial, folder, info, "PRUNED", seen, note=str(e))
             raise
@@ -440,12 +459,15 @@ class _Objective:
         self._end(trial, folder, info, "COMPLETE", seen, result=result)
         return result.best_val
 
-    def _on_eval(self, trial, rec, seen):
+    def _on_eval(self, trial, cfg, rec, seen):
         seen.append(rec)
         trial.report(rec["val_loss"], rec["step"])
         if self.stop.signum is not None:  # the signal came just before train took them over
             raise _Signalled()
-        if trial.should_prune():
+        # never at the closing evaluation (the last step, or where the time limit fell):
+        # pruning there would save nothing and lose a finished trial
+        last = rec["step"] >= cfg.steps or rec["step"] % cfg.eval_every
+        if not last and trial.should_prune():
             raise _optuna().TrialPruned(f"pruned at step {rec['step']} (val "
                                         f"{rec['val_loss']:.4f})")
 
