@@ -538,7 +538,8 @@ class Report:
     rows: list  # Rows, best validation loss first
     best: Optional[Row]  # the best complete trial
     best_yaml: Optional[str]  # where its config was written
-    steps_pruned: int = 0  # steps the pruned trials would still have trained
+    steps_saved: int = 0  # steps the pruned trials would still have trained
+    seconds_saved: float = 0.0  # time the pruned trials with a time limit would still have had
     surplus: int = 0
     counts: dict = field(default_factory=dict)
 
@@ -571,13 +572,22 @@ def _report(optuna, study, out):
         best_yaml = os.path.join(out, BEST)
         os.makedirs(out, exist_ok=True)
         rundir.write_text_atomic(best_yaml, _best_yaml(study.study_name, best_t, out))
-    pruned = sum(max(0, t.user_attrs.get("config", {}).get("steps", 0) - t.user_attrs.get("step", 0))
-                 for t in shown if t.state.name == "PRUNED")
+    steps_saved = seconds_saved = 0
+    for t in shown:
+        cfg = t.user_attrs.get("config", {})
+        if t.state.name != "PRUNED" or not cfg:
+            continue
+        if cfg.get("time_limit") is not None:  # a trial that the clock would have ended
+            wall = (t.datetime_complete - t.datetime_start).total_seconds()
+            seconds_saved += max(0.0, cfg["time_limit"] - wall)
+        else:
+            steps_saved += max(0, cfg["steps"] - t.user_attrs.get("step", 0))
     counts = {}
     for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1
     return Report(study=study.study_name, rows=rows, best=best_row, best_yaml=best_yaml,
-                  steps_pruned=pruned, surplus=len(trials) - len(shown), counts=counts)
+                  steps_saved=steps_saved, seconds_saved=seconds_saved,
+                  surplus=len(trials) - len(shown), counts=counts)
 
 
 def _best_yaml(name, t, out):
@@ -629,8 +639,11 @@ def table_lines(rep):
         "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [head, *body]]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(rep.counts.items()))
     if body:
-        lines.append(f"{len(rep.rows)} trials ({counts}); pruning saved {rep.steps_pruned:,} "
-                     f"training steps")
+        saved = [f"{rep.steps_saved:,} training steps"] if rep.steps_saved else []
+        saved += [f"{_clock(rep.seconds_saved)} of time-limited training"] if \
+            rep.seconds_saved else []
+        lines.append(f"{len(rep.rows)} trials ({counts}); pruning saved "
+                     f"{' and '.join(saved) or 'nothing'}")
     if rep.best is not None:
         lines.append(f"best: trial {rep.best.number}, validation loss {rep.best.best_val:.4f} "
                      f"nats/char ({bits(rep.best.best_val):.3f} bits/char); its config: "
