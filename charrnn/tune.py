@@ -61,7 +61,8 @@ class Space:
                 values[key] = trial.suggest_categorical(key, spec)
             elif config_mod.TYPES[key][0] is int:
                 values[key] = trial.suggest_int(key, spec["low"], spec["high"],
-                                                step=spec.get("step", 1), log=spec.get("log", False))
+                                                step=spec.get("step", 1),
+                                                log=spec.get("log", False))
             else:
                 values[key] = trial.suggest_float(key, spec["low"], spec["high"],
                                                   step=spec.get("step"), log=spec.get("log", False))
@@ -607,7 +608,8 @@ def report(out, *, study=None, storage=None):
         try:
             the_study = optuna.load_study(study_name=name, storage=st)
         except KeyError:
-            raise CharrnnError(f"no study {name!r} in {_display(storage) if storage else os.path.join(out, JOURNAL)}") from None
+            where = _display(storage) if storage else os.path.join(out, JOURNAL)
+            raise CharrnnError(f"no study {name!r} in {where}") from None
         return _report(optuna, the_study, out)
 
 

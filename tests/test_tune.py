@@ -193,6 +193,15 @@ def test_two_workers_share_a_postgresql_study(corpus, tmp_path):
 
 # ---- pruning, failures, interruption -----------------------------------------------------------
 
+def started_training(proc, folder):
+    """Wait until the worker's trial has logged its first evaluation."""
+    metrics = folder / "trial-0000" / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while not (metrics.exists() and metrics.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+
+
 @needs_optuna
 def test_a_hopeless_trial_is_pruned_and_its_folder_says_so(corpus, tmp_path):
     # one learning rate that learns and one that cannot: once one trial has completed, the
@@ -236,11 +245,7 @@ def test_an_interrupted_sweep_resumes(corpus, tmp_path):
     out = tmp_path / "sweep"
     args = (corpus, "--space", space, "--trials", 2, "--out", out)
     proc = worker(*args)
-    metrics = out / "trial-0000" / "metrics.jsonl"
-    deadline = time.monotonic() + 60
-    while not (metrics.exists() and metrics.read_text().strip()):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    started_training(proc, out)
     proc.send_signal(signal.SIGINT)
     code, _, err = finish(proc)
     assert code == 130, err
@@ -259,18 +264,29 @@ def test_an_interrupted_sweep_resumes(corpus, tmp_path):
 
 
 @needs_optuna
-def test_sigterm_between_steps_exits_143(corpus, tmp_path):
+def test_sigterm_exits_143(corpus, tmp_path):
     space = write_space(tmp_path, steps=300)
     proc = worker(corpus, "--space", space, "--trials", 1, "--out", tmp_path / "sweep")
-    metrics = tmp_path / "sweep" / "trial-0000" / "metrics.jsonl"
-    deadline = time.monotonic() + 60
-    while not (metrics.exists() and metrics.read_text().strip()):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    started_training(proc, tmp_path / "sweep")
     proc.send_signal(signal.SIGTERM)
     code, _, err = finish(proc)
     assert code == 143, err
     assert trials_of(tmp_path / "sweep")[0].user_attrs["interrupted"]
+
+
+@needs_optuna
+def test_the_trial_of_a_killed_worker_is_run_again(corpus, tmp_path):
+    space = write_space(tmp_path, steps=300)
+    args = (corpus, "--space", space, "--trials", 1, "--out", tmp_path / "sweep")
+    proc = worker(*args)
+    started_training(proc, tmp_path / "sweep")
+    proc.kill()  # no handler runs: the storage still says the trial is running
+    proc.communicate()
+    assert trials_of(tmp_path / "sweep")[0].state.name == "RUNNING"
+    code, stdout, err = finish(worker(*args))
+    assert code == 0, err
+    assert [t.state.name for t in trials_of(tmp_path / "sweep")] == ["FAIL", "COMPLETE"]
+    assert "its worker ended without finishing it" in stdout
 
 
 # ---- SPACE.yaml ---------------------------------------------------------------------------------
@@ -330,8 +346,12 @@ def test_usage_and_folder_errors(corpus, tmp_path):
                        "--out", tmp_path / "s"), "does not exist")
     assert run("tune", corpus, "--space", space, "--trials", 1, "--out", tmp_path / "s",
                "--pruner", "none").exit_code == 0
+    assert run("tune", corpus, "--space", space, "--trials", 2, "--out", tmp_path / "h",
+               "--pruner", "hyperband").exit_code == 0
     one_line_error(run("tune", corpus, "--space", space, "--trials", 1, "--out", tmp_path / "s",
                        "--study", "other"), "holds the trials of study 'charrnn'")
+    one_line_error(run("tune", "--report", tmp_path / "s", "--study", "other"),
+                   "no study 'other'")
     other = write_space(tmp_path, searched={"lr": [0.01, 0.02]})
     one_line_error(run("tune", corpus, "--space", other, "--trials", 2, "--out", tmp_path / "s"),
                    "started with another search space")
