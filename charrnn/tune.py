@@ -21,6 +21,8 @@ from typing import Optional
 
 import numpy as np
 
+import charrnn
+
 from . import config as config_mod, interrupt, rundir
 from .errors import CharrnnError
 from .loss import bits
@@ -288,16 +290,18 @@ def _alive(pid):
     return True
 
 
-def _fail_dead_local(study):
-    """Mark failed the running trials of this machine whose worker process is gone (killed with
-    SIGKILL, say), so that they are run again rather than waited for. (Other machines' dead
-    workers: an RDB storage's heartbeat does this; a journal on a shared folder cannot tell.)"""
+def _fail_dead_workers(optuna, study):
+    """Mark failed the running trials whose worker is gone (killed with SIGKILL, say), so that
+    they are run again rather than waited for: on an RDB storage those whose heartbeat stopped,
+    on any storage those of this machine whose process is gone. (A journal on a shared folder
+    cannot tell that another machine's worker died.)"""
+    optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False):
         pid = t.user_attrs.get("pid")
         if (t.state.name == "RUNNING" and t.user_attrs.get("host") == host
                 and isinstance(pid, int) and pid != os.getpid() and not _alive(pid)):
-            study.tell(t.number, state=_optuna().trial.TrialState.FAIL, skip_if_finished=True)
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
 
 # ---- running the sweep ------------------------------------------------------------------------
@@ -308,7 +312,7 @@ class SweepStopped(KeyboardInterrupt):
 
     def __init__(self, signum, message):
         super().__init__(message)
-        self.signum = signum
+        self.signum = int(signum)
 
 
 class _Signalled(KeyboardInterrupt):
@@ -366,14 +370,14 @@ def run(corpus, space, out, trials, *, study=None, storage=None, pruner="median"
         with interrupt.StopRequests() as stop:
             objective = _Objective(the_study, space, paths, out, trials, seed, stop, log)
             while stop.signum is None:
-                _fail_dead_local(the_study)
+                _fail_dead_workers(optuna, the_study)
                 if sum(map(_taken, the_study.get_trials(deepcopy=False))) >= trials:
                     break
                 try:
                     the_study.optimize(objective, n_trials=1,
                                        catch=(CharrnnError, MemoryError, _Surplus))
                 except KeyboardInterrupt as e:
-                    signum = getattr(e, "signum", None) or stop.signum or 2
+                    signum = getattr(e, "signum", None) or stop.signum or signal.SIGINT
                     raise SweepStopped(signum, objective.stopped_message or
                                        "interrupted") from None
                 if objective.surplus:
@@ -429,24 +433,13 @@ class _Objective:
             except OSError as e:
                 raise CharrnnError(f"cannot create {folder}: {e.strerror or e}") from None
             _write_trial(os.path.join(folder, TRIAL), info)
-            import charrnn
             result = charrnn.train(self.paths, cfg, progress=False,
                                    on_eval=lambda rec: self._on_eval(trial, cfg, rec, seen))
         except optuna.TrialPruned as e:
             self._end(trial, folder, info, "PRUNED", seen, note=str(e))
             raise
         except KeyboardInterrupt as e:  # charrnn.Stopped, or a signal seen outside train
-            res = getattr(e, "result", None)
-            signum = res.stopped_by if res is not None else self.stop.signum or 2
-            step = res.step if res is not None else (seen[-1]["step"] if seen else 0)
-            name = signal.Signals(signum).name
-            saved = os.path.join(folder, rundir.LAST)
-            note = f"interrupted by {name} at step {step}" + (
-                f"; {saved} saved" if os.path.exists(saved) else "")
-            self.stopped_message = (f"{name}: trial {trial.number} {note}; marked failed; run "
-                                    f"the same command to continue the study")
-            self._end(trial, folder, info, "FAIL", seen, note=note, interrupted=True, result=res)
-            e.signum = signum
+            self._interrupted(e, trial, folder, info, seen)
             raise
         except (CharrnnError, MemoryError) as e:
             message = str(e) if isinstance(e, CharrnnError) else "out of memory"
@@ -459,6 +452,20 @@ class _Objective:
             raise
         self._end(trial, folder, info, "COMPLETE", seen, result=result)
         return result.best_val
+
+    def _interrupted(self, e, trial, folder, info, seen):
+        """Record a trial that a signal stopped as failed, and not finished: it is run again."""
+        res = getattr(e, "result", None)
+        signum = res.stopped_by if res is not None else self.stop.signum or signal.SIGINT
+        step = res.step if res is not None else (seen[-1]["step"] if seen else 0)
+        name = signal.Signals(signum).name
+        saved = os.path.join(folder, rundir.LAST)
+        note = f"interrupted by {name} at step {step}" + (
+            f"; {saved} saved" if os.path.exists(saved) else "")
+        self.stopped_message = (f"{name}: trial {trial.number} {note}; marked failed; run the "
+                                f"same command to continue the study")
+        self._end(trial, folder, info, "FAIL", seen, note=note, interrupted=True, result=res)
+        e.signum = int(signum)
 
     def _on_eval(self, trial, cfg, rec, seen):
         seen.append(rec)
