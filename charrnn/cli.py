@@ -249,3 +249,56 @@ def viz(ckpt, textfile, output, chars, live):
     size = viz_mod.write_page(model, text, output, chars=chars, live=live)
     shown = f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
     click.echo(f"wrote {output} ({shown})", err=True)
+
+
+@main.command("tune", context_settings=CONTEXT)
+@click.argument("corpus", nargs=-1, type=click.Path())
+@click.option("--space", type=click.Path(dir_okay=False),
+              help="SPACE.yaml: fixed config keys, and searched ones (a list of choices, or "
+                   "{low, high} with optional log or step)")
+@click.option("--trials", type=click.IntRange(min=1),
+              help="finished trials the study should have, counted over all its workers")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="the sweep's folder: trial-NNNN/ runs, journal.log, best.yaml")
+@click.option("--study", "study_name", help="study name  [default: charrnn]")
+@click.option("--storage", help="an Optuna storage URL (postgresql://...) or a journal file, "
+                                "shared by the workers  [default: DIR/journal.log]")
+@click.option("--pruner", type=click.Choice(["none", "median", "hyperband"]), default="median",
+              show_default=True, help="stops hopeless trials at an evaluation")
+@click.option("--pruner-startup", type=click.IntRange(min=0), default=5, show_default=True,
+              help="median: complete trials before any pruning")
+@click.option("--pruner-warmup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="steps of a trial before it may be pruned")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="seeds the sampler and each trial's run")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="print the table of the sweep in this folder and write its best.yaml; "
+                   "train nothing")
+@click.pass_context
+def tune_cmd(ctx, corpus, space, trials, out, study_name, storage, pruner, pruner_startup,
+             pruner_warmup, seed, report_dir):
+    """Sweep hyperparameters with Optuna: trials on CORPUS until the study has --trials.
+
+    Start the same command on several machines (with a shared --storage) to share one study.
+    Needs Optuna: pip install 'charrnn[tune]'.
+    """
+    from . import tune as tune_mod
+    if report_dir is not None:
+        if corpus or space or trials or out:
+            raise click.UsageError("--report takes no CORPUS, --space, --trials or --out")
+        rep = tune_mod.report(report_dir, study=study_name, storage=storage)
+    else:
+        missing = [name for name, v in (("CORPUS", corpus), ("--space", space),
+                                        ("--trials", trials), ("--out", out)) if not v]
+        if missing:
+            raise click.UsageError(f"missing {', '.join(missing)} (or --report DIR)")
+        try:
+            rep = tune_mod.run(list(corpus), space, out, trials, study=study_name,
+                               storage=storage, pruner=pruner, pruner_startup=pruner_startup,
+                               pruner_warmup=pruner_warmup, seed=seed,
+                               log=lambda text: click.echo(text, err=True))
+        except tune_mod.SweepStopped as stopped:
+            click.echo(str(stopped), err=True)
+            ctx.exit(128 + stopped.signum)
+    for line in tune_mod.table_lines(rep):
+        click.echo(line)
