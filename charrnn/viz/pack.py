@@ -2,14 +2,14 @@
 end to end, deflated and base64-encoded; the page unpacks them with DecompressionStream.
 
 A quantised array holds codes 0, 1, 2, ... standing for lo + code * STEP, so a value is off by at
-most STEP / 2, the same for a gate in [0, 1] (16 codes) and a state in [-1, 1] (31 codes).
+most STEP / 2, the same for a gate in [0, 1] (11 codes) and a state in [-1, 1] (21 codes).
 """
 import base64
 import zlib
 
 import numpy as np
 
-STEP = 1 / 15  # about the finest difference a colour scale shows; finer costs page size
+STEP = 1 / 10  # a colour scale of 21 shades (11 for a gate): finer steps cost page size
 
 DTYPES = {"uint8": "Uint8Array", "uint16": "Uint16Array", "float32": "Float32Array"}
 """The dtypes a blob holds, by their JavaScript typed array (little-endian, as the page reads)."""

@@ -141,7 +141,7 @@
     const v = values(sel.layer, sel.state, sel.unit)[t];
     box.replaceChildren(
       el("div", {class: "head"}, "after ", el("code", {}, shown(text[t])),
-         ` (character ${t}): ${sel.state}, layer ${sel.layer}, unit ${sel.unit} = ${v.toFixed(3)}`),
+         ` (character ${t}): ${sel.state}, layer ${sel.layer}, unit ${sel.unit} \u2248 ${v.toFixed(2)}`),
       el("div", {}, "the model's guesses for the next character:"));
     const table = el("table", {});
     for (let k = 0; k < TOP; k++) {
