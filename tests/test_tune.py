@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from charrnn import config, tune
 from charrnn.cli import main
+from charrnn.space import parse_space
 
 try:
     import optuna
@@ -292,9 +293,9 @@ def test_the_trial_of_a_killed_worker_is_run_again(corpus, tmp_path):
 # ---- SPACE.yaml ---------------------------------------------------------------------------------
 
 def test_a_space_is_read_as_a_config_is():
-    space = tune.parse_space("cell: [rnn, gru]\nlr: {low: 1e-4, high: '3e-2', log: true}\n"
-                             "hidden_size: {low: 32, high: 128, step: 32}\nlayers: 2\n"
-                             "dropout: {low: 0, high: 0.5}\ntime_limit: [null, 30]\n")
+    space = parse_space("cell: [rnn, gru]\nlr: {low: 1e-4, high: '3e-2', log: true}\n"
+                        "hidden_size: {low: 32, high: 128, step: 32}\nlayers: 2\n"
+                        "dropout: {low: 0, high: 0.5}\ntime_limit: [null, 30]\n")
     assert space.fixed == {"layers": 2}
     assert space.searched == {"cell": ["rnn", "gru"], "lr": {"low": 1e-4, "high": 3e-2,
                                                              "log": True},
