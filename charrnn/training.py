@@ -14,7 +14,8 @@ from typing import Optional
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, config as config_mod, data, interrupt, model, optim, report, rundir
+from . import checkpoint, config as config_mod, data, interrupt, model, optim, report, rundir, \
+    runtime
 from .errors import CharrnnError
 from .evaluate import score
 from .loss import bits
@@ -236,10 +237,20 @@ def train(cfg, corpus, run_dir, resume=None, progress=True, echo=None, init_from
     is called with each evaluation's metrics line once its checkpoints are saved; an exception
     it raises ends the run there (charrnn tune prunes trials this way). A SIGINT or SIGTERM stops
     the run after the current step with last.npz saved; train then raises Stopped. Signal
-    handlers are put back as they were before it returns or raises.
+    handlers and the BLAS's thread count are put back as they were before it returns or raises.
     """
     echo = echo or (lambda text: None)
     wall_start = time.perf_counter()  # the time limit counts from here, steps: auto's probe too
+    # `threads: none` is every CPU this process may use, fixed in config.yaml and the checkpoint
+    # as the number it was: the same thread count gives the same bits
+    cfg = dataclasses.replace(cfg, threads=cfg.threads or runtime.available_cpus())
+    echo(runtime.describe(cfg.threads, cfg.batch_size))
+    with runtime.use_threads(cfg.threads):
+        return _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval,
+                      wall_start)
+
+
+def _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval, wall_start):
     if cfg.steps == config_mod.AUTO:
         cfg = fit_steps(cfg, corpus, init_from, wall_start, echo)
     run = Run(cfg, corpus, resume, init_from)
@@ -272,7 +283,8 @@ def train(cfg, corpus, run_dir, resume=None, progress=True, echo=None, init_from
             run.loss_sum, run.loss_count = 0.0, 0
         rec = {"step": run.step, "chars": run.chars, "elapsed": round(run.elapsed, 3),
                "train_loss": train_loss, "train_bpc": bits(train_loss),
-               "val_loss": val, "val_bpc": bits(val), "lr": lr_for(cfg, max(run.step - 1, 0))}
+               "val_loss": val, "val_bpc": bits(val), "lr": lr_for(cfg, max(run.step - 1, 0)),
+               "threads": cfg.threads}
         improved = val < run.best_val
         if improved and on_grid:
             run.best_val = val
