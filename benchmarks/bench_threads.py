@@ -205,6 +205,9 @@ def step_model(args):
                 k = min(c, N // MIN_ROWS) blocks (t: the measured one-thread time of that
                 product; elementwise: the time loops of a one-thread step, timed inside it,
                 minus their products)
+                and at least k * serial: the GIL lets one block at a time through the Python
+                and call overhead of its NumPy calls (serial: a one-row window, whose
+                arithmetic is negligible, timed at one thread)
     step(c)   = loops(c) + (rest - fixed) / c + fixed
                 (rest: the one-thread step minus its loops, i.e. window-wide products, softmax,
                 input lookup, Adam; fixed: Adam and clipping, measured, taken not to shrink)
@@ -212,9 +215,10 @@ def step_model(args):
     ids, V = corpus_ids(CORPUS, 65)
     N, T = 64, 100
     print("assumptions: blocks and product pieces run side by side without slowing each other "
-          "(no GIL contention, no shared-cache or memory-bandwidth limit, no SMT); a block's "
+          "(no shared-cache or memory-bandwidth limit, no SMT); a block's "
           "product runs at the one-thread speed measured for its (N/k, H) shape; the window-wide "
-          "work splits evenly over c threads; Adam and clipping stay serial.")
+          "work splits evenly over c threads; the Python and call overhead of the blocks' NumPy "
+          "calls is serial (the GIL); Adam and clipping stay serial.")
     for cell, H, layers in (("rnn", 256, 1), ("rnn", 512, 1), ("lstm", 256, 2), ("gru", 256, 2)):
         G = CELLS[cell].GATES * H
         spec = model.ModelSpec(cell, V, H, layers, 0.0, "float32")
@@ -229,6 +233,9 @@ def step_model(args):
                                           optim.apply("adam", params, grads, opt, 1e-9)), 5)
         with runtime.use_threads(2):
             two, _ = best_time(step, 3)
+        with runtime.use_threads(1):
+            one_row = [cell_window(cell, 1, H, T) for _ in range(layers)]
+            serial, _ = best_time(lambda: [w() for w in one_row], 5)
 
         measured = {}
 
@@ -243,11 +250,13 @@ def step_model(args):
 
         def predict(c):
             k = max(1, min(c, N // runtime.MIN_ROWS))
-            return loop_products(k) + elementwise / k + (rest - fixed) / c + fixed
+            loops_c = max(loop_products(k) + elementwise / k, k * serial)
+            return loops_c + (rest - fixed) / c + fixed
         print(f"\n{cell} {layers}x{H}, batch {N} x {T}: measured 1 thread {1e3 * one:.0f} ms, "
               f"2 threads {1e3 * two:.0f} ms ({one / two:.2f}x). One-thread parts: loop products "
               f"{1e3 * products1:.0f} ms, loop elementwise {1e3 * elementwise:.0f} ms, rest "
-              f"{1e3 * rest:.0f} ms of which Adam + clipping {1e3 * fixed:.1f} ms")
+              f"{1e3 * rest:.0f} ms of which Adam + clipping {1e3 * fixed:.1f} ms; a one-row "
+              f"window (the GIL-held part of a block) {1e3 * serial:.0f} ms")
         for c in (2, 4, 8, 16):
             t = predict(c)
             print(f"  {c:2d} cores: predicted {1e3 * t:6.0f} ms/step, {N * T / t:9,.0f} chars/s, "

@@ -50,7 +50,7 @@ def main(argv=None):
 
     def timed_run(fn, slices):
         # the cells' time loops are closures named `loop`; everything else sent to the two
-        # threads is a cut window-wide product or the softmax's row halves
+        # threads is a cut window-wide product or the softmax's row blocks
         kind = {"loop": f"time loop, {fn.__qualname__.split('.')[0]}"}.get(fn.__name__)
         if kind is None:
             kind = "softmax" if "forward" in fn.__qualname__ else "window-wide products"
