@@ -142,3 +142,27 @@ def test_one_hot_transpose_product_is_the_scatter(D):
     np.add.at(expected, ids, da2)
     np.testing.assert_allclose(_input.one_hot_transpose_product(ids, da2, D), expected,
                                rtol=1e-12, atol=1e-12)
+
+
+def test_train_fixes_and_records_its_thread_count(tmp_path):
+    """charrnn.train on tiny.yaml with a batch of 4 blocks: the thread count it used is in
+    config.yaml, the checkpoint and every metrics line, and the same count repeats the bits."""
+    import json
+    import os
+
+    import charrnn
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    corpus = os.path.join(root, "data", "tinyshakespeare.txt")
+    tiny = os.path.join(root, "configs", "tiny.yaml")
+    runs = {}
+    for name, threads in (("a", 3), ("b", 3), ("default", None)):
+        out = tmp_path / name
+        charrnn.train(corpus, tiny, out=out, batch_size=64, steps=5, eval_every=5,
+                      sample_length=0, threads=threads, progress=False)
+        runs[name] = charrnn.load(out / "last.npz")
+        lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        expect = threads or runtime.available_cpus()
+        assert runs[name].config.threads == expect
+        assert [rec["threads"] for rec in lines] == [expect]
+    for k, v in runs["a"].params.items():
+        np.testing.assert_array_equal(v, runs["b"].params[k], err_msg=k)
