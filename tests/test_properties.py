@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from charrnn import checkpoint, config, corpus, data
+from charrnn import config, corpus, data
 from charrnn.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
