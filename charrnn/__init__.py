@@ -150,7 +150,7 @@ def train(corpus, config=None, *, progress=True, log=None, on_eval=None, resume=
         run_dir.refuse_a_run()  # before reading the corpus, which may take a while; claim()
         # below checks again, under the lock, where it cannot race another process
     text = corpus_mod.open_corpus(paths, cfg.cache_dir, vocab=ck.vocab if ck else None,
-                                  progress=progress)
+                                  progress=progress, warn=log)
     if resume is not None:
         resume_mod.check_corpus(ck, text, resume)
     with run_dir.claim(fresh=fresh, overwrite=overwrite):
