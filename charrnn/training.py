@@ -244,7 +244,6 @@ def train(cfg, corpus, run_dir, resume=None, progress=True, echo=None, init_from
     # `threads: none` is every CPU this process may use, fixed in config.yaml and the checkpoint
     # as the number it was: the same thread count gives the same bits
     cfg = dataclasses.replace(cfg, threads=cfg.threads or runtime.available_cpus())
-    echo(runtime.describe(cfg.threads, cfg.batch_size))
     with runtime.use_threads(cfg.threads):
         return _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval,
                       wall_start)
@@ -254,6 +253,8 @@ def _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval, wal
     if cfg.steps == config_mod.AUTO:
         cfg = fit_steps(cfg, corpus, init_from, wall_start, echo)
     run = Run(cfg, corpus, resume, init_from)
+    # after Run(), whose checks of the corpus and the sizes end a bad run with one line
+    echo(runtime.describe(cfg.threads, cfg.batch_size))
     n_params = sum(p.size for p in run.params.values())
     echo(f"corpus {corpus.source}: {len(corpus):,} characters, vocabulary of {len(corpus.vocab)}; "
          f"{cfg.cell} {cfg.layers}x{cfg.hidden_size}, {n_params:,} parameters; "
