@@ -149,7 +149,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     print(machine_line())
-    print(blas_setup(args.threads))
+    print(blas_setup(args.threads, 1))  # generation runs at batch 1
     if torch is not None and not args.no_torch:
         torch.set_num_threads(args.threads)
         print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
