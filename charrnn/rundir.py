@@ -83,7 +83,8 @@ def write_text_atomic(path, text):
 HOLDER_WAIT = 0.5  # seconds a refused run waits for the lock's holder to name itself
 
 
-def _alive(pid):
+def process_alive(pid):
+    """Whether a process with this PID exists (on this machine)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -192,7 +193,7 @@ class RunDir:
             except OSError:
                 holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
                 os.close(fd)
-                if holder.isdigit() and _alive(int(holder)):
+                if holder.isdigit() and process_alive(int(holder)):
                     raise CharrnnError(f"{self.path} is in use by process {holder}") from None
                 if time.monotonic() >= deadline:
                     raise CharrnnError(f"{self.path} is in use by another process") from None

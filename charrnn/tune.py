@@ -157,16 +157,6 @@ def _taken(t):
     return _finished(t) or t.state.name == "RUNNING"
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _fail_dead_workers(optuna, study):
     """Mark failed the running trials whose worker is gone (killed with SIGKILL, say), so that
     they are run again rather than waited for: on an RDB storage those whose heartbeat stopped,
@@ -177,7 +167,8 @@ def _fail_dead_workers(optuna, study):
     for t in study.get_trials(deepcopy=False):
         pid = t.user_attrs.get("pid")
         if (t.state.name == "RUNNING" and t.user_attrs.get("host") == host
-                and isinstance(pid, int) and pid != os.getpid() and not _alive(pid)):
+                and isinstance(pid, int) and pid != os.getpid()
+                and not rundir.process_alive(pid)):
             study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
 
