@@ -206,9 +206,12 @@ class RunDir:
             if same:
                 break
             os.close(fd)  # the holder released and removed it meanwhile: lock the new one
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         self._lock_fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        except OSError:
+            pass  # a full disk: the lock holds all the same; a refused run names no PID
 
     def release(self):
         """Give the folder up: remove the lock file, then unlock (in that order, see _lock)."""
