@@ -11,9 +11,7 @@ Each prints what it measured; ratios are from the same run. Add --busy to run be
 CPU-bound process pinned to CPU 1 (a user's laptop is never idle).
 """
 import argparse
-import contextlib
 import os
-import subprocess
 import sys
 import time
 
@@ -24,22 +22,8 @@ sys.path.insert(0, ROOT)
 
 from charrnn import data, model, optim, runtime  # noqa: E402
 from charrnn.cells import CELLS  # noqa: E402
-from common import CORPUS, corpus_ids  # noqa: E402
+from common import CORPUS, busy, corpus_ids  # noqa: E402
 
-
-@contextlib.contextmanager
-def busy(on):
-    """One CPU-bound process pinned to CPU 1 while the block runs, when on."""
-    if not on:
-        yield
-        return
-    hog = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.5)
-        yield
-    finally:
-        hog.kill()
-        hog.wait()
 
 
 def best_time(fn, repeat=7, number=1):

@@ -25,7 +25,6 @@ Without PyTorch installed only charrnn's figures are printed. charrnn's step run
 runtime.use_threads(--threads), which also sets the BLAS pool to that many threads.
 """
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -41,7 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from charrnn import data, model, optim, runtime  # noqa: E402
-from common import CORPUS, add_model_args, corpus_ids  # noqa: E402
+from common import CORPUS, busy, add_model_args, corpus_ids  # noqa: E402
 
 LR, CLIP = 2e-3, 5.0
 
@@ -58,20 +57,6 @@ def blas_setup(threads, N):
     blas_setup.keep.__enter__()
     return runtime.describe(threads, N)
 
-
-@contextlib.contextmanager
-def busy(on):
-    """One CPU-bound process pinned to CPU 1 while the block runs, when on."""
-    if not on:
-        yield
-        return
-    hog = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.5)
-        yield
-    finally:
-        hog.kill()
-        hog.wait()
 
 
 def machine_line():

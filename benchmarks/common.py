@@ -1,7 +1,11 @@
-"""What the training benchmarks share and that needs no PyTorch: the corpus and the model-size
-arguments. (bench_train.py imports PyTorch when it is installed; profile_step.py must not, so
-that a profile of charrnn's step sees only charrnn's libraries.)"""
+"""What the training benchmarks share and that needs no PyTorch: the corpus, the model-size
+arguments and a busy core. (bench_train.py imports PyTorch when it is installed;
+profile_step.py must not, so that a profile of charrnn's step sees only charrnn's libraries.)"""
+import contextlib
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 
@@ -28,3 +32,18 @@ def add_model_args(ap):
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=100)
+
+
+@contextlib.contextmanager
+def busy(on):
+    """One CPU-bound process pinned to CPU 1 while the block runs, when on."""
+    if not on:
+        yield
+        return
+    hog = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
