@@ -16,7 +16,6 @@ from charrnn.cli import main
 from test_resume import read_only, snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 TINY = os.path.join(ROOT, "configs", "tiny.yaml")
 QUICK = ["--config", TINY, "--steps", 10, "--eval-every", 5, "--sample-length", 0]
 
@@ -43,11 +42,8 @@ def assert_one_line_error(result, *fragments, code=1):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "small.txt"
-    with open(SHAKESPEARE, encoding="utf-8") as f:
-        path.write_text(f.read(4000), encoding="utf-8")
-    return path
+def corpus(shakespeare_excerpt):
+    return shakespeare_excerpt(4000)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 ROUNDS = 20
 SEEDS = (1, 2)
 
@@ -98,11 +97,8 @@ def check_round(out, results):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "small.txt"
-    with open(SHAKESPEARE, encoding="utf-8") as f:
-        path.write_text(f.read(3000), encoding="utf-8")
-    return path
+def corpus(shakespeare_excerpt):
+    return shakespeare_excerpt(3000)
 
 
 def test_two_trainings_started_together_into_one_folder(corpus, tmp_path):

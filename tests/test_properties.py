@@ -25,7 +25,6 @@ from charrnn import config, corpus, data
 from charrnn.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 KEYS = [f.name for f in dataclasses.fields(config.TrainConfig)]
 EXPLORE = os.environ.get("CHARRNN_HYPOTHESIS") == "explore"
 # a model that trains in milliseconds; evaluations at steps 2 and 4
@@ -67,11 +66,8 @@ def arrays(path):
 
 
 @pytest.fixture(scope="module")
-def text(tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "small.txt"
-    with open(SHAKESPEARE, encoding="utf-8") as f:
-        path.write_text(f.read(3000), encoding="utf-8")
-    return path
+def text(shakespeare_excerpt):
+    return shakespeare_excerpt(3000)
 
 
 @pytest.fixture(scope="module")

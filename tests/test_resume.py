@@ -21,7 +21,6 @@ from charrnn import checkpoint, cli, model, training
 from charrnn.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 TINY = os.path.join(ROOT, "configs", "tiny.yaml")
 # two stacked LSTM layers with dropout: the carried (h, c) state and the dropout generator must
 # both come back from the checkpoint; a 4,000-character corpus makes the streams wrap (24
@@ -34,11 +33,8 @@ TIMING = ("elapsed",)
 
 
 @pytest.fixture(scope="module")
-def small_corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "small.txt"
-    with open(SHAKESPEARE, encoding="utf-8") as f:
-        path.write_text(f.read(4000), encoding="utf-8")
-    return path
+def small_corpus(shakespeare_excerpt):
+    return shakespeare_excerpt(4000)
 
 
 def single_threaded():

@@ -29,7 +29,6 @@ needs_optuna = pytest.mark.skipif(optuna is None, reason="Optuna is not installe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "configs", "tiny.yaml")
-SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 SEARCHED = {"hidden_size": [16, 32], "lr": {"low": 1e-3, "high": 3e-2, "log": True}}
 
 
@@ -44,11 +43,8 @@ def one_line_error(result, fragment, code=1):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "shakespeare-20k.txt"
-    with open(SHAKESPEARE, encoding="utf-8") as f:
-        path.write_text(f.read(20000), encoding="utf-8")
-    return path
+def corpus(shakespeare_excerpt):
+    return shakespeare_excerpt(20000)
 
 
 def write_space(folder, searched=SEARCHED, **fixed):
