@@ -59,10 +59,12 @@ class TrainConfig:
     lr_schedule: str = _key("constant", "learning-rate schedule after warmup",
                             choices=LR_SCHEDULES)
     warmup_steps: int = _key(0, "ramp the learning rate up linearly over N steps", low=0)
-    lr_min: float = _key(0.0, "cosine: the learning rate reached at --steps", low=0.0)
+    lr_min: float = _key(0.0, "cosine, wsd: the learning rate reached at --steps", low=0.0)
     lr_decay: float = _key(0.5, "step: multiply the learning rate by this ...", low=0.0, high=1.0,
                            low_open=True)
     lr_decay_every: int = _key(1000, "step: ... every N steps", low=1)
+    lr_decay_frac: float = _key(0.2, "wsd: the last share of --steps over which the rate falls "
+                                "linearly to lr_min", low=0.0, high=1.0, low_open=True)
     clip: float = _key(5.0, "gradient clipping threshold (0 = off)", low=0.0)
     clip_mode: str = _key("norm", "clip the global norm or each value", choices=("norm", "value"))
     # run length, logging, speed
@@ -87,7 +89,7 @@ class TrainConfig:
 # optimizer slots, seed) and must stay as it was; `out` is always the checkpoint's folder.
 RESUMABLE = ("lr", "clip", "clip_mode", "steps", "time_limit", "eval_every", "sample_length",
              "keep_last", "lr_schedule", "warmup_steps", "lr_min", "lr_decay", "lr_decay_every",
-             "patience", "eval_chars", "cache_dir", "threads")
+             "lr_decay_frac", "patience", "eval_chars", "cache_dir", "threads")
 
 
 def _types():

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 OPTIMIZERS = ("adam", "adagrad", "sgd")
-LR_SCHEDULES = ("constant", "cosine", "step")
+LR_SCHEDULES = ("constant", "cosine", "step", "wsd")
 SLOTS = {"adam": ("m", "v"), "adagrad": ("g2",), "sgd": ("mom",)}
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -88,7 +88,7 @@ def apply(kind, params, grads, state, lr):
 
 
 def lr_at(step, lr, schedule="constant", total_steps=1, warmup_steps=0, lr_min=0.0, decay=0.5,
-          decay_every=1000):
+          decay_every=1000, decay_frac=0.2):
     """The learning rate of update number `step` (0 for the first): a pure function of the step,
     so a resumed run continues the schedule exactly.
 
@@ -98,6 +98,9 @@ def lr_at(step, lr, schedule="constant", total_steps=1, warmup_steps=0, lr_min=0
     cosine:   lr_min + (lr - lr_min) * (1 + cos(pi * min(s / S, 1))) / 2, reaching lr_min at
               total_steps and staying there
     step:     lr * decay ** (s // decay_every)
+    wsd:      warmup-stable-decay: lr until the last decay_frac of S, then a straight line down
+              to lr_min at total_steps. A run that does not know how far it will get can train
+              at full rate for longer than under a cosine, which starts falling at once.
     """
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
@@ -109,4 +112,12 @@ def lr_at(step, lr, schedule="constant", total_steps=1, warmup_steps=0, lr_min=0
         return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
     if schedule == "step":
         return lr * decay ** (s // decay_every)
+    if schedule == "wsd":
+        span = max(total_steps - warmup_steps, 1)
+        if s >= span:
+            return lr_min
+        decay_start = span * (1.0 - decay_frac)
+        if s <= decay_start:
+            return lr
+        return lr + (lr_min - lr) * (s - decay_start) / (span - decay_start)
     raise ValueError(f"unknown learning-rate schedule {schedule!r}")

@@ -123,7 +123,7 @@ def echo_stderr(text):
 def lr_for(cfg, step):
     """The learning rate of update number step (0-based) under cfg's schedule."""
     return optim.lr_at(step, cfg.lr, cfg.lr_schedule, cfg.steps, cfg.warmup_steps, cfg.lr_min,
-                       cfg.lr_decay, cfg.lr_decay_every)
+                       cfg.lr_decay, cfg.lr_decay_every, cfg.lr_decay_frac)
 
 
 def _keep_a_better_best(run, best_path, echo):
@@ -145,12 +145,14 @@ def _keep_a_better_best(run, best_path, echo):
         run.best_floor = saved.best_val
 
 
+ANNEALING = ("cosine", "wsd")  # schedules that end low at `steps`, so a cut stops them high
 NOTICE_AFTER_STEPS = 50  # steps timed before estimating where the time limit will fall
 NOTICE_BELOW = 0.95  # share of `steps` under which the cut is worth a note (the estimate is rough)
 
 
 def time_limit_notice(cfg, start_step, step, wall):
-    """A line when cfg's time limit will stop a cosine schedule well before its end, else None.
+    """A line when cfg's time limit will stop an annealing schedule (cosine or wsd) well before
+    its end, else None.
 
     start_step..step took wall seconds; the steps left in the limit are estimated at that pace
     (evaluations will make it a little slower). The suggested --steps leaves a tenth for them.
@@ -160,7 +162,7 @@ def time_limit_notice(cfg, start_step, step, wall):
         return None
     suggested = max(100, int(0.9 * reachable) // 100 * 100)
     return (f"Note: at this pace the {cfg.time_limit:g} s time limit stops the run near step "
-            f"{reachable:,} of {cfg.steps:,}, where the cosine schedule is still at lr "
+            f"{reachable:,} of {cfg.steps:,}, where the {cfg.lr_schedule} schedule is still at lr "
             f"{lr_for(cfg, reachable):.2g} (it reaches lr_min {cfg.lr_min:g} only at step "
             f"{cfg.steps:,}); to anneal fully within the limit, pass --steps {suggested}")
 
@@ -312,10 +314,10 @@ def _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval, wal
 
     evaluated_at = run.step
     start_step = run.step
-    # a cosine schedule cut short by the time limit ends at a high learning rate: once a few
+    # an annealing schedule cut short by the time limit ends at a high learning rate: once a few
     # steps have been timed, say so (the run itself is not changed, so it stays reproducible)
     notice_at = (start_step + NOTICE_AFTER_STEPS
-                 if cfg.time_limit is not None and cfg.lr_schedule == "cosine" else None)
+                 if cfg.time_limit is not None and cfg.lr_schedule in ANNEALING else None)
     # the bar closes (and clears its line) on errors too, so an error message starts a line
     with interrupt.StopRequests(echo) as stop, bar:
         while run.step < cfg.steps and stop.signum is None:

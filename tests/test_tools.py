@@ -9,6 +9,8 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charrnn import checkpoint, config, corpus, model, optim, report, training
 from charrnn.cli import main
@@ -103,8 +105,37 @@ def test_lr_schedules():
     assert all(a >= b for a, b in zip(values, values[1:]))
     step = dict(lr=1.0, schedule="step", decay=0.5, decay_every=100)
     assert [optim.lr_at(s, **step) for s in (0, 99, 100, 250)] == [1.0, 1.0, 0.5, 0.25]
+    wsd = dict(lr=1.0, schedule="wsd", total_steps=110, warmup_steps=10, lr_min=0.1,
+               decay_frac=0.2)  # held for 80 of the 100 steps after warmup, then 20 down
+    assert [optim.lr_at(s, **wsd) for s in (10, 89, 90)] == [1.0, 1.0, 1.0]
+    assert optim.lr_at(100, **wsd) == pytest.approx(0.55)  # halfway down the line
+    assert optim.lr_at(110, **wsd) == pytest.approx(0.1) == optim.lr_at(500, **wsd)
     with pytest.raises(ValueError):
         optim.lr_at(0, 1.0, "linear")
+
+
+@settings(max_examples=200, derandomize=True, database=None, deadline=None)
+@given(schedule=st.sampled_from(["cosine", "wsd"]), total=st.integers(1, 5000),
+       warmup=st.integers(0, 5000), lr_min_share=st.floats(0.0, 1.0),
+       decay_frac=st.floats(0.0, 1.0, exclude_min=True))
+def test_annealing_schedules_fall_from_lr_to_lr_min(schedule, total, warmup, lr_min_share,
+                                                     decay_frac):
+    """Any cosine or wsd schedule: after warmup it never rises, never leaves [lr_min, lr], and
+    is at lr_min from total_steps on; wsd is at full rate until its decay starts."""
+    lr, lr_min = 3e-3, 3e-3 * lr_min_share
+    at = dict(lr=lr, schedule=schedule, total_steps=total, warmup_steps=warmup, lr_min=lr_min,
+              decay_frac=decay_frac)
+    steps = sorted({warmup, warmup + 1, total - 1, total, total + 1, (warmup + total) // 2,
+                    int(total - decay_frac * (total - warmup)) - 1})
+    values = [optim.lr_at(s, **at) for s in steps if s >= warmup]
+    assert all(a >= b - 1e-12 for a, b in zip(values, values[1:]))
+    assert all(lr_min - 1e-12 <= v <= lr + 1e-12 for v in values)
+    if total > warmup:
+        assert optim.lr_at(total, **at) == pytest.approx(lr_min, abs=1e-12)
+        if schedule == "wsd":
+            hold = (1 - decay_frac) * (total - warmup)
+            held = [s for s in range(warmup, total) if s - warmup <= hold]
+            assert all(optim.lr_at(s, **at) == lr for s in held[:50] + held[-50:])
 
 
 def test_schedule_config_is_checked(tmp_path):
@@ -117,15 +148,19 @@ def test_schedule_config_is_checked(tmp_path):
     one_line_error(run("train", SHAKESPEARE, "--config", bad, "--out", tmp_path), "lr_schedule")
 
 
-def test_logged_lr_follows_the_schedule(books, tmp_path):
+@pytest.mark.parametrize("schedule", ["cosine", "wsd"])
+def test_logged_lr_follows_the_schedule(books, tmp_path, schedule):
     result = run("train", books, *QUICK, "--out", tmp_path, "--steps", 40, "--eval-every", 10,
-                 "--lr-schedule", "cosine", "--warmup-steps", 5, "--lr-min", 1e-4)
+                 "--lr-schedule", schedule, "--warmup-steps", 5, "--lr-min", 1e-4,
+                 "--lr-decay-frac", 0.5)
     assert result.exit_code == 0, result.output
     cfg = config.load(TINY)
+    at = dict(schedule=schedule, total_steps=40, warmup_steps=5, lr_min=1e-4, decay_frac=0.5)
     lrs = [json.loads(line)["lr"] for line in open(tmp_path / "metrics.jsonl")]
-    assert lrs == [pytest.approx(optim.lr_at(s - 1, cfg.lr, "cosine", 40, 5, 1e-4))
-                   for s in (10, 20, 30, 40)]
-    assert optim.lr_at(40, cfg.lr, "cosine", 40, 5, 1e-4) == pytest.approx(1e-4)
+    assert lrs == [pytest.approx(optim.lr_at(s - 1, cfg.lr, **at)) for s in (10, 20, 30, 40)]
+    assert optim.lr_at(40, cfg.lr, **at) == pytest.approx(1e-4)
+    if schedule == "wsd":  # held through step 22 (5 + half of the 35 after warmup), then falling
+        assert lrs[0] == lrs[1] == pytest.approx(cfg.lr) and lrs[2] < cfg.lr
 
 
 def test_time_limit_notice_when_a_cosine_schedule_would_be_cut():
@@ -138,6 +173,9 @@ def test_time_limit_notice_when_a_cosine_schedule_would_be_cut():
     assert training.time_limit_notice(cfg, 0, 50, 0.04) is None  # 12,500 steps fit in 10 s
     resumed = training.time_limit_notice(cfg, 9_100, 9_150, 1.0)  # the limit counts from now
     assert resumed is None
+    held = config.build({"lr": 1e-3, "lr_schedule": "wsd", "steps": 10_000, "time_limit": 10})
+    line = training.time_limit_notice(held, 0, 50, 1.0)  # a cut wsd has not begun its decay
+    assert "the wsd schedule is still at lr 0.001" in line
 
 
 def test_time_limit_notice_in_a_run(books, tmp_path):
