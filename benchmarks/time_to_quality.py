@@ -16,7 +16,7 @@ recurrent models see.
 
 The PyTorch recurrent models copy charrnn's: one-hot input, nn.RNN/nn.GRU/nn.LSTM with dropout
 between layers, dropout on the last layer's output, a linear output layer, Adam with the same
-learning rate, schedule (warm-up, cosine to lr_min over the steps that charrnn's run resolved),
+learning rate and schedule (charrnn's own `lr_for`, over the steps that charrnn's run resolved),
 gradient clipping by global norm, batches of contiguous streams with the state carried.
 Figures depend on this machine's speed; run everything in one invocation and compare the curves,
 not a number from another day.
@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import charrnn  # noqa: E402
-from charrnn import config as config_mod, corpus as corpus_mod, data, optim  # noqa: E402
+from charrnn import config as config_mod, corpus as corpus_mod, data, optim, training  # noqa: E402
 
 CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 NANOGPT = 1.4697  # nanoGPT's published val loss for its 6-layer char transformer on an A100
@@ -113,8 +113,7 @@ def torch_rnn_curve(cfg_dict, ids, vocab_size):
         if wrapped:
             state = None
         for g in opt.param_groups:
-            g["lr"] = optim.lr_at(step, cfg.lr, cfg.lr_schedule, cfg.steps, cfg.warmup_steps,
-                                  cfg.lr_min, cfg.lr_decay, cfg.lr_decay_every)
+            g["lr"] = training.lr_for(cfg, step)
         logits, state = forward(x, state)
         state = detach(state)
         loss = nn.functional.cross_entropy(logits.reshape(-1, V),
