@@ -197,7 +197,26 @@ def fit_steps(cfg, corpus, init_from, wall_start, echo):
     steps = max(1, int(left / (step_time + eval_time / cfg.eval_every)))
     echo(f"steps: auto -> {steps:,} (a step took {step_time * 1e3:,.1f} ms and an evaluation "
          f"{eval_time:,.2f} s here; {cfg.time_limit:g} s time limit)")
-    return dataclasses.replace(cfg, steps=steps)
+    return dataclasses.replace(cfg, steps=steps), eval_time
+
+
+def refit_steps(cfg, step, train_seconds, eval_time, wall):
+    """cfg with `steps` fitted again to its time limit at the pace of its first `step` steps
+    (train_seconds of training, excluding evaluations; `wall` seconds since the limit began),
+    or cfg itself when the new number would change the rate of a step already taken.
+
+    The probe's 50 steps can miss the run's pace by 5-10% on a machine that drifts; the first
+    eval_every steps are a larger sample. Only a schedule whose rates so far do not depend on
+    `steps` (constant, step, wsd before its decay; not cosine) can take a new length without
+    changing what happened: then the resolved config still reproduces the run bit for bit.
+    """
+    left = cfg.time_limit * (1 - AUTO_SPARE) - wall - 2 * eval_time  # this save, the last eval
+    per_step = train_seconds / step + eval_time / cfg.eval_every
+    steps = max(step + 1, step + int(left / per_step))
+    refitted = dataclasses.replace(cfg, steps=steps)
+    if any(lr_for(refitted, s) != lr_for(cfg, s) for s in range(step)):
+        return cfg
+    return refitted
 
 
 def _log_line(rec):
@@ -252,8 +271,12 @@ def train(cfg, corpus, run_dir, resume=None, progress=True, echo=None, init_from
 
 
 def _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval, wall_start):
+    # steps: auto is fitted twice in a fresh run: by a probe before it, then, where the schedule
+    # allows it (refit_steps), at the first evaluation, from the pace of the steps so far
+    refit_at = eval_time = None
     if cfg.steps == config_mod.AUTO:
-        cfg = fit_steps(cfg, corpus, init_from, wall_start, echo)
+        cfg, eval_time = fit_steps(cfg, corpus, init_from, wall_start, echo)
+        refit_at = cfg.eval_every if cfg.eval_every < cfg.steps else None
     run = Run(cfg, corpus, resume, init_from)
     # after Run(), whose checks of the corpus and the sizes end a bad run with one line
     echo(runtime.describe(cfg.threads, cfg.batch_size))
@@ -337,6 +360,16 @@ def _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval, wal
             if run.step % 10 == 0:
                 bar.set_postfix_str(f"loss {loss:.3f} ({bits(loss):.2f} bpc), "
                                     f"{run.chars / run.elapsed:,.0f} chars/s")
+            if run.step == refit_at:
+                refitted = refit_steps(cfg, run.step, run.elapsed, eval_time,
+                                       time.perf_counter() - wall_start)
+                if refitted.steps != cfg.steps:
+                    echo(f"steps: auto -> {refitted.steps:,} at step {run.step:,} (a step took "
+                         f"{run.elapsed / run.step * 1e3:,.1f} ms so far)")
+                    cfg = run.cfg = refitted
+                    rundir.write_text_atomic(run_dir.file(rundir.CONFIG), config_mod.dump(cfg))
+                    bar.total = cfg.steps
+                    bar.refresh()
             if run.step % cfg.eval_every == 0:
                 evaluate_and_save()
                 evaluated_at = run.step

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 import charrnn
-from charrnn import resume as resume_mod, training
+from charrnn import config, resume as resume_mod, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
@@ -90,3 +90,75 @@ def test_the_resolved_config_reproduces_the_run(slow_steps, tmp_path, monkeypatc
 def test_auto_steps_need_a_time_limit(tmp_path):
     with pytest.raises(charrnn.CharrnnError, match="steps: auto needs a time_limit"):
         charrnn.train(SHAKESPEARE, TINY, out=tmp_path / "run", steps="auto", progress=False)
+
+
+@pytest.fixture
+def slower_after_the_probe(monkeypatch):
+    """Steps of the probe (a Run with steps=1) at full speed, the run's own DELAY slower: the
+    probe then overestimates the steps that fit, as on a machine that slows down after it."""
+    real = training.Run.train_step
+
+    def slow(self):
+        if self.cfg.steps != 1:
+            time.sleep(DELAY)
+        return real(self)
+    monkeypatch.setattr(training.Run, "train_step", slow)
+
+
+def test_a_held_schedule_is_refitted_at_the_first_evaluation(slower_after_the_probe, tmp_path,
+                                                             monkeypatch):
+    """wsd: the probe's guess is far too long (its steps had no delay), so without a second fit
+    the limit would stop the run before its decay began. At the first evaluation the steps are
+    fitted again from the pace so far; the run then anneals inside the limit, the new number is
+    what config.yaml and the checkpoints say, and that config reproduces the run bit for bit."""
+    lines, walls, real_train = [], [], training.train
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return real_train(*args, **kwargs)
+        finally:
+            walls.append(time.perf_counter() - start)
+    monkeypatch.setattr(training, "train", timed)
+    auto = tmp_path / "auto"
+    result = charrnn.train(SHAKESPEARE, TINY, out=auto, steps="auto", time_limit=LIMIT,
+                           lr_schedule="wsd", lr_decay_frac=0.3, lr_min=1e-5, eval_every=20,
+                           sample_length=0, keep_last=1000, progress=False, log=lines.append)
+    first = next(line for line in lines if line.startswith("steps: auto ->"))
+    guessed = int(first.split("->")[1].split()[0].replace(",", ""))
+    refit = [line for line in lines if " at step 20 " in line]
+    assert len(refit) == 1, lines
+    steps = resolved_steps(auto)
+    assert steps == int(refit[0].split("->")[1].split()[0].replace(",", ""))
+    assert steps < 0.5 * guessed  # the probe ran ~DELAY faster a step
+    assert result.step >= 0.95 * steps and 0.9 * LIMIT <= walls[0] <= 1.05 * LIMIT
+    ck = charrnn.load(auto / "last.npz").checkpoint
+    assert ck.config.steps == steps
+    assert training.lr_for(ck.config, result.step - 1) < 0.2 * ck.config.lr  # well into its decay
+    monkeypatch.undo()
+    again = tmp_path / "again"
+    charrnn.train(SHAKESPEARE, str(auto / "config.yaml"), out=again, keep_last=1000,
+                  progress=False)
+    common = sorted(set(os.listdir(auto)) & set(os.listdir(again)))
+    periodic = [f for f in common if f.startswith("step-")]
+    assert "step-000020.npz" in periodic and len(periodic) >= 3
+    for name in (periodic[0], periodic[-1]):  # before the refit's step and well after it
+        a, b = np.load(auto / name), np.load(again / name)
+        for key in a.files:
+            if key.startswith(("param/", "optim/", "state/")):
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name} {key}")
+
+
+def test_refit_keeps_a_schedule_whose_past_rates_would_change():
+    base = dict(lr=1e-3, time_limit=10.0, eval_every=20, steps=1000)
+    # 20 steps in 1 s: about 180 more fit in the 9 s left
+    for schedule, changes in (("constant", True), ("step", True), ("wsd", True),
+                              ("cosine", False)):
+        cfg = config.build({**base, "lr_schedule": schedule})
+        refitted = training.refit_steps(cfg, 20, 1.0, 0.1, 1.0)
+        assert (refitted.steps != cfg.steps) == changes, schedule
+        if changes:
+            assert 150 < refitted.steps < 200
+    # wsd whose decay would have begun before step 20 at the new length: kept
+    late = config.build({**base, "lr_schedule": "wsd", "lr_decay_frac": 0.95})
+    assert training.refit_steps(late, 20, 1.0, 0.1, 1.0) is late
