@@ -32,16 +32,23 @@ def resolved_steps(run_dir):
         return yaml.safe_load(f)["steps"]
 
 
-def test_auto_steps_end_the_schedule_at_the_time_limit(slow_steps, tmp_path, monkeypatch):
+@pytest.fixture
+def train_walls(monkeypatch):
+    """The wall time of each training.train call, where the time limit counts from."""
     walls, real_train = [], training.train
 
-    def timed(*args, **kwargs):  # the time limit counts from the start of training.train
+    def timed(*args, **kwargs):
         start = time.perf_counter()
         try:
             return real_train(*args, **kwargs)
         finally:
             walls.append(time.perf_counter() - start)
     monkeypatch.setattr(training, "train", timed)
+    return walls
+
+
+def test_auto_steps_end_the_schedule_at_the_time_limit(slow_steps, tmp_path, train_walls):
+    walls = train_walls
     result = charrnn.train(SHAKESPEARE, TINY, out=tmp_path / "run", steps="auto",
                            time_limit=LIMIT, lr_schedule="cosine", eval_every=20,
                            sample_length=0, progress=False)
@@ -106,20 +113,12 @@ def slower_after_the_probe(monkeypatch):
 
 
 def test_a_held_schedule_is_refitted_at_the_first_evaluation(slower_after_the_probe, tmp_path,
-                                                             monkeypatch):
+                                                             train_walls, monkeypatch):
     """wsd: the probe's guess is far too long (its steps had no delay), so without a second fit
     the limit would stop the run before its decay began. At the first evaluation the steps are
     fitted again from the pace so far; the run then anneals inside the limit, the new number is
     what config.yaml and the checkpoints say, and that config reproduces the run bit for bit."""
-    lines, walls, real_train = [], [], training.train
-
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return real_train(*args, **kwargs)
-        finally:
-            walls.append(time.perf_counter() - start)
-    monkeypatch.setattr(training, "train", timed)
+    lines, walls = [], train_walls
     auto = tmp_path / "auto"
     result = charrnn.train(SHAKESPEARE, TINY, out=auto, steps="auto", time_limit=LIMIT,
                            lr_schedule="wsd", lr_decay_frac=0.3, lr_min=1e-5, eval_every=20,
