@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import charrnn  # noqa: E402
-from charrnn import config as config_mod, corpus as corpus_mod, data, optim, training  # noqa: E402
+from charrnn import config as config_mod, corpus as corpus_mod, data, optim, schedule  # noqa: E402
 
 CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 NANOGPT = 1.4697  # nanoGPT's published val loss for its 6-layer char transformer on an A100
@@ -113,7 +113,7 @@ def torch_rnn_curve(cfg_dict, ids, vocab_size):
         if wrapped:
             state = None
         for g in opt.param_groups:
-            g["lr"] = training.lr_for(cfg, step)
+            g["lr"] = schedule.lr_for(cfg, step)
         logits, state = forward(x, state)
         state = detach(state)
         loss = nn.functional.cross_entropy(logits.reshape(-1, V),

@@ -50,9 +50,8 @@ class Model:
         self.vocab, self.spec, self.params, self.config = ck.vocab, ck.spec, ck.params, ck.config
 
     def __repr__(self):
-        s = self.spec
-        return (f"<charrnn.Model {s.cell} {s.layers}x{s.hidden_size}, vocabulary of "
-                f"{s.vocab_size}, step {self.checkpoint.step}>")
+        return (f"<charrnn.Model {self.spec}, vocabulary of {self.spec.vocab_size}, "
+                f"step {self.checkpoint.step}>")
 
     def stream(self, length=500, prime="", temperature=1.0, top_k=0, top_p=1.0, stop=None,
                seed=None):

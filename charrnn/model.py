@@ -29,6 +29,10 @@ class ModelSpec:
     def cell_module(self):
         return CELLS[self.cell]
 
+    def __str__(self):
+        """'gru 2 x 256': the cell, its layers and their width, as every log and page names it."""
+        return f"{self.cell} {self.layers} x {self.hidden_size}"
+
 
 def spec_of(cfg, vocab_size):
     """The ModelSpec of a TrainConfig (or anything with its model keys) over a vocabulary."""
@@ -98,13 +102,18 @@ def _layers_forward(params, spec, x, state, dropout_rng):
     return inp, new_state, caches, masks
 
 
-def logits(params, spec, x, state):
-    """Forward without dropout: x (T, N) ids -> logits (T*N, V) and the new state."""
-    top, new_state, _, _ = _layers_forward(params, spec, x, state, None)
+def output_layer(params, top):
+    """top (T, N, H), the last layer's output -> logits (T*N, V) = top Wy + by."""
     T, N, H = top.shape
     out = runtime.matmul(top.reshape(T * N, H), params["Wy"])
     out += params["by"]
-    return out, new_state
+    return out
+
+
+def logits(params, spec, x, state):
+    """Forward without dropout: x (T, N) ids -> logits (T*N, V) and the new state."""
+    top, new_state, _, _ = _layers_forward(params, spec, x, state, None)
+    return output_layer(params, top), new_state
 
 
 def forward(params, spec, x, y, state, dropout_rng=None):
@@ -116,8 +125,7 @@ def forward(params, spec, x, y, state, dropout_rng=None):
     top, new_state, caches, masks = _layers_forward(params, spec, x, state, dropout_rng)
     T, N, H = top.shape
     top2 = top.reshape(T * N, H)
-    out = runtime.matmul(top2, params["Wy"])
-    out += params["by"]
+    out = output_layer(params, top)
     # the softmax and its gradient row by row, in place: out becomes dlogits
     targets, nll = y.reshape(-1), np.empty(T * N, dtype=out.dtype)
     runtime.run(lambda rows: softmax_cross_entropy_rows(out[rows], targets[rows], T * N,
@@ -150,10 +158,7 @@ def trace(params, spec, ids):
     top, _, caches, _ = _layers_forward(params, spec, x, zero_state(spec, 1), None)
     layers = [{name: a[:, 0].copy() for name, a in spec.cell_module.activations(c).items()}
               for c in caches]
-    L, _, H = top.shape
-    out = runtime.matmul(top.reshape(L, H), params["Wy"])
-    out += params["by"]
-    return out, layers
+    return output_layer(params, top), layers
 
 
 def stepper(params, spec):

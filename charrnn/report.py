@@ -20,7 +20,8 @@ def checkpoint_info(ck):
     cfg = ck.config
     best = ck.best_val if math.isfinite(ck.best_val) else None
     return {
-        "format_version": ck.format_version, "cell": cfg.cell, "layers": cfg.layers,
+        "format_version": ck.format_version, "model": str(ck.spec), "cell": cfg.cell,
+        "layers": cfg.layers,
         "hidden_size": cfg.hidden_size, "dropout": cfg.dropout, "dtype": cfg.dtype,
         "parameters": n_params(ck.spec), "vocab_size": len(ck.vocab), "vocab": ck.vocab,
         "optimizer": cfg.optimizer, "lr": cfg.lr, "lr_schedule": cfg.lr_schedule,
@@ -36,8 +37,7 @@ def info_lines(info):
     best = ("none yet" if info["best_val_loss"] is None else
             f"{info['best_val_loss']:.4f} nats/char ({info['best_val_bpc']:.4f} bits/char)")
     rows = [
-        ("model", f"{info['cell']}, {info['layers']} x {info['hidden_size']} hidden, "
-                  f"dropout {info['dropout']}, {info['dtype']}"),
+        ("model", f"{info['model']}, dropout {info['dropout']}, {info['dtype']}"),
         ("parameters", f"{info['parameters']:,}"),
         ("vocabulary", f"{info['vocab_size']} characters: {info['vocab']!r}"),
         ("optimizer", f"{info['optimizer']}, lr {info['lr']:g} ({info['lr_schedule']})"),
@@ -109,8 +109,8 @@ def dry_run_lines(cfg, est, source):
     return [
         f"corpus           {source}: {est['chars']:,} characters, vocabulary of "
         f"{est['vocab_size']}",
-        f"model            {cfg.cell}, {cfg.layers} x {cfg.hidden_size} hidden, "
-        f"{est['parameters']:,} parameters",
+        f"model            {model.spec_of(cfg, est['vocab_size'])}, {est['parameters']:,} "
+        f"parameters",
         f"split            {est['train_chars']:,} training, {est['val_chars']:,} validation "
         f"characters; each evaluation scores the first {est['eval_chars']:,}",
         f"batches          {cfg.batch_size} streams x {cfg.seq_len} characters: "

@@ -10,6 +10,7 @@ Fine-tuning keeps only the weights: its settings start from the checkpoint's too
 may change except the model's shape, and the corpus must use the checkpoint's vocabulary.
 """
 import dataclasses
+import math
 import os
 
 from . import checkpoint, config as config_mod
@@ -93,3 +94,26 @@ def describe(ck, cfg):
                for k in config_mod.RESUMABLE if getattr(ck.config, k) != getattr(cfg, k)]
     return (f"resuming at step {ck.step:,} of {cfg.steps:,}"
             + (f"; changed: {', '.join(changed)}" if changed else ""))
+
+
+def best_floor(ck, best_path, echo):
+    """The validation loss a resumed run's best.npz must beat: the best of the file in the run
+    folder when it is better than the checkpoint's own best, else inf.
+
+    A run resumed from an older checkpoint (a periodic one, say) would replace a best.npz that a
+    later part of the same run saved as soon as it beat the older checkpoint's best: that file
+    is kept until a better model comes. The run's own record (best_val, patience) stays as the
+    checkpoint has it, so replaying the same steps reproduces the same run; resuming from
+    last.npz changes nothing, as it carries the same best as best.npz."""
+    try:
+        saved = checkpoint.load(best_path)
+    except CharrnnError as e:
+        if "does not exist" not in str(e):
+            echo(f"Warning: {e}; the next best model of this run will replace it")
+        return math.inf
+    if saved.best_val < ck.best_val:
+        echo(f"{best_path} (step {saved.step:,}) holds a better model than this checkpoint's "
+             f"best: validation loss {saved.best_val:.4f} nats/char against "
+             f"{ck.best_val:.4f}; it is replaced only by a better one")
+        return saved.best_val
+    return math.inf

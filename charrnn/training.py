@@ -14,12 +14,13 @@ from typing import Optional
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, config as config_mod, data, interrupt, model, optim, report, rundir, \
-    runtime
+from . import checkpoint, config as config_mod, data, interrupt, model, optim, report, \
+    resume as resume_mod, rundir, runtime, schedule
 from .errors import CharrnnError
 from .evaluate import score
 from .loss import bits
 from .sample import generate
+from .schedule import lr_for
 
 
 class Run:
@@ -92,12 +93,45 @@ class Run:
         self.chars += x.size
         return loss, norm
 
+    def timed_step(self):
+        """train_step, with its time added to `elapsed` and its loss to the period's sums."""
+        t0 = time.perf_counter()
+        loss, _ = self.train_step()
+        self.elapsed += time.perf_counter() - t0
+        self.loss_sum += loss
+        self.loss_count += 1
+        return loss
+
     def validation_loss(self):
         """Loss on the first eval_chars characters of the validation split (all when 0), so that
         evaluating a large corpus's split does not stall training."""
         ids = self.val_ids[:self.cfg.eval_chars or None]
         total, n = score(self.params, self.spec, ids, self.cfg.batch_size, self.cfg.seq_len)
         return total / max(n, 1)
+
+    def evaluate(self):
+        """Score the validation split -> (the metrics line, whether it is a new best to save).
+
+        On the eval_every grid this closes a period: the training-loss sums restart, and the best
+        and patience are updated. An evaluation off the grid ends a run that stopped between
+        evaluations; it changes nothing a resumed run carries on with, and resuming drops its
+        line, so a resumed run logs exactly what an uninterrupted one would.
+        """
+        on_grid = self.step % self.cfg.eval_every == 0
+        val = self.last_val = self.validation_loss()
+        train_loss = self.loss_sum / self.loss_count if self.loss_count else float("nan")
+        if on_grid:
+            self.loss_sum, self.loss_count = 0.0, 0
+        rec = {"step": self.step, "chars": self.chars, "elapsed": round(self.elapsed, 3),
+               "train_loss": train_loss, "train_bpc": bits(train_loss),
+               "val_loss": val, "val_bpc": bits(val),
+               "lr": lr_for(self.cfg, max(self.step - 1, 0)), "threads": self.cfg.threads}
+        improved = val < self.best_val
+        if on_grid:
+            if improved:
+                self.best_val = val
+            self.evals_since_best = 0 if improved else self.evals_since_best + 1
+        return rec, improved and val < self.best_floor
 
     def checkpoint(self, record=None):
         """The run as a Checkpoint; record: the metrics line of the evaluation that saves it."""
@@ -118,105 +152,6 @@ class Run:
 def echo_stderr(text):
     """A log line on stderr that leaves the progress bar intact."""
     tqdm.write(text, file=sys.stderr)
-
-
-def lr_for(cfg, step):
-    """The learning rate of update number step (0-based) under cfg's schedule."""
-    return optim.lr_at(step, cfg.lr, cfg.lr_schedule, cfg.steps, cfg.warmup_steps, cfg.lr_min,
-                       cfg.lr_decay, cfg.lr_decay_every, cfg.lr_decay_frac)
-
-
-def _keep_a_better_best(run, best_path, echo):
-    """A run resumed from an older checkpoint (a periodic one, say) would replace a best.npz
-    that a later part of the same run saved as soon as it beat the older checkpoint's best.
-    Keep that file until a better model comes. The run's own record (best_val, patience) is
-    left as the checkpoint has it, so replaying the same steps reproduces the same run; resuming
-    from last.npz changes nothing, as it carries the same best as best.npz."""
-    try:
-        saved = checkpoint.load(best_path)
-    except CharrnnError as e:
-        if "does not exist" not in str(e):
-            echo(f"Warning: {e}; the next best model of this run will replace it")
-        return
-    if saved.best_val < run.best_val:
-        echo(f"{best_path} (step {saved.step:,}) holds a better model than this checkpoint's "
-             f"best: validation loss {saved.best_val:.4f} nats/char against "
-             f"{run.best_val:.4f}; it is replaced only by a better one")
-        run.best_floor = saved.best_val
-
-
-ANNEALING = ("cosine", "wsd")  # schedules that end low at `steps`, so a cut stops them high
-NOTICE_AFTER_STEPS = 50  # steps timed before estimating where the time limit will fall
-NOTICE_BELOW = 0.95  # share of `steps` under which the cut is worth a note (the estimate is rough)
-
-
-def time_limit_notice(cfg, start_step, step, wall):
-    """A line when cfg's time limit will stop an annealing schedule (cosine or wsd) well before
-    its end, else None.
-
-    start_step..step took wall seconds; the steps left in the limit are estimated at that pace
-    (evaluations will make it a little slower). The suggested --steps leaves a tenth for them.
-    """
-    reachable = step + int((cfg.time_limit - wall) * (step - start_step) / max(wall, 1e-9))
-    if reachable >= NOTICE_BELOW * cfg.steps:
-        return None
-    suggested = max(100, int(0.9 * reachable) // 100 * 100)
-    return (f"Note: at this pace the {cfg.time_limit:g} s time limit stops the run near step "
-            f"{reachable:,} of {cfg.steps:,}, where the {cfg.lr_schedule} schedule is still at lr "
-            f"{lr_for(cfg, reachable):.2g} (it reaches lr_min {cfg.lr_min:g} only at step "
-            f"{cfg.steps:,}); to anneal fully within the limit, pass --steps {suggested}")
-
-
-AUTO_WARMUP_STEPS = 5  # untimed: the first steps pay for page faults and the BLAS's start
-AUTO_TIMED_STEPS = 50
-AUTO_SPARE = 0.02  # share of the time limit left unplanned, for the closing save and noise
-
-
-def fit_steps(cfg, corpus, init_from, wall_start, echo):
-    """cfg with `steps: auto` replaced by the number of steps that fits its time limit.
-
-    A probe run (the same model, data and seed, thrown away afterwards, so the real run is the
-    run that the resolved config reproduces) times AUTO_TIMED_STEPS steps after a warm-up, and
-    one evaluation with its checkpoint save and sample. The steps then fill what is left of the
-    limit with an evaluation every eval_every steps and a closing one.
-    """
-    probe = Run(dataclasses.replace(cfg, steps=1), corpus, init_from=init_from)
-    for _ in range(AUTO_WARMUP_STEPS):
-        probe.train_step()
-    t0 = time.perf_counter()
-    for _ in range(AUTO_TIMED_STEPS):
-        probe.train_step()
-    step_time = (time.perf_counter() - t0) / AUTO_TIMED_STEPS
-    t0 = time.perf_counter()
-    probe.validation_loss()
-    checkpoint.to_bytes(probe.checkpoint())
-    if cfg.sample_length:
-        probe.sample_text()
-    eval_time = time.perf_counter() - t0
-    left = cfg.time_limit * (1 - AUTO_SPARE) - (time.perf_counter() - wall_start) - eval_time
-    steps = max(1, int(left / (step_time + eval_time / cfg.eval_every)))
-    echo(f"steps: auto -> {steps:,} (a step took {step_time * 1e3:,.1f} ms and an evaluation "
-         f"{eval_time:,.2f} s here; {cfg.time_limit:g} s time limit)")
-    return dataclasses.replace(cfg, steps=steps), eval_time
-
-
-def refit_steps(cfg, step, train_seconds, eval_time, wall):
-    """cfg with `steps` fitted again to its time limit at the pace of its first `step` steps
-    (train_seconds of training, excluding evaluations; `wall` seconds since the limit began),
-    or cfg itself when the new number would change the rate of a step already taken.
-
-    The probe's 50 steps can miss the run's pace by 5-10% on a machine that drifts; the first
-    eval_every steps are a larger sample. Only a schedule whose rates so far do not depend on
-    `steps` (constant, step, wsd before its decay; not cosine) can take a new length without
-    changing what happened: then the resolved config still reproduces the run bit for bit.
-    """
-    left = cfg.time_limit * (1 - AUTO_SPARE) - wall - 2 * eval_time  # this save, the last eval
-    per_step = train_seconds / step + eval_time / cfg.eval_every
-    steps = max(step + 1, step + int(left / per_step))
-    refitted = dataclasses.replace(cfg, steps=steps)
-    if any(lr_for(refitted, s) != lr_for(cfg, s) for s in range(step)):
-        return cfg
-    return refitted
 
 
 def _log_line(rec):
@@ -270,106 +205,81 @@ def train(cfg, corpus, run_dir, resume=None, progress=True, echo=None, init_from
                       wall_start)
 
 
-def _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval, wall_start):
-    # steps: auto is fitted twice in a fresh run: by a probe before it, then, where the schedule
-    # allows it (refit_steps), at the first evaluation, from the pace of the steps so far
-    refit_at = eval_time = None
-    if cfg.steps == config_mod.AUTO:
-        cfg, eval_time = fit_steps(cfg, corpus, init_from, wall_start, echo)
-        refit_at = cfg.eval_every if cfg.eval_every < cfg.steps else None
-    run = Run(cfg, corpus, resume, init_from)
-    # after Run(), whose checks of the corpus and the sizes end a bad run with one line
+
+
+def _start(run, run_dir, resume, echo):
+    """The first lines of the log, and the run folder made ready: a fresh run's old files gone,
+    or a resumed run's log cut back to its checkpoint; config.yaml written."""
+    cfg, corpus = run.cfg, run.corpus
     echo(runtime.describe(cfg.threads, cfg.batch_size))
     n_params = sum(p.size for p in run.params.values())
     echo(f"corpus {corpus.source}: {len(corpus):,} characters, vocabulary of {len(corpus.vocab)}; "
-         f"{cfg.cell} {cfg.layers}x{cfg.hidden_size}, {n_params:,} parameters; "
-         f"{run.batches.windows_per_epoch:,} steps per epoch; run directory {run_dir.path}")
+         f"{run.spec}, {n_params:,} parameters; {run.batches.windows_per_epoch:,} steps per "
+         f"epoch; run directory {run_dir.path}")
     for warning in report.warnings(cfg, report.estimate(cfg, len(corpus), len(corpus.vocab))):
         echo(f"Warning: {warning}")
-    if resume is not None:
-        _keep_a_better_best(run, run_dir.best, echo)
     if resume is None:
         run_dir.start_fresh()
     else:
+        run.best_floor = resume_mod.best_floor(resume, run_dir.best, echo)
         record = None if resume.record is None else {**resume.record,
                                                      "elapsed": round(resume.elapsed, 3)}
         run_dir.resume_metrics(resume.step, resume.config.eval_every, record)
     rundir.write_text_atomic(run_dir.file(rundir.CONFIG), config_mod.dump(cfg))
+
+
+def _save_evaluation(run, run_dir, rec, new_best):
+    """The checkpoints of an evaluation, then its log line, so the log never shows an evaluation
+    whose model is not on disk. The checkpoint carries its line without the timing (so that
+    checkpoints stay bit-identical run to run), and a resume restores a line that a crash
+    between the two writes left out."""
+    ck = run.checkpoint(record={k: v for k, v in rec.items() if k != "elapsed"})
+    checkpoint.save(run_dir.last, ck)
+    if new_best:
+        checkpoint.save(run_dir.best, ck)
+    if run.step % run.cfg.eval_every == 0 and run.cfg.keep_last:
+        checkpoint.save(run_dir.periodic(run.step), ck)
+        run_dir.prune_periodic(run.step, run.cfg.keep_last)
+    run_dir.append_metrics(rec)
+
+
+def _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval, wall_start):
+    eval_time = None
+    if cfg.steps == config_mod.AUTO:
+        probe = Run(dataclasses.replace(cfg, steps=1), corpus, init_from=init_from)
+        cfg, eval_time = schedule.fit_steps(cfg, probe, wall_start, echo)
+    run = Run(cfg, corpus, resume, init_from)  # its checks end a bad run before any line
+    _start(run, run_dir, resume, echo)
+    pacer = schedule.Pacer(cfg, run.step, wall_start, eval_time)
     bar = tqdm(total=cfg.steps, initial=run.step, unit="step", file=sys.stderr,
                disable=not progress, dynamic_ncols=True, leave=False)
 
     def evaluate_and_save():
-        # An evaluation off the eval_every grid ends a run that stopped between evaluations. It
-        # changes nothing a resumed run carries on with (loss sums, best_val), and resuming
-        # drops its metrics line, so a resumed run logs exactly what an uninterrupted one would.
-        on_grid = run.step % cfg.eval_every == 0
-        val = run.last_val = run.validation_loss()
-        train_loss = run.loss_sum / run.loss_count if run.loss_count else float("nan")
-        if on_grid:
-            run.loss_sum, run.loss_count = 0.0, 0
-        rec = {"step": run.step, "chars": run.chars, "elapsed": round(run.elapsed, 3),
-               "train_loss": train_loss, "train_bpc": bits(train_loss),
-               "val_loss": val, "val_bpc": bits(val), "lr": lr_for(cfg, max(run.step - 1, 0)),
-               "threads": cfg.threads}
-        improved = val < run.best_val
-        if improved and on_grid:
-            run.best_val = val
-        if on_grid:
-            run.evals_since_best = 0 if improved else run.evals_since_best + 1
-        # the checkpoints first, then the log line, so the log never shows an evaluation whose
-        # model is not on disk; the checkpoint carries its line, so a resume restores a line
-        # that a crash between the two writes left out
-        # the record goes without its timing, so that checkpoints stay bit-identical run to run
-        ck = run.checkpoint(record={k: v for k, v in rec.items() if k != "elapsed"})
-        checkpoint.save(run_dir.last, ck)
-        new_best = improved and val < run.best_floor
-        if new_best:
-            checkpoint.save(run_dir.best, ck)
-        if on_grid and cfg.keep_last:
-            checkpoint.save(run_dir.periodic(run.step), ck)
-            run_dir.prune_periodic(run.step, cfg.keep_last)
-        run_dir.append_metrics(rec)
+        rec, new_best = run.evaluate()
+        _save_evaluation(run, run_dir, rec, new_best)
         echo(_log_line(rec) + ("  (best)" if new_best else ""))
-        if cfg.sample_length:
+        if run.cfg.sample_length:
             echo("---\n" + run.sample_text() + "\n---")
         if on_eval is not None:
             on_eval(dict(rec))
 
     evaluated_at = run.step
-    start_step = run.step
-    # an annealing schedule cut short by the time limit ends at a high learning rate: once a few
-    # steps have been timed, say so (the run itself is not changed, so it stays reproducible)
-    notice_at = (start_step + NOTICE_AFTER_STEPS
-                 if cfg.time_limit is not None and cfg.lr_schedule in ANNEALING else None)
     # the bar closes (and clears its line) on errors too, so an error message starts a line
     with interrupt.StopRequests(echo) as stop, bar:
-        while run.step < cfg.steps and stop.signum is None:
-            if cfg.time_limit is not None and time.perf_counter() - wall_start >= cfg.time_limit:
-                break
-            t0 = time.perf_counter()
-            loss, _ = run.train_step()
-            run.elapsed += time.perf_counter() - t0
-            run.loss_sum += loss
-            run.loss_count += 1
+        while run.step < run.cfg.steps and stop.signum is None and not pacer.out_of_time(run.cfg):
+            loss = run.timed_step()
             bar.update(1)
-            if run.step == notice_at:
-                line = time_limit_notice(cfg, start_step, run.step,
-                                         time.perf_counter() - wall_start)
-                if line:
-                    echo(line)
             if run.step % 10 == 0:
                 bar.set_postfix_str(f"loss {loss:.3f} ({bits(loss):.2f} bpc), "
                                     f"{run.chars / run.elapsed:,.0f} chars/s")
-            if run.step == refit_at:
-                refitted = refit_steps(cfg, run.step, run.elapsed, eval_time,
-                                       time.perf_counter() - wall_start)
-                if refitted.steps != cfg.steps:
-                    echo(f"steps: auto -> {refitted.steps:,} at step {run.step:,} (a step took "
-                         f"{run.elapsed / run.step * 1e3:,.1f} ms so far)")
-                    cfg = run.cfg = refitted
-                    rundir.write_text_atomic(run_dir.file(rundir.CONFIG), config_mod.dump(cfg))
-                    bar.total = cfg.steps
-                    bar.refresh()
+            cfg, lines = pacer.after_step(run.cfg, run.step, run.elapsed)
+            for line in lines:
+                echo(line)
+            if cfg is not run.cfg:  # steps: auto fitted again: the schedule's new length
+                run.cfg = cfg
+                rundir.write_text_atomic(run_dir.file(rundir.CONFIG), config_mod.dump(cfg))
+                bar.total = cfg.steps
+                bar.refresh()
             if run.step % cfg.eval_every == 0:
                 evaluate_and_save()
                 evaluated_at = run.step

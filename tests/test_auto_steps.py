@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 import charrnn
-from charrnn import config, resume as resume_mod, training
+from charrnn import config, resume as resume_mod, schedule, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
@@ -62,8 +62,8 @@ def test_auto_steps_end_the_schedule_at_the_time_limit(slow_steps, tmp_path, tra
     ck = charrnn.load(tmp_path / "run" / "last.npz").checkpoint
     assert ck.config.steps == steps and ck.step == result.step
     # the last cosine step is at lr_min: the schedule annealed fully
-    assert training.lr_for(ck.config, steps - 1) < 0.01 * ck.config.lr
-    assert training.lr_for(ck.config, result.step - 1) < 0.05 * ck.config.lr
+    assert schedule.lr_for(ck.config, steps - 1) < 0.01 * ck.config.lr
+    assert schedule.lr_for(ck.config, result.step - 1) < 0.05 * ck.config.lr
 
 
 def test_resume_keeps_the_resolved_steps(slow_steps, tmp_path):
@@ -133,7 +133,7 @@ def test_a_held_schedule_is_refitted_at_the_first_evaluation(slower_after_the_pr
     assert result.step >= 0.95 * steps and 0.9 * LIMIT <= walls[0] <= 1.05 * LIMIT
     ck = charrnn.load(auto / "last.npz").checkpoint
     assert ck.config.steps == steps
-    assert training.lr_for(ck.config, result.step - 1) < 0.2 * ck.config.lr  # well into its decay
+    assert schedule.lr_for(ck.config, result.step - 1) < 0.2 * ck.config.lr  # well into its decay
     monkeypatch.undo()
     again = tmp_path / "again"
     charrnn.train(SHAKESPEARE, str(auto / "config.yaml"), out=again, keep_last=1000,
@@ -151,13 +151,12 @@ def test_a_held_schedule_is_refitted_at_the_first_evaluation(slower_after_the_pr
 def test_refit_keeps_a_schedule_whose_past_rates_would_change():
     base = dict(lr=1e-3, time_limit=10.0, eval_every=20, steps=1000)
     # 20 steps in 1 s: about 180 more fit in the 9 s left
-    for schedule, changes in (("constant", True), ("step", True), ("wsd", True),
-                              ("cosine", False)):
-        cfg = config.build({**base, "lr_schedule": schedule})
-        refitted = training.refit_steps(cfg, 20, 1.0, 0.1, 1.0)
-        assert (refitted.steps != cfg.steps) == changes, schedule
+    for name, changes in (("constant", True), ("step", True), ("wsd", True), ("cosine", False)):
+        cfg = config.build({**base, "lr_schedule": name})
+        refitted = schedule.refit_steps(cfg, 20, 1.0, 0.1, 1.0)
+        assert (refitted.steps != cfg.steps) == changes, name
         if changes:
             assert 150 < refitted.steps < 200
     # wsd whose decay would have begun before step 20 at the new length: kept
     late = config.build({**base, "lr_schedule": "wsd", "lr_decay_frac": 0.95})
-    assert training.refit_steps(late, 20, 1.0, 0.1, 1.0) is late
+    assert schedule.refit_steps(late, 20, 1.0, 0.1, 1.0) is late

@@ -105,9 +105,8 @@ def render_page(model, text, chars=3000, live=False):
     meta, arrays = page_data(model, text, chars, live)
     meta["index"], blob = pack.pack(arrays)
     files = resources.files(__name__)
-    s = model.spec
     parts = {
-        "title": f"charrnn viz: {s.cell} {s.layers}x{s.hidden_size}, step {meta['step']}",
+        "title": f"charrnn viz: {model.spec}, step {meta['step']}",
         "css": files.joinpath("viz.css").read_text(encoding="utf-8"),
         "js": files.joinpath("viz.js").read_text(encoding="utf-8"),
         # "</script" or "<!--" in the text would end or upset the script element: \u003c is

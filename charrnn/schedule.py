@@ -1,0 +1,132 @@
+"""A run against the clock: the learning rate of each step under the config's schedule, the
+number of steps that fits a time limit (`steps: auto`), and the note when a time limit will cut
+an annealing schedule short.
+
+`steps: auto` is fitted twice in a fresh run: by a probe (a throwaway copy of the run) before
+it starts, then, where the schedule allows it, again at the first evaluation from the pace of
+the steps so far. Nothing here trains or writes: the training loop asks a Pacer after each step.
+"""
+import dataclasses
+import time
+
+from . import checkpoint, optim
+
+
+def lr_for(cfg, step):
+    """The learning rate of update number step (0-based) under cfg's schedule."""
+    return optim.lr_at(step, cfg.lr, cfg.lr_schedule, cfg.steps, cfg.warmup_steps, cfg.lr_min,
+                       cfg.lr_decay, cfg.lr_decay_every, cfg.lr_decay_frac)
+
+
+ANNEALING = ("cosine", "wsd")  # schedules that end low at `steps`, so a cut stops them high
+NOTICE_AFTER_STEPS = 50  # steps timed before estimating where the time limit will fall
+NOTICE_BELOW = 0.95  # share of `steps` under which the cut is worth a note (the estimate is rough)
+
+
+def time_limit_notice(cfg, start_step, step, wall):
+    """A line when cfg's time limit will stop an annealing schedule (cosine or wsd) well before
+    its end, else None.
+
+    start_step..step took wall seconds; the steps left in the limit are estimated at that pace
+    (evaluations will make it a little slower). The suggested --steps leaves a tenth for them.
+    """
+    reachable = step + int((cfg.time_limit - wall) * (step - start_step) / max(wall, 1e-9))
+    if reachable >= NOTICE_BELOW * cfg.steps:
+        return None
+    suggested = max(100, int(0.9 * reachable) // 100 * 100)
+    return (f"Note: at this pace the {cfg.time_limit:g} s time limit stops the run near step "
+            f"{reachable:,} of {cfg.steps:,}, where the {cfg.lr_schedule} schedule is still at lr "
+            f"{lr_for(cfg, reachable):.2g} (it reaches lr_min {cfg.lr_min:g} only at step "
+            f"{cfg.steps:,}); to anneal fully within the limit, pass --steps {suggested}")
+
+
+AUTO_WARMUP_STEPS = 5  # untimed: the first steps pay for page faults and the BLAS's start
+AUTO_TIMED_STEPS = 50
+AUTO_SPARE = 0.02  # share of the time limit left unplanned, for the closing save and noise
+
+
+def fit_steps(cfg, probe, wall_start, echo):
+    """cfg with `steps: auto` replaced by the number of steps that fits its time limit, and the
+    seconds an evaluation took.
+
+    probe: a throwaway training.Run of the same model, data and seed (so the real run is the run
+    that the resolved config reproduces). It times AUTO_TIMED_STEPS steps after a warm-up, and
+    one evaluation with its checkpoint save and sample. The steps then fill what is left of the
+    limit with an evaluation every eval_every steps and a closing one.
+    """
+    for _ in range(AUTO_WARMUP_STEPS):
+        probe.train_step()
+    t0 = time.perf_counter()
+    for _ in range(AUTO_TIMED_STEPS):
+        probe.train_step()
+    step_time = (time.perf_counter() - t0) / AUTO_TIMED_STEPS
+    t0 = time.perf_counter()
+    probe.validation_loss()
+    checkpoint.to_bytes(probe.checkpoint())
+    if cfg.sample_length:
+        probe.sample_text()
+    eval_time = time.perf_counter() - t0
+    left = cfg.time_limit * (1 - AUTO_SPARE) - (time.perf_counter() - wall_start) - eval_time
+    steps = max(1, int(left / (step_time + eval_time / cfg.eval_every)))
+    echo(f"steps: auto -> {steps:,} (a step took {step_time * 1e3:,.1f} ms and an evaluation "
+         f"{eval_time:,.2f} s here; {cfg.time_limit:g} s time limit)")
+    return dataclasses.replace(cfg, steps=steps), eval_time
+
+
+def refit_steps(cfg, step, train_seconds, eval_time, wall):
+    """cfg with `steps` fitted again to its time limit at the pace of its first `step` steps
+    (train_seconds of training, excluding evaluations; `wall` seconds since the limit began),
+    or cfg itself when the new number would change the rate of a step already taken.
+
+    The probe's 50 steps can miss the run's pace by 5-10% on a machine that drifts; the first
+    eval_every steps are a larger sample. Only a schedule whose rates so far do not depend on
+    `steps` (constant, step, wsd before its decay; not cosine) can take a new length without
+    changing what happened: then the resolved config still reproduces the run bit for bit.
+    """
+    left = cfg.time_limit * (1 - AUTO_SPARE) - wall - 2 * eval_time  # this save, the last eval
+    per_step = train_seconds / step + eval_time / cfg.eval_every
+    steps = max(step + 1, step + int(left / per_step))
+    refitted = dataclasses.replace(cfg, steps=steps)
+    if any(lr_for(refitted, s) != lr_for(cfg, s) for s in range(step)):
+        return cfg
+    return refitted
+
+
+class Pacer:
+    """The clock of one invocation of a run: whether its time limit has passed, the note on an
+    annealing schedule the limit will cut, and the second fit of `steps: auto`.
+
+    start_step: the run's step when this invocation began; wall_start: perf_counter() when the
+    time limit began; eval_time: the probe's evaluation time when `steps: auto` was fitted by
+    fit_steps in this invocation (then the run is fitted again at its first evaluation), else
+    None.
+    """
+
+    def __init__(self, cfg, start_step, wall_start, eval_time=None):
+        self.start_step, self.wall_start, self.eval_time = start_step, wall_start, eval_time
+        self.notice_at = (start_step + NOTICE_AFTER_STEPS
+                          if cfg.time_limit is not None and cfg.lr_schedule in ANNEALING else None)
+        self.refit_at = (cfg.eval_every if eval_time is not None and cfg.eval_every < cfg.steps
+                         else None)
+
+    def wall(self):
+        return time.perf_counter() - self.wall_start
+
+    def out_of_time(self, cfg):
+        return cfg.time_limit is not None and self.wall() >= cfg.time_limit
+
+    def after_step(self, cfg, step, train_seconds):
+        """-> (cfg, or its refitted copy, log lines) after `step` steps that trained for
+        train_seconds in all (evaluations excluded)."""
+        lines = []
+        if step == self.notice_at:
+            line = time_limit_notice(cfg, self.start_step, step, self.wall())
+            if line:
+                lines.append(line)
+        if step == self.refit_at:
+            refitted = refit_steps(cfg, step, train_seconds, self.eval_time, self.wall())
+            if refitted.steps != cfg.steps:
+                lines.append(f"steps: auto -> {refitted.steps:,} at step {step:,} (a step took "
+                             f"{train_seconds / step * 1e3:,.1f} ms so far)")
+                cfg = refitted
+        return cfg, lines
