@@ -7,6 +7,11 @@ equal it (tests/test_reference.py checks this in float64).
 Shape letters: T time, N batch, D input width, H hidden, V vocabulary. Arrays are time-major,
 x (T, N, D) and hs (T, N, H). A cell's state is a tuple: (h,) for the RNN and GRU, (h, c) for the
 LSTM, each (N, H). Every *_forward returns a cache that only its own *_backward reads.
+
+The arguments come in the fast cells' order, so the two read side by side: a window's
+`*_forward(p, x, state) -> (hs, final state, cache)` and
+`*_backward(p, cache, dhs, dstate) -> (grads, dx, dstate0)`; a step's
+`*_step_forward(p, x, h_prev, ...)` and `*_step_backward(p, cache, dh, ...) -> (grads, dx, ...)`.
 """
 import numpy as np
 
@@ -35,56 +40,56 @@ def _zero_grads(p):
 
 # ---- vanilla RNN -----------------------------------------------------------------------------
 
-def rnn_step_forward(x, h_prev, p):
+def rnn_step_forward(p, x, h_prev):
     """h = tanh(x Wx + h_prev Wh + b).
 
     x (N, D), h_prev (N, H); p: Wx (D, H), Wh (H, H), b (H,). Returns h (N, H) and a cache.
     """
     h = tanh(x @ p["Wx"] + h_prev @ p["Wh"] + p["b"])
-    return h, (x, h_prev, h, p)
+    return h, (x, h_prev, h)
 
 
-def rnn_step_backward(dh, cache):
-    """dh (N, H) = dLoss/dh -> dx (N, D), dh_prev (N, H), grads {Wx, Wh, b}.
+def rnn_step_backward(p, cache, dh):
+    """dh (N, H) = dLoss/dh -> grads {Wx, Wh, b}, dx (N, D), dh_prev (N, H).
 
     da = dh * (1 - h^2)                     tanh'(a) = 1 - tanh(a)^2, a the pre-activation
     dx = da Wx^T,  dh_prev = da Wh^T,  dWx = x^T da,  dWh = h_prev^T da,  db = sum over N of da
     """
-    x, h_prev, h, p = cache
+    x, h_prev, h = cache
     da = dh * (1.0 - h * h)
     grads = {"Wx": x.T @ da, "Wh": h_prev.T @ da, "b": da.sum(axis=0)}
-    return da @ p["Wx"].T, da @ p["Wh"].T, grads
+    return grads, da @ p["Wx"].T, da @ p["Wh"].T
 
 
-def rnn_forward(x, state, p):
+def rnn_forward(p, x, state):
     """x (T, N, D), state (h0,) -> hs (T, N, H), final state (h_T,), cache."""
     (h,) = state
     hs, steps = [], []
     for t in range(x.shape[0]):
-        h, step = rnn_step_forward(x[t], h, p)
+        h, step = rnn_step_forward(p, x[t], h)
         hs.append(h)
         steps.append(step)
-    return np.stack(hs), (h,), (p, steps)
+    return np.stack(hs), (h,), steps
 
 
-def rnn_backward(dhs, dstate, cache):
+def rnn_backward(p, cache, dhs, dstate):
     """dhs (T, N, H) = dLoss/dh_t from above, dstate (dh_T,) from after the window.
 
-    Returns dx (T, N, D), (dh0,) and grads {Wx, Wh, b} summed over the steps.
+    Returns grads {Wx, Wh, b} summed over the steps, dx (T, N, D) and (dh0,).
     """
-    p, steps = cache
+    steps = cache
     (dh_next,) = dstate  # the gradient reaching h_t through h_{t+1}
     dx, grads = [None] * len(steps), _zero_grads(p)
     for t in reversed(range(len(steps))):
-        dx[t], dh_next, g = rnn_step_backward(dhs[t] + dh_next, steps[t])
+        g, dx[t], dh_next = rnn_step_backward(p, steps[t], dhs[t] + dh_next)
         for name in grads:
             grads[name] += g[name]
-    return np.stack(dx), (dh_next,), grads
+    return grads, np.stack(dx), (dh_next,)
 
 
 # ---- LSTM ------------------------------------------------------------------------------------
 
-def lstm_step_forward(x, h_prev, c_prev, p):
+def lstm_step_forward(p, x, h_prev, c_prev):
     """One step; the 4H columns of Wx, Wh and b hold the gates in the order i, f, o, g.
 
     a = x Wx + h_prev Wh + b                (N, 4H), split into four (N, H) blocks
@@ -102,11 +107,11 @@ def lstm_step_forward(x, h_prev, c_prev, p):
     c = f * c_prev + i * g
     tanh_c = tanh(c)
     h = o * tanh_c
-    return h, c, (x, h_prev, c_prev, i, f, o, g, tanh_c, p)
+    return h, c, (x, h_prev, c_prev, i, f, o, g, tanh_c)
 
 
-def lstm_step_backward(dh, dc, cache):
-    """dh, dc (N, H) = dLoss/dh and dLoss/dc -> dx (N, D), dh_prev, dc_prev (N, H), grads.
+def lstm_step_backward(p, cache, dh, dc):
+    """dh, dc (N, H) = dLoss/dh and dLoss/dc -> grads, dx (N, D), dh_prev, dc_prev (N, H).
 
     dc_all = dc + dh * o * (1 - tanh(c)^2)  c reaches the loss directly and through h
     do = dh * tanh(c),  di = dc_all * g,  df = dc_all * c_prev,  dg = dc_all * i
@@ -114,7 +119,7 @@ def lstm_step_backward(dh, dc, cache):
     da = [di i(1-i) | df f(1-f) | do o(1-o) | dg (1-g^2)]     (N, 4H), sigmoid' = s (1 - s)
     dx = da Wx^T,  dh_prev = da Wh^T,  dWx = x^T da,  dWh = h_prev^T da,  db = sum over N of da
     """
-    x, h_prev, c_prev, i, f, o, g, tanh_c, p = cache
+    x, h_prev, c_prev, i, f, o, g, tanh_c = cache
     dc_all = dc + dh * o * (1.0 - tanh_c * tanh_c)
     do = dh * tanh_c
     di = dc_all * g
@@ -123,38 +128,38 @@ def lstm_step_backward(dh, dc, cache):
     da = np.concatenate([di * i * (1.0 - i), df * f * (1.0 - f), do * o * (1.0 - o),
                          dg * (1.0 - g * g)], axis=1)
     grads = {"Wx": x.T @ da, "Wh": h_prev.T @ da, "b": da.sum(axis=0)}
-    return da @ p["Wx"].T, da @ p["Wh"].T, dc_all * f, grads
+    return grads, da @ p["Wx"].T, da @ p["Wh"].T, dc_all * f
 
 
-def lstm_forward(x, state, p):
+def lstm_forward(p, x, state):
     """x (T, N, D), state (h0, c0) -> hs (T, N, H), final state (h_T, c_T), cache."""
     h, c = state
     hs, steps = [], []
     for t in range(x.shape[0]):
-        h, c, step = lstm_step_forward(x[t], h, c, p)
+        h, c, step = lstm_step_forward(p, x[t], h, c)
         hs.append(h)
         steps.append(step)
-    return np.stack(hs), (h, c), (p, steps)
+    return np.stack(hs), (h, c), steps
 
 
-def lstm_backward(dhs, dstate, cache):
+def lstm_backward(p, cache, dhs, dstate):
     """dhs (T, N, H) = dLoss/dh_t from above, dstate (dh_T, dc_T) from after the window.
 
-    Returns dx (T, N, D), (dh0, dc0) and grads {Wx, Wh, b} summed over the steps.
+    Returns grads {Wx, Wh, b} summed over the steps, dx (T, N, D) and (dh0, dc0).
     """
-    p, steps = cache
+    steps = cache
     dh_next, dc_next = dstate
     dx, grads = [None] * len(steps), _zero_grads(p)
     for t in reversed(range(len(steps))):
-        dx[t], dh_next, dc_next, g = lstm_step_backward(dhs[t] + dh_next, dc_next, steps[t])
+        g, dx[t], dh_next, dc_next = lstm_step_backward(p, steps[t], dhs[t] + dh_next, dc_next)
         for name in grads:
             grads[name] += g[name]
-    return np.stack(dx), (dh_next, dc_next), grads
+    return grads, np.stack(dx), (dh_next, dc_next)
 
 
 # ---- GRU (the PyTorch / cuDNN variant) -------------------------------------------------------
 
-def gru_step_forward(x, h_prev, p):
+def gru_step_forward(p, x, h_prev):
     """One step; the 3H columns of Wx, Wh and b hold the gates in the order r, z, n.
 
     ax = x Wx + b,  ah = h_prev Wh          (N, 3H) each, split into [r | z | n] blocks
@@ -174,11 +179,11 @@ def gru_step_forward(x, h_prev, p):
     hn = ah_n + p["bhn"]
     n = tanh(ax_n + r * hn)
     h = (1.0 - z) * n + z * h_prev
-    return h, (x, h_prev, r, z, hn, n, p)
+    return h, (x, h_prev, r, z, hn, n)
 
 
-def gru_step_backward(dh, cache):
-    """dh (N, H) = dLoss/dh -> dx (N, D), dh_prev (N, H), grads {Wx, Wh, b, bhn}.
+def gru_step_backward(p, cache, dh):
+    """dh (N, H) = dLoss/dh -> grads {Wx, Wh, b, bhn}, dx (N, D), dh_prev (N, H).
 
     dn = dh * (1 - z),  dz = dh * (h_prev - n)
     dn_pre = dn * (1 - n^2)                 n's pre-activation ax_n + r * hn
@@ -188,7 +193,7 @@ def gru_step_backward(dh, cache):
     dx = dax Wx^T,  dh_prev = dh * z + dah Wh^T
     dWx = x^T dax,  db = sum over N of dax,  dWh = h_prev^T dah,  dbhn = sum over N of dhn
     """
-    x, h_prev, r, z, hn, n, p = cache
+    x, h_prev, r, z, hn, n = cache
     dn = dh * (1.0 - z)
     dz = dh * (h_prev - n)
     dn_pre = dn * (1.0 - n * n)
@@ -201,33 +206,33 @@ def gru_step_backward(dh, cache):
     dh_prev = dh * z + dah @ p["Wh"].T
     grads = {"Wx": x.T @ dax, "Wh": h_prev.T @ dah, "b": dax.sum(axis=0),
              "bhn": dhn.sum(axis=0)}
-    return dax @ p["Wx"].T, dh_prev, grads
+    return grads, dax @ p["Wx"].T, dh_prev
 
 
-def gru_forward(x, state, p):
+def gru_forward(p, x, state):
     """x (T, N, D), state (h0,) -> hs (T, N, H), final state (h_T,), cache."""
     (h,) = state
     hs, steps = [], []
     for t in range(x.shape[0]):
-        h, step = gru_step_forward(x[t], h, p)
+        h, step = gru_step_forward(p, x[t], h)
         hs.append(h)
         steps.append(step)
-    return np.stack(hs), (h,), (p, steps)
+    return np.stack(hs), (h,), steps
 
 
-def gru_backward(dhs, dstate, cache):
+def gru_backward(p, cache, dhs, dstate):
     """dhs (T, N, H) = dLoss/dh_t from above, dstate (dh_T,) from after the window.
 
-    Returns dx (T, N, D), (dh0,) and grads {Wx, Wh, b, bhn} summed over the steps.
+    Returns grads {Wx, Wh, b, bhn} summed over the steps, dx (T, N, D) and (dh0,).
     """
-    p, steps = cache
+    steps = cache
     (dh_next,) = dstate
     dx, grads = [None] * len(steps), _zero_grads(p)
     for t in reversed(range(len(steps))):
-        dx[t], dh_next, g = gru_step_backward(dhs[t] + dh_next, steps[t])
+        g, dx[t], dh_next = gru_step_backward(p, steps[t], dhs[t] + dh_next)
         for name in grads:
             grads[name] += g[name]
-    return np.stack(dx), (dh_next,), grads
+    return grads, np.stack(dx), (dh_next,)
 
 
 WINDOWS = {"rnn": (rnn_forward, rnn_backward), "lstm": (lstm_forward, lstm_backward),
@@ -261,7 +266,7 @@ def model_forward(params, cell, layers, ids_x, ids_y, state):
     x = one_hot(ids_x, V)
     caches, new_state = [], []
     for k in range(layers):
-        x, final, cache = forward(x, state[k], _layer(params, k))
+        x, final, cache = forward(_layer(params, k), x, state[k])
         caches.append(cache)
         new_state.append(final)
     T, N, _ = x.shape
@@ -292,7 +297,7 @@ def model_backward(cache):
     dstate0 = [None] * len(caches)
     for k in reversed(range(len(caches))):
         nothing_after = tuple(np.zeros_like(s) for s in state[k])
-        dhs, dstate0[k], g = backward(dhs, nothing_after, caches[k])
+        g, dhs, dstate0[k] = backward(_layer(params, k), caches[k], dhs, nothing_after)
         for name, value in g.items():
             grads[f"l{k}.{name}"] = value
     return grads, dstate0

@@ -51,10 +51,10 @@ def test_reference_cell_backward_matches_finite_differences(name):
     dhs, dstate = rng.standard_normal((T, N, H)), _state(name, N, rng)
 
     def f():
-        hs, final, _ = forward(x, state, p)
+        hs, final, _ = forward(p, x, state)
         return float(np.sum(hs * dhs) + sum(np.sum(s * d) for s, d in zip(final, dstate)))
 
-    dx, dstate0, grads = backward(dhs, dstate, forward(x, state, p)[2])
+    grads, dx, dstate0 = backward(p, forward(p, x, state)[2], dhs, dstate)
     assert set(grads) == set(p)
     for k in p:
         assert rel_error(grads[k], numeric_grad(f, p[k])) < FD_TOL, (name, k)
@@ -97,8 +97,8 @@ def test_fast_cell_equals_reference(name, ids, n):
     x = rng.integers(0, V, size=(T, n)) if ids else rng.standard_normal((T, n, D))
     state, dhs, dstate = _state(name, n, rng), rng.standard_normal((T, n, H)), _state(name, n, rng)
 
-    ref_hs, ref_final, ref_cache = forward(reference.one_hot(x, V) if ids else x, state, p)
-    ref_dx, ref_dstate0, ref_grads = backward(dhs, dstate, ref_cache)
+    ref_hs, ref_final, ref_cache = forward(p, reference.one_hot(x, V) if ids else x, state)
+    ref_grads, ref_dx, ref_dstate0 = backward(p, ref_cache, dhs, dstate)
     hs, final, cache = cell.forward(p, x, state)
     grads, dx, dstate0 = cell.backward(p, cache, dhs, dstate)
 
@@ -155,7 +155,7 @@ def test_swapped_gate_blocks_do_not_match(name, a, b):
     rng = np.random.default_rng(4)
     p, x, state = _params(name, V, rng), rng.integers(0, V, size=(T, N)), _state(name, N, rng)
     hs, _, _ = cell.forward(p, x, state)
-    swapped_hs, _, _ = forward(reference.one_hot(x, V), state, _swap_blocks(p, cell.GATES, a, b))
+    swapped_hs, _, _ = forward(_swap_blocks(p, cell.GATES, a, b), reference.one_hot(x, V), state)
     assert np.max(np.abs(hs - swapped_hs)) > 1e-2
 
 
@@ -169,7 +169,7 @@ def test_lstm_open_forget_gate_carries_the_cell():
     x, state = rng.integers(0, V, size=(T, N)), _state("lstm", N, rng)
     expected_hs = np.broadcast_to(np.tanh(state[1]) / 2, (T, N, H))
     fast_hs, fast_final, _ = CELLS["lstm"].forward(p, x, state)
-    ref_hs, ref_final, _ = reference.lstm_forward(reference.one_hot(x, V), state, p)
+    ref_hs, ref_final, _ = reference.lstm_forward(p, reference.one_hot(x, V), state)
     for hs, (_, c) in [(fast_hs, fast_final), (ref_hs, ref_final)]:
         np.testing.assert_allclose(c, state[1], rtol=1e-11, atol=1e-11)
         np.testing.assert_allclose(hs, expected_hs, rtol=1e-11, atol=1e-11)
@@ -185,6 +185,6 @@ def test_gru_closed_update_gate_keeps_h():
     x, state = rng.integers(0, V, size=(T, N)), _state("gru", N, rng)
     expected_hs = np.broadcast_to(state[0], (T, N, H))
     fast_hs, _, _ = CELLS["gru"].forward(p, x, state)
-    ref_hs, _, _ = reference.gru_forward(reference.one_hot(x, V), state, p)
+    ref_hs, _, _ = reference.gru_forward(p, reference.one_hot(x, V), state)
     for hs in (fast_hs, ref_hs):
         np.testing.assert_allclose(hs, expected_hs, rtol=1e-11, atol=1e-11)
