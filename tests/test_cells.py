@@ -86,3 +86,31 @@ def test_lookup_refuses_an_id_outside_the_table(bad):
     ids[1, 0] = bad
     with pytest.raises(IndexError):
         project(Wx, b, ids, out=np.empty((T, N, H)))
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_two_windows_with_carried_state_equal_one(name):
+    """A window of 2T run as two windows of T, the state carried from the first to the second,
+    gives the same outputs; and backward through the second, its d(initial state) passed on as
+    the first's gradient from after it, gives the same weight, input and initial-state
+    gradients as backward through the whole (truncated BPTT cut nowhere)."""
+    cell = CELLS[name]
+    rng = np.random.default_rng(4)
+    x, p, state, _, _ = _setup(cell, rng, ids=False)
+    x = np.concatenate([x, rng.standard_normal(x.shape)])
+    dhs = rng.standard_normal((2 * T, N, H))
+    hs, final, cache = cell.forward(p, x, state)
+    grads, dx, dstate0 = cell.backward(p, cache, dhs)
+
+    hs1, mid, cache1 = cell.forward(p, x[:T], state)
+    hs2, final2, cache2 = cell.forward(p, x[T:], mid)
+    np.testing.assert_allclose(np.concatenate([hs1, hs2]), hs, rtol=1e-12, atol=1e-12)
+    for a, b in zip(final2, final):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    g2, dx2, dmid = cell.backward(p, cache2, dhs[T:])
+    g1, dx1, dstate1 = cell.backward(p, cache1, dhs[:T], dmid)
+    for k in grads:
+        np.testing.assert_allclose(g1[k] + g2[k], grads[k], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.concatenate([dx1, dx2]), dx, rtol=1e-10, atol=1e-12)
+    for a, b in zip(dstate1, dstate0):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

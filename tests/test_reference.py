@@ -23,13 +23,20 @@ def _state(name, n, rng):
     return tuple(rng.standard_normal((n, H)) for _ in CELLS[name].STATE_NAMES)
 
 
-def _model_case(name, n, rng):
-    spec = model.ModelSpec(name, V, H, layers=2, dtype="float64")
+def _model_case(name, n, rng, stack="plain", expand=1, mlp=0):
+    spec = model.ModelSpec(name, V, H, layers=2, dtype="float64", stack=stack, expand=expand,
+                           mlp=mlp)
     params = {k: rng.standard_normal(v.shape) * 0.5
               for k, v in model.init_params(spec, rng).items()}
     x, y = rng.integers(0, V, size=(T, n)), rng.integers(0, V, size=(T, n))
-    state = [_state(name, n, rng) for _ in range(spec.layers)]
+    state = [tuple(rng.standard_normal(s.shape) for s in layer)
+             for layer in model.zero_state(spec, n)]
     return spec, params, x, y, state
+
+
+# the residual stack as the tests see it: plain cells in it, one wider with an MLP
+STACKS = {"plain": {}, "residual": {"stack": "residual"},
+          "residual-x2-mlp3": {"stack": "residual", "expand": 2, "mlp": 3}}
 
 
 def _assert_same(fast, ref, what):
@@ -63,17 +70,18 @@ def test_reference_cell_backward_matches_finite_differences(name):
         assert rel_error(ds, numeric_grad(f, s)) < FD_TOL, (name, s_name + "0")
 
 
+@pytest.mark.parametrize("stack", sorted(STACKS))
 @pytest.mark.parametrize("name", sorted(reference.WINDOWS))
-def test_reference_model_backward_matches_finite_differences(name):
+def test_reference_model_backward_matches_finite_differences(name, stack):
     """Every parameter of a 2-layer model and every layer's initial state."""
     rng = np.random.default_rng(1)
-    spec, params, x, y, state = _model_case(name, N, rng)
+    spec, params, x, y, state = _model_case(name, N, rng, **STACKS[stack])
 
     def loss():
-        return reference.model_forward(params, name, spec.layers, x, y, state)[0]
+        return reference.model_forward(params, name, spec.layers, x, y, state, spec.stack)[0]
 
     grads, dstate0 = reference.model_backward(
-        reference.model_forward(params, name, spec.layers, x, y, state)[2])
+        reference.model_forward(params, name, spec.layers, x, y, state, spec.stack)[2])
     assert set(grads) == set(params)
     for k in params:
         assert rel_error(grads[k], numeric_grad(loss, params[k])) < FD_TOL, (name, k)
@@ -115,13 +123,15 @@ def test_fast_cell_equals_reference(name, ids, n):
         _assert_same(dx, ref_dx, "dx")
 
 
+@pytest.mark.parametrize("stack", sorted(STACKS))
 @pytest.mark.parametrize("n", [N, BIG_N], ids=["N3", "N40"])
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_fast_model_equals_reference(name, n):
+def test_fast_model_equals_reference(name, n, stack):
     """Loss, new state, every gradient and every layer's d(initial state), 2 layers, carried
     nonzero state."""
-    spec, params, x, y, state = _model_case(name, n, np.random.default_rng(3))
-    ref_loss, ref_state, ref_cache = reference.model_forward(params, name, spec.layers, x, y, state)
+    spec, params, x, y, state = _model_case(name, n, np.random.default_rng(3), **STACKS[stack])
+    ref_loss, ref_state, ref_cache = reference.model_forward(params, name, spec.layers, x, y, state,
+                                                             spec.stack)
     ref_grads, ref_dstate0 = reference.model_backward(ref_cache)
     loss, new_state, cache = model.forward(params, spec, x, y, state)
     grads, dstate0 = model.backward(params, spec, cache)
@@ -146,8 +156,9 @@ def _swap_blocks(p, gates, a, b):
     return {k: (v[..., cols] if k in ("Wx", "Wh", "b") else v) for k, v in p.items()}
 
 
-@pytest.mark.parametrize("name, a, b", [("lstm", a, b) for a in range(4) for b in range(a + 1, 4)]
-                         + [("gru", a, b) for a in range(3) for b in range(a + 1, 3)])
+@pytest.mark.parametrize("name, a, b", [(name, a, b) for name in ("lstm", "gru", "mingru", "minlstm")
+                                        for a in range(CELLS[name].GATES)
+                                        for b in range(a + 1, CELLS[name].GATES)])
 def test_swapped_gate_blocks_do_not_match(name, a, b):
     """A reference that read two gate blocks in each other's place would differ from the fast
     cell by far more than EXACT, so the equality tests above pin the gate order."""

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from charrnn import model
-from charrnn.cells import CELLS
 
 torch = pytest.importorskip("torch")
 
@@ -36,7 +35,7 @@ def _torch_tensors(name, params):
     return {k: torch.tensor(np.ascontiguousarray(v), requires_grad=True) for k, v in leaves.items()}
 
 
-@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("name", sorted(TORCH_CLASS))  # the min cells: test_torch_min.py
 def test_model_loss_and_gradients_match_torch(name):
     torch.set_num_threads(1)
     spec = model.ModelSpec(name, V, H, LAYERS, 0.0, "float64")

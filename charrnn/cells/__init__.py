@@ -1,4 +1,6 @@
-"""The recurrent cells, by config name. Each module has the same functional interface:
+"""The recurrent cells, by config name: the classic rnn, lstm and gru, and mingru and minlstm,
+whose gates read the input only (all that is left in time is an elementwise scan). Each module
+has the same functional interface:
 
     param_shapes(D, H) -> {name: shape}
     init(rng, D, H, dtype) -> params
@@ -10,6 +12,6 @@
 
 x is (T, N) ids or (T, N, D) floats, time-major; state a tuple of (N, H) arrays. A new cell
 must equal its plain version in charrnn/reference.py (tests/test_reference.py)."""
-from . import gru, lstm, rnn
+from . import gru, lstm, mingru, minlstm, rnn
 
-CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}
+CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru, "mingru": mingru, "minlstm": minlstm}

@@ -1,17 +1,7 @@
-"""The RNN, LSTM and GRU cells and the whole language model, written the plain textbook way.
+"""The classic cells, the RNN, the LSTM and the GRU, written the plain textbook way, and the
+textbook functions the other reference modules share (sigmoid, tanh, one_hot).
 
-This is the readable oracle: explicit one-hot vectors, a Python loop over time, one equation per
-line, slow on purpose. The fast cells in charrnn/cells and the model in charrnn/model.py must
-equal it (tests/test_reference.py checks this in float64).
-
-Shape letters: T time, N batch, D input width, H hidden, V vocabulary. Arrays are time-major,
-x (T, N, D) and hs (T, N, H). A cell's state is a tuple: (h,) for the RNN and GRU, (h, c) for the
-LSTM, each (N, H). Every *_forward returns a cache that only its own *_backward reads.
-
-The arguments come in the fast cells' order, so the two read side by side: a window's
-`*_forward(p, x, state) -> (hs, final state, cache)` and
-`*_backward(p, cache, dhs, dstate) -> (grads, dx, dstate0)`; a step's
-`*_step_forward(p, x, h_prev, ...)` and `*_step_backward(p, cache, dh, ...) -> (grads, dx, ...)`.
+A cell's state is a tuple: (h,) for the RNN and GRU, (h, c) for the LSTM, each (N, H).
 """
 import numpy as np
 
@@ -233,71 +223,3 @@ def gru_backward(p, cache, dhs, dstate):
         for name in grads:
             grads[name] += g[name]
     return grads, np.stack(dx), (dh_next,)
-
-
-WINDOWS = {"rnn": (rnn_forward, rnn_backward), "lstm": (lstm_forward, lstm_backward),
-           "gru": (gru_forward, gru_backward)}
-"""cell name -> (window forward, window backward)."""
-
-
-# ---- the whole model -------------------------------------------------------------------------
-
-def _layer(params, k):
-    """Layer k's cell parameters out of the flat dict: "l{k}.Wx" -> "Wx" and so on."""
-    prefix = f"l{k}."
-    return {name[len(prefix):]: value for name, value in params.items()
-            if name.startswith(prefix)}
-
-
-def model_forward(params, cell, layers, ids_x, ids_y, state):
-    """Mean cross-entropy of a window, in nats per character.
-
-    x_0 = one_hot(ids_x)                    (T, N, V), the first layer's input
-    x_{k+1} = hs of layer k, run from its carried state state[k]           (T, N, H)
-    logits = x_layers Wy + by               (T, N, V)
-    loss = -(1 / TN) sum over t, n of log softmax(logits[t, n])[ids_y[t, n]]
-
-    params: flat dict, l{k}.Wx etc. per layer and Wy (H, V), by (V,); cell "rnn", "lstm" or
-    "gru"; ids_x, ids_y (T, N) integers; state: a list of one state tuple per layer.
-    Returns (loss, new state as a list of tuples, cache).
-    """
-    forward = WINDOWS[cell][0]
-    V = params["Wy"].shape[1]
-    x = one_hot(ids_x, V)
-    caches, new_state = [], []
-    for k in range(layers):
-        x, final, cache = forward(_layer(params, k), x, state[k])
-        caches.append(cache)
-        new_state.append(final)
-    T, N, _ = x.shape
-    logits = x @ params["Wy"] + params["by"]
-    shifted = logits - logits.max(axis=2, keepdims=True)  # exp cannot overflow; softmax unchanged
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=2, keepdims=True))
-    targets = one_hot(ids_y, V)
-    loss = -np.sum(targets * log_probs) / (T * N)
-    return float(loss), new_state, (params, cell, state, x, log_probs, targets, caches)
-
-
-def model_backward(cache):
-    """Gradients of model_forward's loss.
-
-    dlogits = (softmax(logits) - one_hot(ids_y)) / TN                     (T, N, V)
-    dWy = sum over t, n of x_top^T dlogits,  dby = sum of dlogits,  dhs_top = dlogits Wy^T
-    then each layer's window backward, top to bottom, with no gradient from after the window;
-    its dx is the gradient into the hs of the layer below.
-    Returns grads (a dict with the keys of params) and dstate0, one tuple per layer.
-    """
-    params, cell, state, x_top, log_probs, targets, caches = cache
-    backward = WINDOWS[cell][1]
-    T, N, H = x_top.shape
-    dlogits = (np.exp(log_probs) - targets) / (T * N)
-    grads = {"Wy": x_top.reshape(T * N, H).T @ dlogits.reshape(T * N, -1),
-             "by": dlogits.sum(axis=(0, 1))}
-    dhs = dlogits @ params["Wy"].T
-    dstate0 = [None] * len(caches)
-    for k in reversed(range(len(caches))):
-        nothing_after = tuple(np.zeros_like(s) for s in state[k])
-        g, dhs, dstate0[k] = backward(_layer(params, k), caches[k], dhs, nothing_after)
-        for name, value in g.items():
-            grads[f"l{k}.{name}"] = value
-    return grads, dstate0

@@ -1,0 +1,110 @@
+"""minGRU layer over a whole window (Feng et al., 2024, "Were RNNs All We Needed?"): a GRU whose
+gate and candidate see the input only, never h_{t-1}.
+
+Column blocks of Wx (D, 2H) and b (2H,) are z, n (update gate, candidate); the order is part of
+the checkpoint format:
+
+    z_t = sigmoid(x_t Wx[z] + b[z])
+    n_t = x_t Wx[n] + b[n]                      (linear, as in the paper's sequential form)
+    h_t = (1 - z_t) * h_{t-1} + z_t * n_t
+
+With h_{t-1} gone from the right-hand sides, x Wx for the whole window is one (T*N, D) x (D, 2H)
+product, and what is left in time is the elementwise linear scan of _scan.py. Arrays are
+time-major: x (T, N) ids or (T, N, D), hs (T, N, H), state (h,) with h (N, H).
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import runtime
+from . import _scan
+from ._activations import sigmoid
+from ._input import project, project_backward
+
+STATE_NAMES = ("h",)
+GATES = 2
+GATE_NAMES = ("z", "n")
+
+
+class Cache(NamedTuple):
+    """What backward needs from forward."""
+    x: object  # the input, ids (T, N) or (T, N, D)
+    acts: np.ndarray  # (T, N, 2H): z, n after their activations
+    hs_ext: np.ndarray  # (T+1, N, H): h0, then h_1 .. h_T
+
+
+def param_shapes(D, H):
+    return {"Wx": (D, 2 * H), "b": (2 * H,)}
+
+
+def init(rng, D, H, dtype):
+    """Uniform(-1/sqrt(D), 1/sqrt(D)) for Wx, PyTorch's nn.Linear default, and b = 0."""
+    k = 1.0 / np.sqrt(D)
+    return {"Wx": rng.uniform(-k, k, size=(D, 2 * H)).astype(dtype),
+            "b": np.zeros(2 * H, dtype=dtype)}
+
+
+def forward(p, x, state):
+    """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
+    (h0,) = state
+    acts = project(p["Wx"], p["b"], x)  # (T, N, 2H): the pre-activations, overwritten
+    T, N, G = acts.shape
+    H = G // 2
+    hs_ext = np.empty((T + 1, N, H), dtype=acts.dtype)
+    hs_ext[0] = h0
+
+    def block(rows):
+        z = acts[:, rows, :H]
+        sigmoid(z, out=z)
+        _scan.forward(z, acts[:, rows, H:], hs_ext[:, rows])
+
+    runtime.run(block, runtime.blocks(N))
+    hs = hs_ext[1:]
+    return hs, (hs[-1].copy(),), Cache(x, acts, hs_ext)
+
+
+def backward(p, cache, dhs, dstate=None):
+    """Backward through the window.
+
+    dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);
+    dstate: gradient w.r.t. the final state, or None for zero.
+    Returns grads {Wx, b}, dx ((T, N, D) or None for ids) and (dh0,).
+    """
+    x, acts, hs_ext = cache
+    T, N, H = dhs.shape
+    da = np.empty_like(acts)  # (T, N, 2H): dLoss/d(x Wx + b)
+    dh0 = np.empty((N, H), dtype=acts.dtype)
+
+    def block(rows):
+        z, n = acts[:, rows, :H], acts[:, rows, H:]
+        dz, dn = da[:, rows, :H], da[:, rows, H:]
+        dh = np.empty_like(dhs[:, rows])
+        dh0[rows] = _scan.backward(z, dhs[:, rows], None if dstate is None else dstate[0][rows],
+                                   dh)
+        _scan.gate_grads(z, n, hs_ext[:-1, rows], dh, dz, dn)
+        np.subtract(1.0, z, out=dh)  # sigmoid' = z (1 - z), dh reused as scratch
+        dh *= z
+        dz *= dh
+
+    runtime.run(block, runtime.blocks(N))
+    dWx, db, dx = project_backward(p["Wx"], x, da)
+    return {"Wx": dWx, "b": db}, dx, (dh0,)
+
+
+def activations(cache):
+    """What a unit computed at each step, by name: h, the gate z and the candidate n, each
+    (T, N, H), views into the cache."""
+    H = cache.hs_ext.shape[2]
+    return {"h": cache.hs_ext[1:], "z": cache.acts[:, :, :H], "n": cache.acts[:, :, H:]}
+
+
+def step(p, a, state):
+    """One step for generation. a (N, 2H) = x Wx + b already looked up; returns (h,)."""
+    (h_prev,) = state
+    H = h_prev.shape[1]
+    z = sigmoid(a[:, :H], out=np.empty_like(h_prev, dtype=a.dtype))
+    # the scan's own step, so that generation gives the training pass's bits
+    hs_ext = np.empty((2,) + h_prev.shape, dtype=a.dtype)
+    hs_ext[0] = h_prev
+    _scan.forward(z[None], a[None, :, H:], hs_ext)
+    return (hs_ext[1],)
