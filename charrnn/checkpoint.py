@@ -171,7 +171,7 @@ def load(path):
             arrays, "optim/", {k: v.shape for k, v in expected.items()}, None, path)
     names = spec.cell_module.STATE_NAMES
     if any(k.startswith("state/") for k in arrays):
-        shape = (cfg.batch_size, cfg.hidden_size)
+        shape = (cfg.batch_size, spec.cell_size)
         flat = _checked_group(arrays, "state/", {f"l{i}.{n}": shape for i in range(cfg.layers)
                                                  for n in names}, cfg.dtype, path)
         ck.carried_state = [tuple(flat[f"l{i}.{n}"] for n in names) for i in range(cfg.layers)]

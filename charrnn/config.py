@@ -44,6 +44,13 @@ class TrainConfig:
     dropout: float = _key(0.0, "dropout between layers and before the output", low=0.0, high=1.0,
                           high_open=True)
     dtype: str = _key("float32", "floating-point type", choices=("float32", "float64"))
+    stack: str = _key("plain", "how the layers stack: plain (one-hot input, each cell feeding the "
+                      "next) or residual (an embedding, pre-norm residual blocks with RMSNorm "
+                      "around each cell, a final norm)", choices=("plain", "residual"))
+    expand: int = _key(1, "residual: each cell is expand x hidden_size units wide", low=1,
+                       high=64)
+    mlp: int = _key(0, "residual: a GELU MLP mlp x hidden_size wide after each cell (0 = none)",
+                    low=0, high=64)
     # data
     batch_size: int = _key(64, "parallel streams (N)", low=1, high=MAX_SIZE)
     seq_len: int = _key(100, "window length for truncated BPTT (T)", low=1, high=MAX_SIZE)
@@ -196,6 +203,9 @@ def validate(cfg):
         raise CharrnnError("steps: auto needs a time_limit, the wall time the steps must fit in")
     if cfg.eval_chars == 1:  # one character predicts nothing: its loss would read as 0
         raise CharrnnError("config key 'eval_chars' must be 0 (all) or at least 2, got 1")
+    if cfg.stack == "plain" and (cfg.expand != 1 or cfg.mlp != 0):
+        raise CharrnnError(f"config keys 'expand' ({cfg.expand}) and 'mlp' ({cfg.mlp}) shape "
+                           f"the residual stack: set stack: residual, or leave them at 1 and 0")
     if cfg.lr_min > cfg.lr:
         raise CharrnnError(f"config key 'lr_min' ({cfg.lr_min!r}) must not exceed lr ({cfg.lr!r})")
     return cfg

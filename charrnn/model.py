@@ -1,5 +1,9 @@
 """The language model: one-hot input -> stacked recurrent layers -> linear output -> softmax.
 
+Two stacks: "plain" (below), and "residual" (residual.py: an embedding, pre-norm residual blocks
+around each cell with an optional MLP, a final norm), chosen by ModelSpec.stack; the output layer
+and the loss are the same for both.
+
 Parameters are one flat dict whose names double as checkpoint keys: `l{i}.{name}` for layer i's
 cell parameters (see cells/) and `Wy` (H, V), `by` (V,) for the output layer. Shape letters:
 T time, N batch, H hidden, V vocabulary. Logits y_t = h_t Wy + by on the last layer's output.
@@ -11,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import runtime
+from . import residual, runtime
 from .cells import CELLS
 from .loss import softmax_cross_entropy_rows
 
@@ -24,37 +28,53 @@ class ModelSpec:
     layers: int
     dropout: float = 0.0
     dtype: str = "float32"
+    stack: str = "plain"  # or "residual" (residual.py)
+    expand: int = 1  # residual: the cell's width is expand * hidden_size
+    mlp: int = 0  # residual: an MLP of width mlp * hidden_size after each cell (0: none)
 
     @property
     def cell_module(self):
         return CELLS[self.cell]
 
+    @property
+    def cell_size(self):
+        """The width of each cell's state: hidden_size, times expand in the residual stack."""
+        return self.hidden_size * self.expand
+
     def __str__(self):
-        """'gru 2 x 256': the cell, its layers and their width, as every log and page names it."""
-        return f"{self.cell} {self.layers} x {self.hidden_size}"
+        """'gru 2 x 256': the cell, its layers and their width, as every log and page names it;
+        'mingru 3 x 256 residual (cell x2, mlp x4)' for the residual stack."""
+        name = f"{self.cell} {self.layers} x {self.hidden_size}"
+        if self.stack == "residual":
+            name += f" residual (cell x{self.expand}, mlp x{self.mlp})"
+        return name
 
 
 def spec_of(cfg, vocab_size):
     """The ModelSpec of a TrainConfig (or anything with its model keys) over a vocabulary."""
-    return ModelSpec(cfg.cell, vocab_size, cfg.hidden_size, cfg.layers, cfg.dropout, cfg.dtype)
+    return ModelSpec(cfg.cell, vocab_size, cfg.hidden_size, cfg.layers, cfg.dropout, cfg.dtype,
+                     cfg.stack, cfg.expand, cfg.mlp)
 
 
 class WindowCache(NamedTuple):
     """What backward needs from forward over a window."""
     top: np.ndarray  # (T*N, H): the last layer's output, after dropout
     dlogits: np.ndarray  # (T*N, V): d(mean loss)/d(logits)
-    layers: list  # each layer's cell cache
-    masks: list  # each layer's dropout mask (T, N, H), or None
+    layers: object  # each layer's cell cache (plain), or residual.StackCache
+    masks: list  # each layer's dropout mask (T, N, H), or None (residual: None)
     shape: tuple  # (T, N)
 
 
 def param_shapes(spec):
     """name -> shape of every parameter, in a fixed order."""
     cell, H, V = spec.cell_module, spec.hidden_size, spec.vocab_size
-    shapes = {}
-    for layer in range(spec.layers):
-        for name, shape in cell.param_shapes(V if layer == 0 else H, H).items():
-            shapes[f"l{layer}.{name}"] = shape
+    if spec.stack == "residual":
+        shapes = residual.param_shapes(spec)
+    else:
+        shapes = {}
+        for layer in range(spec.layers):
+            for name, shape in cell.param_shapes(V if layer == 0 else H, H).items():
+                shapes[f"l{layer}.{name}"] = shape
     shapes["Wy"] = (H, V)
     shapes["by"] = (V,)
     return shapes
@@ -62,10 +82,13 @@ def param_shapes(spec):
 
 def init_params(spec, rng):
     cell, H, V = spec.cell_module, spec.hidden_size, spec.vocab_size
-    params = {}
-    for layer in range(spec.layers):
-        for name, value in cell.init(rng, V if layer == 0 else H, H, spec.dtype).items():
-            params[f"l{layer}.{name}"] = value
+    if spec.stack == "residual":
+        params = residual.init_params(spec, rng)
+    else:
+        params = {}
+        for layer in range(spec.layers):
+            for name, value in cell.init(rng, V if layer == 0 else H, H, spec.dtype).items():
+                params[f"l{layer}.{name}"] = value
     k = 1.0 / np.sqrt(H)
     params["Wy"] = rng.uniform(-k, k, size=(H, V)).astype(spec.dtype)
     params["by"] = np.zeros(V, dtype=spec.dtype)
@@ -78,13 +101,17 @@ def layer_params(params, layer):
 
 
 def zero_state(spec, N):
-    """A list with one tuple of (N, H) zero arrays per layer (h, or h and c)."""
-    shape, names = (N, spec.hidden_size), spec.cell_module.STATE_NAMES
+    """A list with one tuple of (N, H) zero arrays per layer (h, or h and c); (N, E) in the
+    residual stack, E = spec.cell_size."""
+    shape, names = (N, spec.cell_size), spec.cell_module.STATE_NAMES
     return [tuple(np.zeros(shape, dtype=spec.dtype) for _ in names) for _ in range(spec.layers)]
 
 
 def _layers_forward(params, spec, x, state, dropout_rng):
     """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks."""
+    if spec.stack == "residual":
+        top, new_state, cache = residual.forward(params, spec, x, state, dropout_rng)
+        return top, new_state, cache, None
     cell, inp = spec.cell_module, x
     caches, masks, new_state = [], [], []
     for layer in range(spec.layers):
@@ -137,10 +164,18 @@ def forward(params, spec, x, y, state, dropout_rng=None):
 def backward(params, spec, cache):
     """Gradients of forward's loss: a dict with the keys of params, and d(initial state)."""
     top2, dlogits, caches, masks, (T, N) = cache
-    cell = spec.cell_module
     grads = {"Wy": runtime.matmul(top2.T, dlogits), "by": dlogits.sum(axis=0)}
     WyT = np.ascontiguousarray(params["Wy"].T)  # products run faster than against a .T view
     dh = runtime.matmul(dlogits, WyT).reshape(T, N, spec.hidden_size)
+    return grads, _layers_backward(params, spec, caches, masks, dh, grads)
+
+
+def _layers_backward(params, spec, caches, masks, dh, grads):
+    """Backward through the stack given dh (T, N, H) = dLoss/d(top): the layers' gradients go
+    into grads; returns d(initial state), one tuple per layer."""
+    if spec.stack == "residual":
+        return residual.backward(params, spec, caches, dh, grads)
+    cell = spec.cell_module
     dstate0 = [None] * spec.layers
     for layer in range(spec.layers - 1, -1, -1):
         if masks[layer] is not None:
@@ -148,7 +183,7 @@ def backward(params, spec, cache):
         g, dh, dstate0[layer] = cell.backward(layer_params(params, layer), caches[layer], dh)
         for k, v in g.items():
             grads[f"l{layer}.{k}"] = v
-    return grads, dstate0
+    return dstate0
 
 
 def trace(params, spec, ids):
@@ -156,6 +191,8 @@ def trace(params, spec, ids):
     layers[k] a dict of layer k's activations by name ("h", "c", gates), each (L, H)."""
     x = np.asarray(ids).reshape(-1, 1)
     top, _, caches, _ = _layers_forward(params, spec, x, zero_state(spec, 1), None)
+    if spec.stack == "residual":
+        caches = [layer.cell for layer in caches.layers]
     layers = [{name: a[:, 0].copy() for name, a in spec.cell_module.activations(c).items()}
               for c in caches]
     return output_layer(params, top), layers
@@ -169,13 +206,24 @@ def stepper(params, spec):
     the input table and each layer's parameter views are made once here instead of on every
     character, and the BLAS runs on one thread: a (1, H) product is too small to share.
     """
+    one_thread = runtime.one_blas_thread()
+    if spec.stack == "residual":
+        stack_step, Wy, by = residual.stepper(params, spec), params["Wy"], params["by"]
+
+        def step(idx, state):
+            with one_thread:
+                top, new_state = stack_step(idx, state)
+                out = top[0] @ Wy
+            out += by
+            return out, new_state
+
+        return step
     cell = spec.cell_module
     table = input_table(params)
     layers = [layer_params(params, layer) for layer in range(spec.layers)]
     upper = [(p, p["Wx"], p["b"]) for p in layers[1:]]
     first = layers[0]
     Wy, by = params["Wy"], params["by"]
-    one_thread = runtime.one_blas_thread()
 
     def step(idx, state):
         with one_thread:

@@ -55,19 +55,24 @@ def estimate(cfg, n_chars, vocab_size):
     """What a run of cfg on a corpus of n_chars characters and vocab_size would be: a dict.
 
     The memory estimate is the arrays a training step holds: weights, gradients and optimizer
-    slots, and one window's activations, about T N (layers 5 G H / 2 + 3 V) floats for a cell of
-    G gates (the forward cache and its gradients; the logits, their softmax and its gradient),
-    which is what tracemalloc measures around model.forward and backward, plus the interpreter.
+    slots, and one window's activations, about T N (layers 5 G E / 2 + 3 V) floats for cells of
+    G gates and width E (the forward cache and its gradients; the logits, their softmax and its
+    gradient), with 6 H + 2 E + 4 M more per layer in the residual stack (the stream, its norms,
+    the MLP of width M), which is what tracemalloc measures around model.forward and backward,
+    plus the interpreter.
     The ids are memory-mapped and not counted.
     """
     spec = model.spec_of(cfg, vocab_size)
     P = n_params(spec)
     n_train, n_val = data.split_sizes(n_chars, cfg.val_frac)
     T, N, H, V = cfg.seq_len, cfg.batch_size, cfg.hidden_size, vocab_size
-    G = model.param_shapes(spec)["l0.Wh"][1] // H
+    G, E = spec.cell_module.GATES, spec.cell_size
     itemsize = 4 if cfg.dtype == "float32" else 8
     params_bytes = P * itemsize * (2 + OPTIMIZER_SLOTS[cfg.optimizer])
-    step_bytes = T * N * (cfg.layers * H * 5 * G // 2 + 3 * V) * itemsize
+    per_layer = E * 5 * G // 2
+    if cfg.stack == "residual":  # the stream, its norms and the out projection; the MLP's
+        per_layer += 6 * H + 2 * E + 4 * cfg.mlp * H
+    step_bytes = T * N * (cfg.layers * per_layer + 3 * V) * itemsize
     windows = data.windows_per_epoch(n_train, N, T)
     return {
         "chars": n_chars, "vocab_size": V, "parameters": P, "train_chars": n_train,

@@ -16,7 +16,7 @@ import os
 from . import checkpoint, config as config_mod
 from .errors import CharrnnError
 
-MODEL_KEYS = ("cell", "hidden_size", "layers", "dtype")
+MODEL_KEYS = ("cell", "hidden_size", "layers", "dtype", "stack", "expand", "mlp")
 
 
 def _differences(saved, cfg, keys):

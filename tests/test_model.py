@@ -104,3 +104,52 @@ def test_float32_stays_float32(name):
     grads, _ = model.backward(params, spec, cache)
     assert all(g.dtype == np.float32 for g in grads.values())
     assert all(s.dtype == np.float32 for layer in state for s in layer)
+
+
+RESIDUAL = {"residual": dict(stack="residual"),
+            "residual-x2-mlp3": dict(stack="residual", expand=2, mlp=3)}
+
+
+@pytest.mark.parametrize("stack", sorted(RESIDUAL))
+@pytest.mark.parametrize("name", ["mingru", "minlstm", "lstm"])
+def test_residual_model_backward_with_dropout_matches_finite_differences(name, stack):
+    """The residual stack's dropout (on each branch's output) and every parameter, float64."""
+    spec = model.ModelSpec(name, V, H, 2, 0.3, "float64", **RESIDUAL[stack])
+    rng = np.random.default_rng(5)
+    params = _random_params(spec, rng)
+    x, y = rng.integers(0, V, size=(T, N)), rng.integers(0, V, size=(T, N))
+    state = [tuple(rng.standard_normal(s.shape) for s in st) for st in model.zero_state(spec, N)]
+
+    def loss():
+        return model.forward(params, spec, x, y, state, np.random.default_rng(7))[0]
+
+    _, _, cache = model.forward(params, spec, x, y, state, np.random.default_rng(7))
+    grads, dstate0 = model.backward(params, spec, cache)
+    assert set(grads) == set(params)
+    for k in params:
+        err = rel_error(grads[k], numeric_grad(loss, params[k]))
+        assert err < 1e-7, (k, err)
+    for layer, st in enumerate(state):
+        err = rel_error(dstate0[layer][0], numeric_grad(loss, st[0]))
+        assert err < 1e-7, (layer, err)
+
+
+@pytest.mark.parametrize("stack", ["plain"] + sorted(RESIDUAL))
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_generation_step_equals_the_training_forward_pass(name, stack):
+    """model.stepper, one character at a time at batch 1 (what sampling runs), gives the
+    logits and state that model.logits gives for the whole text at once (what training and
+    scoring run), from a nonzero state."""
+    spec = model.ModelSpec(name, V, H, 2, 0.0, "float64", **RESIDUAL.get(stack, {}))
+    rng = np.random.default_rng(6)
+    params = _random_params(spec, rng)
+    ids = rng.integers(0, V, size=12)
+    state = [tuple(rng.standard_normal(s.shape) for s in st) for st in model.zero_state(spec, 1)]
+    logits, final = model.logits(params, spec, ids.reshape(-1, 1), state)
+    step, s = model.stepper(params, spec), state
+    for t, i in enumerate(ids):
+        out, s = step(int(i), s)
+        np.testing.assert_allclose(out, logits[t], rtol=1e-12, atol=1e-12)
+    for a, b in zip(s, final):
+        for u, v in zip(a, b):
+            np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
