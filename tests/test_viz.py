@@ -25,25 +25,30 @@ from viz_browser import CHROMIUM, Browser
 CORPUS = os.path.join(os.path.dirname(__file__), "..", "data", "tinyshakespeare.txt")
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "tiny.yaml")
 
+# every cell, and the residual stack with wider cells and an MLP (embedding, norms, branches)
+MODELS = {"rnn": dict(cell="rnn", layers=1), "lstm": dict(cell="lstm", layers=2),
+          "gru": dict(cell="gru", layers=2), "minlstm": dict(cell="minlstm", layers=2),
+          "mingru-residual": dict(cell="mingru", layers=2, stack="residual", expand=2, mlp=2)}
+
 browser_only = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                   reason=f"needs Chromium at {CHROMIUM}")
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    """cell -> the best.npz of a tiny model trained for 60 steps (two layers when gated)."""
+    """name -> the best.npz of a tiny model trained for 60 steps (two layers when gated)."""
     found = {}
-    for cell, layers in (("rnn", 1), ("lstm", 2), ("gru", 2)):
-        out = tmp_path_factory.mktemp(f"viz-{cell}")
-        result = charrnn.train(CORPUS, CONFIG, out=str(out), cell=cell, layers=layers, steps=60,
-                               eval_every=60, sample_length=0, progress=False)
-        found[cell] = os.path.join(result.run_dir, "best.npz")
+    for name, options in MODELS.items():
+        out = tmp_path_factory.mktemp(f"viz-{name}")
+        result = charrnn.train(CORPUS, CONFIG, out=str(out), steps=60, eval_every=60,
+                               sample_length=0, progress=False, **options)
+        found[name] = os.path.join(result.run_dir, "best.npz")
     return found
 
 
 @pytest.fixture(scope="module")
 def models(checkpoints):
-    return {cell: charrnn.load(path) for cell, path in checkpoints.items()}
+    return {name: charrnn.load(path) for name, path in checkpoints.items()}
 
 
 @pytest.fixture(scope="module")
@@ -147,14 +152,15 @@ def probs64(model, ids):
 
 
 @browser_only
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_page_in_chromium(models, text, cell, tmp_path):
-    model = models[cell]
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_page_in_chromium(models, text, name, tmp_path):
+    model = models[name]
+    cell = model.spec.cell
     page = tmp_path / "viz.html"
     viz.write_page(model, text, page, chars=600, live=True)
     shown = text[:600]
     tr = model.trace(shown)
-    H, top = model.spec.hidden_size, model.spec.layers - 1
+    H, top = model.spec.cell_size, model.spec.layers - 1
     with Browser() as b:
         b.open(page)
         # every character is there, in order
@@ -229,7 +235,7 @@ def test_page_in_chromium(models, text, cell, tmp_path):
         ids = tr.ids[:80]
         diff32 = np.abs(js - tr.probs[:80]).max()
         diff64 = np.abs(js - probs64(model, ids)).max()
-        print(f"\n{cell}: JS vs Model.trace (float32) {diff32:.2e}, vs float64 {diff64:.2e}")
+        print(f"\n{name}: JS vs Model.trace (float32) {diff32:.2e}, vs float64 {diff64:.2e}")
         assert diff32 < 1e-5 and diff64 < 1e-9
 
         # Generate at temperature 0 writes what sample() writes, coloured by the chosen unit
@@ -248,6 +254,6 @@ def test_page_in_chromium(models, text, cell, tmp_path):
         assert np.abs(got - np.array([expected_colour("diverging", x) for x in v])).max() <= 1
 
         b.eval("window.scrollTo(0, 0)")
-        b.screenshot(tmp_path / f"viz-{cell}.png")
+        b.screenshot(tmp_path / f"viz-{name}.png")
         errors = [c for c in b.console if c[0] in ("error", "exception", "assert")]
         assert errors == [] and b.requests == []

@@ -17,6 +17,7 @@ from importlib import resources
 import numpy as np
 
 from ..errors import CharrnnError
+from ..layers import NORM_EPS
 from ..loss import bits
 from . import features, pack
 
@@ -78,7 +79,9 @@ def page_data(model, text, chars=3000, live=False):
     ck = model.checkpoint
     sat = features.saturation(spec.cell, layers)
     meta = {
-        "cell": spec.cell, "layers": spec.layers, "hidden": spec.hidden_size,
+        "cell": spec.cell, "layers": spec.layers, "hidden": spec.cell_size,
+        "width": spec.hidden_size, "stack": spec.stack, "mlp": spec.mlp,
+        "norm_eps": NORM_EPS,
         "vocab": model.vocab, "text": text, "step": int(ck.step),
         "val_loss": _val_loss(ck),
         "mean_loss": float(tr.loss.mean()) if len(tr.loss) else None,

@@ -15,8 +15,10 @@ FEATURES = {
     "upper case": "an upper-case letter",
 }
 
-SATURATION_GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z")}
-"""The sigmoid gates of each cell (g and n are tanh candidates, not gates in [0, 1])."""
+SATURATION_GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z"), "mingru": ("z",),
+                    "minlstm": ("i",)}
+"""The sigmoid gates of each cell (g and n are candidates, not gates in [0, 1]; minlstm's f is
+1 - i, the same point mirrored)."""
 
 LOW, HIGH = 0.1, 0.9  # a gate below LOW is left-saturated, above HIGH right-saturated
 
