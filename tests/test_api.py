@@ -38,10 +38,12 @@ def corpus(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module", params=["rnn", "lstm", "gru"])
+@pytest.fixture(scope="module", params=["rnn", "lstm", "gru", "mingru", "minlstm-residual"])
 def trained(request, corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp(request.param)
-    charrnn.train(corpus, TINY, out=out, cell=request.param, layers=2, steps=30, eval_every=30,
+    cell, _, stack = request.param.partition("-")
+    shape = dict(stack="residual", expand=2, mlp=2) if stack else {}
+    charrnn.train(corpus, TINY, out=out, cell=cell, layers=2, steps=30, eval_every=30, **shape,
                   **QUIET)
     return out / "best.npz"
 
@@ -77,14 +79,15 @@ def test_score_equals_eval_json(trained, tmp_path):
 def test_trace_loss_is_the_score_and_its_layers_are_named(trained):
     model = charrnn.load(trained)
     trace = model.trace(TEXT)
-    L, V, H = len(TEXT), len(model.vocab), model.spec.hidden_size
+    L, V, H = len(TEXT), len(model.vocab), model.spec.cell_size
     assert trace.probs.shape == (L, V) and trace.loss.shape == (L - 1,)
     np.testing.assert_allclose(trace.probs.sum(axis=1), 1.0, rtol=1e-6)
     ids = trace.ids
     np.testing.assert_allclose(trace.loss, -np.log(trace.probs[np.arange(L - 1), ids[1:]]),
                                rtol=1e-6)
     assert trace.loss.mean() == pytest.approx(model.score(TEXT)["loss_nats"], rel=1e-6)
-    names = {"rnn": {"h"}, "lstm": {"h", "c", "i", "f", "o", "g"}, "gru": {"h", "r", "z", "n"}}
+    names = {"rnn": {"h"}, "lstm": {"h", "c", "i", "f", "o", "g"}, "gru": {"h", "r", "z", "n"},
+             "mingru": {"h", "z", "n"}, "minlstm": {"h", "f", "i", "n"}}
     assert len(trace.layers) == model.spec.layers
     for layer in trace.layers:
         assert set(layer) == names[model.spec.cell]
@@ -92,10 +95,17 @@ def test_trace_loss_is_the_score_and_its_layers_are_named(trained):
         # the names are the equations' names: h follows from them
         if model.spec.cell == "lstm":
             np.testing.assert_allclose(layer["h"], layer["o"] * np.tanh(layer["c"]), atol=1e-6)
+        h_prev = np.vstack([np.zeros((1, H)), layer["h"][:-1]])
         if model.spec.cell == "gru":
-            h_prev = np.vstack([np.zeros((1, H)), layer["h"][:-1]])
             expect = (1 - layer["z"]) * layer["n"] + layer["z"] * h_prev
             np.testing.assert_allclose(layer["h"], expect, atol=1e-6)
+        if model.spec.cell == "mingru":
+            expect = (1 - layer["z"]) * h_prev + layer["z"] * layer["n"]
+            np.testing.assert_allclose(layer["h"], expect, atol=1e-6)
+        if model.spec.cell == "minlstm":
+            np.testing.assert_allclose(layer["f"] + layer["i"], 1.0, atol=1e-6)
+            expect = layer["f"] * h_prev + layer["i"] * layer["n"]
+            np.testing.assert_allclose(layer["h"], expect, atol=1e-5)
 
 
 def test_bad_options_and_text_raise_charrnn_errors(trained):

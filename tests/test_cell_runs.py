@@ -1,4 +1,4 @@
-"""LSTM and GRU through the whole product path: train, checkpoint, sample, eval; and a
+"""LSTM, GRU, minGRU and minLSTM (and the residual stack) through the whole product path: train, checkpoint, sample, eval; and a
 checkpoint whose keys do not match its cell."""
 import json
 import os
@@ -19,13 +19,17 @@ def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_cell_trains_samples_and_evaluates(cell, tmp_path):
+@pytest.mark.parametrize("cell, stack", [("lstm", []), ("gru", []), ("mingru", []), ("minlstm", []),
+                                         ("mingru", ["--stack", "residual", "--expand", 2,
+                                                     "--mlp", 2])],
+                         ids=["lstm", "gru", "mingru", "minlstm", "mingru-residual"])
+def test_cell_trains_samples_and_evaluates(cell, stack, tmp_path):
     result = run("train", CORPUS, "--config", TINY, "--cell", cell, "--layers", 2,
-                 "--dropout", 0.2, "--steps", 20, "--eval-every", 10, "--out", tmp_path)
+                 "--dropout", 0.2, "--steps", 20, "--eval-every", 10, "--out", tmp_path, *stack)
     assert result.exit_code == 0, result.output
     ck = checkpoint.load(tmp_path / "best.npz")
     assert ck.config.cell == cell and ck.config.layers == 2
+    assert ck.carried_state[0][0].shape == (ck.config.batch_size, ck.spec.cell_size)
     assert len(ck.carried_state[0]) == (2 if cell == "lstm" else 1)
     sample = run("sample", "--ckpt", tmp_path / "best.npz", "--length", 100, "--seed", 3)
     assert sample.exit_code == 0 and len(sample.stdout) == 101

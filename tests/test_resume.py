@@ -609,3 +609,23 @@ def test_every_atomic_write_fsyncs_its_folder_after_the_rename(small_corpus, tmp
         fd = opened[0]
         i = after.index(("open", os.path.dirname(target), fd))
         assert ("fsync", fd) in after[i:], f"the folder of {target} was not fsynced"
+
+
+def test_residual_min_cell_resumes_exactly_and_keeps_its_shape(small_corpus, tmp_path):
+    """The residual stack's own arrays (embedding, norms, branches, wide carried state) come
+    back from the checkpoint as exactly as the plain stack's, and its shape keys are locked."""
+    shape = ["--config", TINY, "--cell", "minlstm", "--layers", 2, "--dropout", 0.1,
+             "--stack", "residual", "--expand", 2, "--mlp", 2, "--eval-every", 5,
+             "--sample-length", 0]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    for out, steps in ((whole, 20), (part, 12)):
+        result = cli_process("train", small_corpus, *shape, "--out", out, "--steps", steps)
+        assert result.returncode == 0, result.stderr
+    second = cli_process("train", small_corpus, *shape, "--resume", part / "last.npz",
+                         "--steps", 20)
+    assert second.returncode == 0, second.stderr
+    assert_same_run(part, whole)
+    for flags in (["--mlp", 3], ["--expand", 1], ["--stack", "plain", "--expand", 1, "--mlp", 0]):
+        result = run("train", small_corpus, *shape, "--resume", part / "last.npz",
+                     "--steps", 30, *flags)
+        assert_one_line_error(result, flags[0].lstrip("-"))
