@@ -51,6 +51,7 @@ VARIANTS = {
     "mingru-3x256": _residual("mingru", 256, 3),
     "mingru-3x256-tanh": dict(_residual("mingru", 256, 3), patch="tanh"),
     "mingru-3x256-g": dict(_residual("mingru", 256, 3), patch="g"),
+    "mingru-3x256-no-norm": dict(_residual("mingru", 256, 3), patch="no-norm"),
     "mingru-3x256-x2": _residual("mingru", 256, 3, expand=2),
     "mingru-3x256-mlp2": _residual("mingru", 256, 3, mlp=2),
     "mingru-3x256-mlp2-relu": dict(_residual("mingru", 256, 3, mlp=2), patch="relu"),
@@ -95,8 +96,21 @@ def _patch_relu():
     layers.gelu, layers.gelu_backward = relu, relu_backward
 
 
+def _patch_no_norm():
+    """The residual stack without its normalisation: each norm is its gain alone, g * x."""
+    def scale(x, g):
+        return x * g, layers.NormCache(x, None)
+
+    def scale_backward(g, cache, dy, dx):
+        dx += dy * g
+        return np.sum(dy * cache.xhat, axis=0)
+
+    layers.rms_norm, layers.rms_norm_backward = scale, scale_backward
+
+
 PATCHES = {
     "tanh": lambda: _patch_candidate(np.tanh, lambda n: 1 - n * n),
+    "no-norm": _patch_no_norm,
     "g": lambda: _patch_candidate(_g, lambda n: np.where(n >= 0.5, 1.0, n * (1 - n))),
     "relu": _patch_relu,
 }
@@ -120,12 +134,15 @@ def flops_per_char(spec):
 
 # ---- running ---------------------------------------------------------------------------------
 
-def run(name, steps, eval_every):
+def run(name, steps, eval_every, settings):
     variant = dict(VARIANTS[name])
     patch = variant.pop("patch", None)
     if patch:
         PATCHES[patch]()
     overrides = dict(BASE, **variant, steps=steps, eval_every=eval_every)
+    overrides.update(settings)
+    if settings:
+        name += " " + " ".join(f"{k}={v}" for k, v in settings.items())
     cfg = config_mod.load(overrides)
     spec = model.spec_of(cfg, 65)
     points = []
@@ -135,6 +152,7 @@ def run(name, steps, eval_every):
                       on_eval=lambda r: points.append((r["step"], r["val_loss"], r["train_loss"])))
         wall = time.perf_counter() - start
     return {"name": name, "spec": str(spec), "patch": patch, "steps": steps,
+            "settings": settings,
             "params": model_size(spec), "flops_per_char": flops_per_char(spec),
             "points": points, "wall": wall, "final_val": points[-1][1]}
 
@@ -146,11 +164,11 @@ def model_size(spec):
 def table(path):
     with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    print(f"{'variant':26s} {'params':>9s} {'MFLOP/char':>10s} {'steps':>5s}  val loss at each "
+    print(f"{'variant':34s} {'params':>9s} {'MFLOP/char':>10s} {'steps':>5s}  val loss at each "
           f"evaluation")
     for r in rows:
         vals = " ".join(f"{v:.4f}" for _, v, _ in r["points"])
-        print(f"{r['name']:26s} {r['params']:9,d} {r['flops_per_char'] / 1e6:10.2f} "
+        print(f"{r['name']:34s} {r['params']:9,d} {r['flops_per_char'] / 1e6:10.2f} "
               f"{r['steps']:5d}  {vals}   ({r['wall']:.0f} s)")
 
 
@@ -161,6 +179,8 @@ def main():
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--out", help="append each variant's result to this JSON-lines file")
     ap.add_argument("--table", help="print the results in this JSON-lines file")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config value over BASE and the variant's, e.g. --set lr=4e-3")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
     if args.list:
@@ -171,7 +191,7 @@ def main():
     if len(args.variants) > 1 and any(VARIANTS[v].get("patch") for v in args.variants):
         ap.error("a patched variant changes this process's code: run it on its own")
     for name in args.variants:
-        r = run(name, args.steps, args.eval_every)
+        r = run(name, args.steps, args.eval_every, dict(kv.split("=", 1) for kv in args.set))
         print(json.dumps(r), flush=True)
         if args.out:
             with open(args.out, "a") as f:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from charrnn import config, tune
+from charrnn import checkpoint, config, tune
 from charrnn.cli import main
 from charrnn.space import parse_space
 
@@ -371,3 +371,21 @@ def test_tune_without_optuna_says_how_to_install_it(corpus, tmp_path, monkeypatc
     one_line_error(result, "charrnn tune needs Optuna: pip install 'charrnn[tune]'")
     one_line_error(run("tune", "--report", tmp_path), "pip install 'charrnn[tune]'")
     assert not (tmp_path / "sweep").exists()
+
+
+@needs_optuna
+def test_a_sweep_over_the_min_cells_and_the_residual_stack(corpus, tmp_path):
+    """The schema gives tune the new cells and shape keys with nothing written for them: each
+    trial trains the cell and MLP it drew, in the residual stack fixed by the space."""
+    space = write_space(tmp_path, searched={"cell": ["mingru", "minlstm"], "mlp": [0, 2]},
+                        stack="residual")
+    out = tmp_path / "sweep"
+    result = run("tune", corpus, "--space", space, "--trials", 3, "--out", out, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    finished = [t for t in trials_of(out) if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 3
+    for t in finished:
+        ck = checkpoint.load(os.path.join(t.user_attrs["run_dir"], "last.npz"))
+        assert (ck.config.cell, ck.config.mlp, ck.config.stack) == (t.params["cell"],
+                                                                     t.params["mlp"], "residual")
+        assert ("l0.W1" in ck.params) == (t.params["mlp"] > 0)
