@@ -14,7 +14,9 @@ characters before it in its window (from 0 to context - 1 of them, 32 on average
 nanoGPT-style models are usually scored on a whole split; it is a little harder than what the
 recurrent models see.
 
-The PyTorch recurrent models copy charrnn's: one-hot input, nn.RNN/nn.GRU/nn.LSTM with dropout
+The PyTorch recurrent models copy charrnn's plain stack of the classic cells (mingru.yaml,
+minlstm.yaml and any residual config have no PyTorch copy here; tests/test_torch_min.py checks
+their arithmetic against PyTorch instead): one-hot input, nn.RNN/nn.GRU/nn.LSTM with dropout
 between layers, dropout on the last layer's output, a linear output layer, Adam with the same
 learning rate and schedule (charrnn's own `lr_for`, over the steps that charrnn's run resolved),
 gradient clipping by global norm, batches of contiguous streams with the state carried.
@@ -39,6 +41,7 @@ from charrnn import config as config_mod, corpus as corpus_mod, data, optim, sch
 
 CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 NANOGPT = 1.4697  # nanoGPT's published val loss for its 6-layer char transformer on an A100
+TORCH_CELLS = ("rnn", "gru", "lstm")  # the cells with a PyTorch copy (nn.RNN, nn.GRU, nn.LSTM)
 
 
 def charrnn_curve(config_path, scale):
@@ -244,7 +247,8 @@ def plot(curves, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", nargs="+", default=["rnn", "gru", "lstm"])
+    ap.add_argument("--configs", nargs="+", default=["rnn", "gru", "lstm", "mingru", "minlstm"],
+                    help="names of configs/*.yaml")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiply every time limit (0.05 for a smoke run)")
     ap.add_argument("--no-torch", action="store_true", help="charrnn's curves only")
@@ -257,7 +261,8 @@ def main():
         c = charrnn_curve(os.path.join(ROOT, "configs", f"{name}.yaml"), args.scale)
         print(f"{c['name']}: best {c['best']:.4f} at {c['steps']} steps", flush=True)
         curves.append(c)
-        if not args.no_torch:
+        if not args.no_torch and c["config"]["cell"] in TORCH_CELLS and \
+                c["config"]["stack"] == "plain":
             cfg = dict(c["config"], steps=c["resolved_steps"])
             t = torch_rnn_curve(cfg, text.ids, len(text.vocab))
             print(f"{t['name']}: best {t['best']:.4f} at {t['steps']} steps", flush=True)

@@ -1,5 +1,5 @@
-"""LSTM, GRU, minGRU and minLSTM (and the residual stack) through the whole product path: train, checkpoint, sample, eval; and a
-checkpoint whose keys do not match its cell."""
+"""LSTM, GRU, minGRU and minLSTM (and the residual stack) through the whole product path:
+train, checkpoint, sample, eval; and a checkpoint whose keys do not match its cell."""
 import json
 import os
 

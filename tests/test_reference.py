@@ -156,9 +156,9 @@ def _swap_blocks(p, gates, a, b):
     return {k: (v[..., cols] if k in ("Wx", "Wh", "b") else v) for k, v in p.items()}
 
 
-@pytest.mark.parametrize("name, a, b", [(name, a, b) for name in ("lstm", "gru", "mingru", "minlstm")
-                                        for a in range(CELLS[name].GATES)
-                                        for b in range(a + 1, CELLS[name].GATES)])
+@pytest.mark.parametrize("name, a, b", [
+    (name, a, b) for name in ("lstm", "gru", "mingru", "minlstm")
+    for a in range(CELLS[name].GATES) for b in range(a + 1, CELLS[name].GATES)])
 def test_swapped_gate_blocks_do_not_match(name, a, b):
     """A reference that read two gate blocks in each other's place would differ from the fast
     cell by far more than EXACT, so the equality tests above pin the gate order."""

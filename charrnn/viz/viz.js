@@ -401,7 +401,8 @@
     const layers = [];
     for (let k = 0; k < meta.layers; k++) {
       const p = {};
-      for (const name of ["Wx", "Wh", "b", "bhn", "norm", "Wo", "bo", "mlp_norm", "W1", "b1", "W2", "b2"]) {
+      for (const name of ["Wx", "Wh", "b", "bhn", "norm", "Wo", "bo", "mlp_norm", "W1", "b1",
+                          "W2", "b2"]) {
         if (has(`l${k}.${name}`)) p[name] = f64(`l${k}.${name}`);
       }
       layers.push(p);
