@@ -11,10 +11,8 @@ import sys
 
 import click
 
-import charrnn
-
-from . import checkpoint, config as config_mod, corpus as corpus_mod, report, rundir, runtime
-from . import sample as sample_mod
+from . import api, checkpoint, config as config_mod, corpus as corpus_mod, report, rundir, \
+    runtime, sample as sample_mod, tune as tune_mod
 from .errors import CharrnnError
 from .loss import bits
 
@@ -115,9 +113,9 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, 
         return _dry_run(cfg, corpus, ck.vocab if ck else None)
     runtime.keep_freed_memory()  # each step reuses the last step's arrays, not fresh pages
     try:
-        result = charrnn.train(list(corpus), config_path, resume=resume_path,
+        result = api.train(list(corpus), config_path, resume=resume_path,
                                init_from=init_path, overwrite=overwrite, **overrides)
-    except charrnn.Stopped as stopped:
+    except api.Stopped as stopped:
         last = rundir.RunDir(stopped.result.run_dir).last
         click.echo(f"interrupted at step {stopped.result.step}: saved {last}; continue with "
                    f"--resume {last}", err=True)
@@ -162,7 +160,7 @@ def sample(ckpt, length, temperature, top_k, top_p, prime, prime_file, stop, num
     """Generate text from a checkpoint; the text streams to stdout."""
     if prime and prime_file:
         raise click.UsageError("--prime and --prime-file cannot be used together")
-    model = charrnn.load(ckpt)
+    model = api.load(ckpt)
     if prime_file:
         prime = corpus_mod.read_text(prime_file)
     rng = sample_mod.make_rng(seed)  # one generator: sample k+1 continues where k ended
@@ -185,7 +183,7 @@ def sample(ckpt, length, temperature, top_k, top_p, prime, prime_file, stop, num
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def eval_cmd(ckpt, textfile, as_json):
     """Loss of a checkpoint's model on TEXTFILE, from a zero state, the state carried."""
-    model = charrnn.load(ckpt)
+    model = api.load(ckpt)
     text = corpus_mod.load(textfile, vocab=model.vocab)
     if len(text.ids) < 2:
         raise CharrnnError(f"{textfile} is too short to score (it needs at least 2 characters)")
@@ -244,7 +242,7 @@ def viz(ckpt, textfile, output, chars, live):
     units that track features of the text and the gates' saturation; it works offline.
     """
     from . import viz as viz_mod
-    model = charrnn.load(ckpt)
+    model = api.load(ckpt)
     text = corpus_mod.read_text(textfile, what="text file")
     size = viz_mod.write_page(model, text, output, chars=chars, live=live)
     shown = f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
@@ -263,7 +261,7 @@ def viz(ckpt, textfile, output, chars, live):
 @click.option("--study", "study_name", help="study name  [default: charrnn]")
 @click.option("--storage", help="an Optuna storage URL (postgresql://...) or a journal file, "
                                 "shared by the workers  [default: DIR/journal.log]")
-@click.option("--pruner", type=click.Choice(["none", "median", "hyperband"]), default="median",
+@click.option("--pruner", type=click.Choice(tune_mod.PRUNERS), default="median",
               show_default=True, help="stops hopeless trials at an evaluation")
 @click.option("--pruner-startup", type=click.IntRange(min=0), default=5, show_default=True,
               help="median: complete trials before any pruning")
@@ -272,7 +270,7 @@ def viz(ckpt, textfile, output, chars, live):
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="seeds the sampler and each trial's run")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False),
-              help="print the table of the sweep in this folder and write its best.yaml; "
+              help="print the table of the sweep in this folder and write its best.yaml again; "
                    "train nothing")
 @click.pass_context
 def tune_cmd(ctx, corpus, space, trials, out, study_name, storage, pruner, pruner_startup,
@@ -282,11 +280,11 @@ def tune_cmd(ctx, corpus, space, trials, out, study_name, storage, pruner, prune
     Start the same command on several machines (with a shared --storage) to share one study.
     Needs Optuna: pip install 'charrnn[tune]'.
     """
-    from . import tune as tune_mod
     if report_dir is not None:
         if corpus or space or trials or out:
             raise click.UsageError("--report takes no CORPUS, --space, --trials or --out")
         rep = tune_mod.report(report_dir, study=study_name, storage=storage)
+        tune_mod.write_best(rep, report_dir)
     else:
         missing = [name for name, v in (("CORPUS", corpus), ("--space", space),
                                         ("--trials", trials), ("--out", out)) if not v]
