@@ -10,8 +10,9 @@ Everything the `charrnn` command does is a call here first: the CLI parses, call
 prints. Errors a user can fix raise CharrnnError with the one-line message the CLI prints. A call
 leaves the process as it found it (signal handlers are put back; the CLI alone changes malloc).
 """
-from .api import Model, Result, Stopped, Trace, load, train
+from .api import Model, Trace, load, train
 from .config import TrainConfig
 from .errors import CharrnnError
+from .training import Result, Stopped
 
 __all__ = ["load", "train", "Model", "Trace", "TrainConfig", "Result", "Stopped", "CharrnnError"]

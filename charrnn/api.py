@@ -7,10 +7,8 @@ import numpy as np
 
 from . import checkpoint, corpus as corpus_mod, data, evaluate, model as model_mod, \
     resume as resume_mod, rundir, sample as sample_mod, training
-from .config import TrainConfig
 from .errors import CharrnnError
 from .loss import bits, log_softmax
-from .training import Result, Stopped
 
 
 @dataclass

@@ -12,7 +12,7 @@ import sys
 import click
 
 from . import api, checkpoint, config as config_mod, corpus as corpus_mod, report, rundir, \
-    runtime, sample as sample_mod, tune as tune_mod
+    runtime, sample as sample_mod, training, tune as tune_mod
 from .errors import CharrnnError
 from .loss import bits
 
@@ -115,7 +115,7 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, 
     try:
         result = api.train(list(corpus), config_path, resume=resume_path,
                                init_from=init_path, overwrite=overwrite, **overrides)
-    except api.Stopped as stopped:
+    except training.Stopped as stopped:
         last = rundir.RunDir(stopped.result.run_dir).last
         click.echo(f"interrupted at step {stopped.result.step}: saved {last}; continue with "
                    f"--resume {last}", err=True)
