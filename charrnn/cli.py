@@ -216,13 +216,11 @@ def info(ckpt, as_json):
 def plot(run, output):
     """Plot a run's train and validation loss against characters seen, as a PNG.
 
-    RUN is a run directory (or its metrics.jsonl). Needs matplotlib: pip install 'charrnn[plot]'.
+    RUN is a run directory (or a file in it: its metrics.jsonl, best.npz, ...). Needs
+    matplotlib: pip install 'charrnn[plot]'.
     """
     from . import plot as plot_mod
-    records = plot_mod.read_metrics(run)
-    run_dir = run if os.path.isdir(run) else os.path.dirname(run) or "."
-    output = output or os.path.join(run_dir, "loss.png")
-    plot_mod.plot_losses(records, output, title=os.path.basename(os.path.abspath(run_dir)))
+    output = plot_mod.plot_run(run, output, warn=lambda text: click.echo(text, err=True))
     click.echo(f"wrote {output}", err=True)
 
 

@@ -80,6 +80,31 @@ def write_text_atomic(path, text):
         raise CharrnnError(f"could not write {path}: {e.strerror or e}") from None
 
 
+def _record(line):
+    """One line of metrics.jsonl (bytes) -> its record, or None when it is not a record."""
+    try:
+        rec = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(rec, dict) or type(rec.get("step")) is not int or rec["step"] < 0:
+        return None
+    numbers = [rec.get(k) for k in ("chars", "train_loss", "val_loss")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        return None
+    return rec
+
+
+def folder_of(path):
+    """The run folder a user means by path: the folder itself, or the folder of a file in it
+    (RUN/best.npz, RUN/metrics.jsonl), as every command that takes a checkpoint invites."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return path
+    if not os.path.exists(path):
+        raise CharrnnError(f"{path} does not exist")
+    return os.path.dirname(path) or "."
+
+
 HOLDER_WAIT = 0.5  # seconds a refused run waits for the lock's holder to name itself
 
 
@@ -241,23 +266,28 @@ class RunDir:
                                f"checkpoints of step {rec['step']} are saved, the log lacks "
                                f"their line") from None
 
-    def read_metrics(self):
-        """The log's records, in order; unreadable lines (a write cut short) are skipped."""
+    def read_metrics(self, on_damaged=None):
+        """The log's records, in order. A line that is not one (not UTF-8, not JSON, not an
+        object with an int step and numbers for chars, train_loss and val_loss: a write cut
+        short, or an edit) is skipped, and on_damaged(line_number), when given, is told of it.
+        The one reader of metrics.jsonl: resuming, `charrnn plot` and the API all read it here.
+        """
         try:
-            with open(self.metrics, encoding="utf-8") as f:
-                lines = f.read().splitlines()
+            with open(self.metrics, "rb") as f:
+                lines = f.read().split(b"\n")
         except FileNotFoundError:
             return []
-        except (OSError, UnicodeDecodeError) as e:
-            raise CharrnnError(f"cannot read {self.metrics}: {e}") from None
+        except OSError as e:
+            raise CharrnnError(f"cannot read {self.metrics}: {e.strerror or e}") from None
         records = []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except ValueError:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
                 continue
-            if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+            rec = _record(line)
+            if rec is not None:
                 records.append(rec)
+            elif on_damaged is not None:
+                on_damaged(number)
         return records
 
     def resume_metrics(self, resume_step, eval_every, record=None):

@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -353,11 +354,28 @@ def test_plot_without_matplotlib_says_how_to_install_it(tiny_run, tmp_path, monk
 
 
 def test_plot_errors(tmp_path):
-    one_line_error(run("plot", tmp_path / "none"), "cannot read")
+    one_line_error(run("plot", tmp_path / "none"), "does not exist")
+    one_line_error(run("plot", tmp_path), "holds no metrics.jsonl")
     (tmp_path / "metrics.jsonl").write_text("")
     one_line_error(run("plot", tmp_path), "no evaluations")
-    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
-    one_line_error(run("plot", tmp_path), "line 1")
+    (tmp_path / "metrics.jsonl").write_bytes(b'{"step": 1}\n\xff\xfe{"step": 2}\n')
+    one_line_error(run("plot", tmp_path), "2 damaged lines skipped (line 1, 2)")
+
+
+def test_plot_reads_the_run_of_a_checkpoint_and_skips_damaged_lines(tiny_run, tmp_path):
+    """`charrnn plot RUN/best.npz` is RUN; a line cut short or not UTF-8 is skipped with one
+    warning, as resuming skips it (rundir reads metrics.jsonl for both)."""
+    pytest.importorskip("matplotlib")
+    out, _ = tiny_run
+    folder = tmp_path / "copy"
+    shutil.copytree(out, folder)
+    with open(folder / "metrics.jsonl", "ab") as f:
+        f.write(b'{"step": 9, "chars": \xff\n{"step": 10, "ch')
+    result = run("plot", folder / "best.npz", "-o", tmp_path / "loss.png")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning")]
+    assert len(warnings) == 1 and "2 damaged lines skipped" in warnings[0], result.stderr
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_training_warns_about_a_tiny_validation_split(books, tmp_path):
