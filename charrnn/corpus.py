@@ -38,8 +38,6 @@ SEPARATOR = "\x1c"
 # heap fragmented, growing to ~170 MB over a 200 MB corpus against ~45 MB now, and were slower.
 CHUNK_BYTES = 64 << 10
 SNIFF_BYTES = 65536  # a NUL byte in a file's first SNIFF_BYTES marks it as binary
-_ASCII = bytes(range(128))
-_HIGH = bytes(range(128, 256))
 CACHE_MAGIC = b"charrnn\x01"  # ends every cache file, before the checksum
 TRAILER = struct.Struct("<8sI")  # CACHE_MAGIC, CRC-32 of the id bytes
 VERIFY_BYTES = 1 << 20  # read size of the check: one buffer, reused
@@ -173,30 +171,20 @@ def _describe(paths, files, skipped):
 
 
 def scan(paths, progress=False):
-    """First pass over the corpus at paths (a list): -> Scan (vocabulary, length, hash).
-
-    The vocabulary is gathered without a per-character Python loop: ASCII characters by deleting
-    the bytes already known from each chunk with bytes.translate, others by decoding the stream
-    of non-ASCII bytes alone, which is itself valid UTF-8 (multi-byte sequences are contiguous).
-    """
+    """First pass over the corpus at paths (a list): -> Scan (vocabulary, length, hash)."""
     files, separated, skipped = list_files(list(paths))
     total = sum(os.path.getsize(f) for f in files) + (len(files) if separated else 0)
     sha = hashlib.sha256()
-    ascii_seen = set()
-    other_seen = set()
-    high = codecs.getincrementaldecoder("utf-8")()
+    seen = data.CharSet()
     chars = nbytes = 0
     with _bar(progress, total, "vocabulary") as bar:
         for raw, text in _pieces(files, separated):
             sha.update(raw)
             nbytes += len(raw)
             chars += len(raw) if text is None else len(text)
-            ascii_seen.update(raw.translate(None, bytes(sorted(ascii_seen)) + _HIGH))
-            if text is not None:
-                other_seen.update(high.decode(raw.translate(None, _ASCII)))
+            seen.add(raw, text)
             bar.update(len(raw))
-    vocab = "".join(sorted({chr(b) for b in ascii_seen} | other_seen))
-    return Scan(files=files, separated=separated, hash=sha.hexdigest()[:16], vocab=vocab,
+    return Scan(files=files, separated=separated, hash=sha.hexdigest()[:16], vocab=seen.vocab(),
                 chars=chars, nbytes=nbytes, skipped=skipped,
                 source=_describe(list(paths), files, skipped))
 
@@ -212,27 +200,14 @@ def check_vocab(sc, vocab):
 def encode_ids(sc, vocab, sink, progress=False):
     """Second pass: call sink(ids) with each chunk's ids (1-D, id_dtype(len(vocab))), in order.
 
-    Every character must be in vocab (check_vocab). ASCII chunks map bytes to ids with one
-    bytes.translate when the ids are bytes; other chunks go through their code points.
+    Every character must be in vocab (check_vocab); data.Encoder maps them.
     """
-    dtype = data.id_dtype(len(vocab))
-    cps = data.codepoints(vocab)
-    lut = np.zeros(int(cps.max()) + 1, dtype=dtype)  # code point -> id
-    lut[cps] = np.arange(len(vocab), dtype=dtype)
-    byte_table = np.zeros(256, dtype=dtype)  # ids of code points 0..255, for ASCII chunks
-    byte_table[:min(len(lut), 256)] = lut[:256]
-    translate = byte_table.astype(np.uint8).tobytes() if dtype == np.uint8 else None
+    encoder = data.Encoder(vocab)
     sha = hashlib.sha256()
     with _bar(progress, sc.nbytes, "ids") as bar:
         for raw, text in _pieces(sc.files, sc.separated):
             sha.update(raw)
-            if text is None and translate is not None:
-                ids = np.frombuffer(raw.translate(translate), dtype=np.uint8)
-            elif text is None:
-                ids = byte_table[np.frombuffer(raw, dtype=np.uint8)]
-            else:
-                ids = lut.take(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32),
-                               mode="clip")
+            ids = encoder.piece(raw, text)
             sink(ids)
             bar.update(len(raw))
     if sha.hexdigest()[:16] != sc.hash:
