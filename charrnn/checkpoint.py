@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from . import config as config_mod
-from . import model, rundir
+from . import atomic, model
 from .errors import CharrnnError
 from .optim import init_state
 
@@ -90,13 +90,13 @@ def to_bytes(ck):
 
 
 def save(path, ck):
-    """Write atomically (rundir.write_atomic): on any failure whatever was at path is left
+    """Write atomically (atomic.write_atomic): on any failure whatever was at path is left
     untouched and no temporary file remains."""
     path = os.fspath(path)
     existed = os.path.exists(path)
     try:
         # a file object, not a name: np.savez would append ".npz" to a name
-        rundir.write_atomic(path, lambda f: np.savez(f, **to_arrays(ck)))
+        atomic.write_atomic(path, lambda f: np.savez(f, **to_arrays(ck)))
     except OSError as e:
         kept = ("the previous checkpoint is kept" if existed else
                 "no checkpoint was there before, so none is kept")

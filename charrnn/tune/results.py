@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .. import config as config_mod, rundir
+from .. import atomic, config as config_mod
 from ..errors import CharrnnError
 from ..loss import bits
 from . import storage as storage_mod
@@ -119,7 +119,7 @@ def write_best(rep, out):
             f"{best.run_dir}\n" + config_mod.dump(cfg))
     path = os.path.join(out, BEST)
     os.makedirs(out, exist_ok=True)
-    rundir.write_text_atomic(path, text)
+    atomic.write_text_atomic(path, text)
     rep.best_yaml = path
     return path
 

@@ -14,7 +14,7 @@ import time
 import urllib.parse
 import warnings
 
-from .. import rundir
+from .. import atomic
 from ..errors import CharrnnError
 
 INSTALL = "charrnn tune needs Optuna: pip install 'charrnn[tune]'"
@@ -127,7 +127,7 @@ def bind_folder(out, study, storage, write=False):
     have = _read_binding(out)
     if have is None:
         if write:
-            rundir.write_text_atomic(os.path.join(out, STUDY), json.dumps(want, indent=1) + "\n")
+            atomic.write_text_atomic(os.path.join(out, STUDY), json.dumps(want, indent=1) + "\n")
         return
     if have != want:
         raise CharrnnError(f"{out} holds the trials of study {have.get('study')!r} in "

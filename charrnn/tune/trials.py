@@ -11,7 +11,7 @@ import socket
 
 import numpy as np
 
-from .. import api, config as config_mod, interrupt, rundir
+from .. import api, atomic, config as config_mod, interrupt, rundir
 from ..errors import CharrnnError
 from . import results, storage as storage_mod
 from .space import load_space
@@ -82,7 +82,7 @@ class _Surplus(Exception):
 
 
 def _write_trial(path, info):
-    rundir.write_text_atomic(path, json.dumps(info, indent=1, default=str) + "\n")
+    atomic.write_text_atomic(path, json.dumps(info, indent=1, default=str) + "\n")
 
 
 def _check_arguments(corpus, out, trials, study, pruner, pruner_startup, pruner_warmup, seed):
