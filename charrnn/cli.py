@@ -5,6 +5,7 @@ one line `Error: ...` and exit code 1; Click's usage errors exit 2.
 """
 import dataclasses
 import errno
+import io
 import json
 import os
 import sys
@@ -19,8 +20,31 @@ from .loss import bits
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
+class _ClosedStream(io.TextIOBase):
+    """sys.stdout when file descriptor 1 was closed (`>&-`), where Python sets it to None and
+    every write would vanish or fail as an AttributeError: a write is the OSError a closed
+    descriptor gives, which ends the command with one line like any other failed write."""
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
 class _Group(click.Group):
     """Turns CharrnnError into Click's one-line error, wherever a command raises it."""
+
+    def main(self, *args, **kwargs):
+        if sys.stdout is None:
+            sys.stdout = _ClosedStream()
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as e:  # a write before any command ran: --version, --help
+            if e.errno == errno.EPIPE:
+                raise
+            click.echo(f"Error: {_io_error(e)}", err=True)
+            sys.exit(1)
 
     def invoke(self, ctx):
         try:
@@ -39,11 +63,18 @@ class _Group(click.Group):
         except OSError as e:
             if e.errno == errno.EPIPE:
                 raise  # stdout closed early (`| head`): Click ends quietly
-            # e.g. stdout redirected to a full disk. The text still buffered for stdout would
-            # fail again at exit with a second message, so send it to /dev/null instead.
-            _silence_stdout()
-            where = f" ({e.filename})" if e.filename else ""
-            raise click.ClickException(f"input/output failed{where}: {e.strerror or e}") from None
+            raise click.ClickException(_io_error(e)) from None
+
+
+def _io_error(e):
+    """The one line for a failed write or read: stdout closed (`>&-`), or e.g. redirected to a
+    full disk. The text still buffered for stdout would fail again at exit with a second
+    message, so it is sent to /dev/null first."""
+    if e.errno == errno.EBADF and isinstance(sys.stdout, _ClosedStream):
+        return "cannot write to standard output: it is closed (>&-); redirect it to a file instead"
+    _silence_stdout()
+    where = f" ({e.filename})" if e.filename else ""
+    return f"input/output failed{where}: {e.strerror or e}"
 
 
 def _silence_stdout():
@@ -133,6 +164,7 @@ def _dry_run(cfg, paths, vocab):
     est = report.estimate(cfg, sc.chars, len(vocab or sc.vocab))
     for line in report.dry_run_lines(cfg, est, sc.source):
         click.echo(line)
+    sys.stdout.flush()  # a full disk is then the one line printed, before the notes below
     for warning in report.warnings(cfg, est):
         click.echo(f"Warning: {warning}", err=True)
     click.echo("dry run: nothing was trained or written", err=True)
