@@ -266,7 +266,8 @@ def _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval, wal
     evaluated_at = run.step
     # the bar closes (and clears its line) on errors too, so an error message starts a line
     with interrupt.StopRequests(echo) as stop, bar:
-        while run.step < run.cfg.steps and stop.signum is None and not pacer.out_of_time(run.cfg):
+        while (run.step < run.cfg.steps and stop.signum is None
+               and not pacer.out_of_time(run.cfg, run.step)):
             loss = run.timed_step()
             bar.update(1)
             if run.step % 10 == 0:

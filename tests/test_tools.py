@@ -202,6 +202,27 @@ def test_time_limit_notice_in_a_run(books, tmp_path):
     assert fits.exit_code == 0 and "time limit stops" not in fits.stderr
 
 
+@pytest.mark.parametrize("steps", ["60", "auto"])
+def test_a_time_limit_shorter_than_a_step_still_trains_one_and_saves_it(books, tmp_path, steps):
+    """A run never reports success with nothing saved: the limit is checked only after a first
+    step, which is evaluated and saved like any closing step."""
+    result = run("train", books, *QUICK, "--out", tmp_path, "--steps", steps,
+                 "--time-limit", 0.001)
+    assert result.exit_code == 0, result.output
+    assert "done: step 1, best validation loss" in result.stderr
+    assert "inf" not in result.stderr.split("done:")[1]
+    for name in ("last.npz", "best.npz"):
+        ck = checkpoint.load(tmp_path / name)
+        assert ck.step == 1 and math.isfinite(ck.record["val_loss"])
+
+
+def test_a_warmup_longer_than_the_run_is_warned_about(books, tmp_path):
+    result = run("train", books, *QUICK, "--out", tmp_path, "--steps", 20, "--eval-every", 20,
+                 "--warmup-steps", 50)
+    assert result.exit_code == 0, result.output
+    assert "Warning: warmup_steps (50) is not below steps (20)" in result.stderr
+
+
 def test_patience_ends_the_run_normally(books, tmp_path, monkeypatch):
     losses = iter([3.0, 2.5, 2.6, 2.7, 2.4, 2.3, 2.2])  # best at the 2nd, then two worse
     monkeypatch.setattr(training.Run, "validation_loss", lambda self: next(losses))
