@@ -19,10 +19,6 @@ class StopRequests:
         self.signum = None
         self._previous = {}
 
-    @property
-    def exit_code(self):
-        return 128 + self.signum if self.signum is not None else 0
-
     def _handle(self, signum, frame):
         if self.signum is None:
             self.signum = signum

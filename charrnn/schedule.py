@@ -112,8 +112,12 @@ class Pacer:
     def wall(self):
         return time.perf_counter() - self.wall_start
 
-    def out_of_time(self, cfg):
-        return cfg.time_limit is not None and self.wall() >= cfg.time_limit
+    def out_of_time(self, cfg, step):
+        """Whether the time limit has passed, at `step`. Never before this invocation's first
+        step: a run ends with at least one step trained and saved, however short its limit
+        (a run that stopped at once would report success with nothing to show)."""
+        return (cfg.time_limit is not None and step > self.start_step
+                and self.wall() >= cfg.time_limit)
 
     def after_step(self, cfg, step, train_seconds):
         """-> (cfg, or its refitted copy, log lines) after `step` steps that trained for

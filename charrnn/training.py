@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, config as config_mod, data, interrupt, model, optim, report, \
+from . import atomic, checkpoint, config as config_mod, data, interrupt, model, optim, report, \
     resume as resume_mod, rundir, runtime, schedule
 from .errors import CharrnnError
 from .evaluate import score
@@ -225,7 +225,7 @@ def _start(run, run_dir, resume, echo):
         record = None if resume.record is None else {**resume.record,
                                                      "elapsed": round(resume.elapsed, 3)}
         run_dir.resume_metrics(resume.step, resume.config.eval_every, record)
-    rundir.write_text_atomic(run_dir.file(rundir.CONFIG), config_mod.dump(cfg))
+    atomic.write_text_atomic(run_dir.file(rundir.CONFIG), config_mod.dump(cfg))
 
 
 def _save_evaluation(run, run_dir, rec, new_best):
@@ -266,7 +266,8 @@ def _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval, wal
     evaluated_at = run.step
     # the bar closes (and clears its line) on errors too, so an error message starts a line
     with interrupt.StopRequests(echo) as stop, bar:
-        while run.step < run.cfg.steps and stop.signum is None and not pacer.out_of_time(run.cfg):
+        while (run.step < run.cfg.steps and stop.signum is None
+               and not pacer.out_of_time(run.cfg, run.step)):
             loss = run.timed_step()
             bar.update(1)
             if run.step % 10 == 0:
@@ -277,7 +278,7 @@ def _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval, wal
                 echo(line)
             if cfg is not run.cfg:  # steps: auto fitted again: the schedule's new length
                 run.cfg = cfg
-                rundir.write_text_atomic(run_dir.file(rundir.CONFIG), config_mod.dump(cfg))
+                atomic.write_text_atomic(run_dir.file(rundir.CONFIG), config_mod.dump(cfg))
                 bar.total = cfg.steps
                 bar.refresh()
             if run.step % cfg.eval_every == 0:

@@ -4,7 +4,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -231,22 +230,3 @@ def test_train_flags_are_the_schema(tmp_path):
         flag = "--" + f.name.replace("_", "-")
         default = "none" if f.default is None else f.default
         assert re.search(rf"{flag}\b.*?\[default: {re.escape(str(default))}\]", help_text), flag
-
-
-def _readme_python():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        readme = f.read()
-    section = readme[readme.index("\n## Python\n"):]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
-
-
-def test_readme_python_example_runs_as_written(tmp_path):
-    code = _readme_python()
-    assert len(code.strip().splitlines()) <= 6
-    for folder in ("data", "configs"):
-        shutil.copytree(os.path.join(ROOT, folder), tmp_path / folder)
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip()

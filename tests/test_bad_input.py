@@ -241,13 +241,21 @@ def _bad_checkpoints(good):
         "wrong_dtype": (_with(a, {"param/Wy": a["param/Wy"].astype(np.float64)}), "dtype float64"),
         "nan_weight": (_with(a, {"param/by": nan_by}), "param/by holds non-finite"),
         "inf_optimizer": (_with(a, {"optim/m.Wy": inf_m}), "non-finite"),
-        "newer": (_with(a, {"format_version": np.array(2)}), "format version 2, newer"),
+        "newer": (_with(a, {"format_version": np.array(2)}), "'format_version' is 2; this "
+                  "charrnn reads format 1; upgrade"),
+        "older": (_with(a, {"format_version": np.array(-1)}), "'format_version' is -1"),
+        "repeated_char": (_with(a, {"vocab": np.r_[a["vocab"][:3], a["vocab"][2:-1]]}),
+                          "key 'vocab' holds"),
+        "unsorted_vocab": (_with(a, {"vocab": a["vocab"][::-1].copy()}), "increasing order"),
+        "unknown_key": (_with(a, {"extra": np.array(1)}), "unexpected key 'extra'"),
+        "nan_best": (_with(a, {"best_val": np.array(np.nan)}), "'best_val' must be"),
+        "bad_hash": (_with(a, {"corpus_hash": np.array("zz")}), "'corpus_hash' must be"),
         "version_text": (_with(a, {"format_version": np.array("1")}), "'format_version'"),
         "bad_config": (_with(a, {"config": np.array('{"hidden_sise": 3}')}), "bad config"),
         "config_not_json": (_with(a, {"config": np.array("{")}), "bad config"),
         "bad_vocab": (_with(a, {"vocab": np.array([0xD800], dtype=np.uint32)}), "'vocab'"),
         "bad_rng": (_with(a, {"rng_state": np.array("[1, 2]")}), "'rng_state'"),
-        "negative_step": (_with(a, {"step": np.array(-5)}), "'step' is negative"),
+        "negative_step": (_with(a, {"step": np.array(-5)}), "'step' must be 0 or more"),
     }
 
 
@@ -260,7 +268,8 @@ def _write(path, content):
 
 
 BAD = ["truncated", "empty", "text", "npy", "pickled", "no_vocab", "no_weight", "extra_weight",
-       "wrong_shape", "wrong_dtype", "nan_weight", "inf_optimizer", "newer", "version_text",
+       "wrong_shape", "wrong_dtype", "nan_weight", "inf_optimizer", "newer", "older",
+       "repeated_char", "unsorted_vocab", "unknown_key", "nan_best", "bad_hash", "version_text",
        "bad_config", "config_not_json", "bad_vocab", "bad_rng", "negative_step"]
 
 

@@ -134,3 +134,32 @@ def test_train_refuses_to_replace_an_existing_run(tiny_run):
 def test_python_dash_m_and_help():
     result = subprocess.run([sys.executable, "-m", "charrnn", "-h"], capture_output=True, text=True)
     assert result.returncode == 0 and "train" in result.stdout and "sample" in result.stdout
+
+
+STDOUT_COMMANDS = [
+    ("sample", "--ckpt", "{run}/best.npz", "--length", "50"),
+    ("eval", "--ckpt", "{run}/best.npz", "{small}"),
+    ("info", "{run}/best.npz"),
+    ("train", CORPUS, "--config", TINY, "--dry-run"),
+    ("--version",),
+]
+
+
+@pytest.mark.parametrize("redirect", [">&-", ">/dev/full"], ids=["closed", "full"])
+@pytest.mark.parametrize("command", STDOUT_COMMANDS, ids=lambda c: c[0].strip("-"))
+def test_a_command_whose_stdout_is_gone_says_so_in_one_line(tiny_run, tmp_path, command,
+                                                             redirect):
+    """Every command that writes to stdout, with stdout closed (`>&-`: Python then has no
+    sys.stdout at all) or on a full disk: one line `Error: ...`, exit 1, no traceback."""
+    if redirect == ">/dev/full" and not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    small = tmp_path / "small.txt"
+    small.write_text(open(CORPUS, encoding="utf-8").read(2000), encoding="utf-8")
+    args = [a.format(run=tiny_run, small=small) for a in command]
+    script = " ".join(f"'{a}'" for a in [sys.executable, "-m", "charrnn", *args])
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run(["bash", "-c", f"{script} {redirect}"], capture_output=True,
+                            text=True, timeout=120, env=env)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr

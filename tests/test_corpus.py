@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from charrnn import corpus, data
+from charrnn import corpus, data, idcache
 from charrnn.errors import CharrnnError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -138,7 +138,7 @@ def test_ids_are_cached_once_and_memory_mapped(tmp_path, monkeypatch):
 def test_truncated_cache_is_rebuilt(tmp_path):
     path = write(tmp_path / "t.txt", TEXT)
     c = corpus.open_corpus([path], cache_dir=tmp_path / "cache")
-    cache_file = corpus.cache_path(tmp_path / "cache", corpus.scan([path]), c.vocab)
+    cache_file = idcache.cache_path(tmp_path / "cache", corpus.scan([path]).hash, c.vocab)
     del c
     with open(cache_file, "r+b") as f:
         f.truncate(10)
@@ -155,10 +155,10 @@ def test_unwritable_cache_is_an_error_naming_it(tmp_path):
 
 def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert corpus.default_cache_dir() == os.path.join(str(tmp_path), "charrnn")
+    assert idcache.default_cache_dir() == os.path.join(str(tmp_path), "charrnn")
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert corpus.default_cache_dir() == os.path.join(str(tmp_path), "home", ".cache", "charrnn")
+    assert idcache.default_cache_dir() == os.path.join(str(tmp_path), "home", ".cache", "charrnn")
 
 
 def test_split_and_batches_are_views_of_the_memmap(tmp_path):

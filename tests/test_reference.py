@@ -1,4 +1,4 @@
-"""The plain reference (charrnn/reference.py): its own backward passes against finite differences,
+"""The plain reference (charrnn/reference/): its own backward passes against finite differences,
 then the fast cells and the fast model against it, in float64."""
 import numpy as np
 import pytest

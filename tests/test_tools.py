@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -201,6 +202,27 @@ def test_time_limit_notice_in_a_run(books, tmp_path):
     assert fits.exit_code == 0 and "time limit stops" not in fits.stderr
 
 
+@pytest.mark.parametrize("steps", ["60", "auto"])
+def test_a_time_limit_shorter_than_a_step_still_trains_one_and_saves_it(books, tmp_path, steps):
+    """A run never reports success with nothing saved: the limit is checked only after a first
+    step, which is evaluated and saved like any closing step."""
+    result = run("train", books, *QUICK, "--out", tmp_path, "--steps", steps,
+                 "--time-limit", 0.001)
+    assert result.exit_code == 0, result.output
+    assert "done: step 1, best validation loss" in result.stderr
+    assert "inf" not in result.stderr.split("done:")[1]
+    for name in ("last.npz", "best.npz"):
+        ck = checkpoint.load(tmp_path / name)
+        assert ck.step == 1 and math.isfinite(ck.record["val_loss"])
+
+
+def test_a_warmup_longer_than_the_run_is_warned_about(books, tmp_path):
+    result = run("train", books, *QUICK, "--out", tmp_path, "--steps", 20, "--eval-every", 20,
+                 "--warmup-steps", 50)
+    assert result.exit_code == 0, result.output
+    assert "Warning: warmup_steps (50) is not below steps (20)" in result.stderr
+
+
 def test_patience_ends_the_run_normally(books, tmp_path, monkeypatch):
     losses = iter([3.0, 2.5, 2.6, 2.7, 2.4, 2.3, 2.2])  # best at the 2nd, then two worse
     monkeypatch.setattr(training.Run, "validation_loss", lambda self: next(losses))
@@ -353,11 +375,28 @@ def test_plot_without_matplotlib_says_how_to_install_it(tiny_run, tmp_path, monk
 
 
 def test_plot_errors(tmp_path):
-    one_line_error(run("plot", tmp_path / "none"), "cannot read")
+    one_line_error(run("plot", tmp_path / "none"), "does not exist")
+    one_line_error(run("plot", tmp_path), "holds no metrics.jsonl")
     (tmp_path / "metrics.jsonl").write_text("")
     one_line_error(run("plot", tmp_path), "no evaluations")
-    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
-    one_line_error(run("plot", tmp_path), "line 1")
+    (tmp_path / "metrics.jsonl").write_bytes(b'{"step": 1}\n\xff\xfe{"step": 2}\n')
+    one_line_error(run("plot", tmp_path), "2 damaged lines skipped (line 1, 2)")
+
+
+def test_plot_reads_the_run_of_a_checkpoint_and_skips_damaged_lines(tiny_run, tmp_path):
+    """`charrnn plot RUN/best.npz` is RUN; a line cut short or not UTF-8 is skipped with one
+    warning, as resuming skips it (rundir reads metrics.jsonl for both)."""
+    pytest.importorskip("matplotlib")
+    out, _ = tiny_run
+    folder = tmp_path / "copy"
+    shutil.copytree(out, folder)
+    with open(folder / "metrics.jsonl", "ab") as f:
+        f.write(b'{"step": 9, "chars": \xff\n{"step": 10, "ch')
+    result = run("plot", folder / "best.npz", "-o", tmp_path / "loss.png")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning")]
+    assert len(warnings) == 1 and "2 damaged lines skipped" in warnings[0], result.stderr
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_training_warns_about_a_tiny_validation_split(books, tmp_path):

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint, config, tune
 from charrnn.cli import main
-from charrnn.space import parse_space
+from charrnn.tune import parse_space
 
 try:
     import optuna
@@ -74,7 +74,7 @@ def finish(proc, timeout=120):
 
 def storage_of(out, storage=None):
     if storage:
-        return optuna.storages.RDBStorage(tune._driver(storage))
+        return optuna.storages.RDBStorage(tune.storage._driver(storage))
     return optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(out / tune.JOURNAL)))
 
@@ -369,8 +369,9 @@ def test_tune_without_optuna_says_how_to_install_it(corpus, tmp_path, monkeypatc
     space = write_space(tmp_path)
     result = run("tune", corpus, "--space", space, "--trials", 2, "--out", tmp_path / "sweep")
     one_line_error(result, "charrnn tune needs Optuna: pip install 'charrnn[tune]'")
-    one_line_error(run("tune", "--report", tmp_path), "pip install 'charrnn[tune]'")
     assert not (tmp_path / "sweep").exists()
+    (tmp_path / tune.JOURNAL).write_text("")  # a folder that holds a sweep: only Optuna reads it
+    one_line_error(run("tune", "--report", tmp_path), "pip install 'charrnn[tune]'")
 
 
 @needs_optuna
