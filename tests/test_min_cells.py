@@ -74,12 +74,11 @@ def test_minlstm_gates_stay_finite_where_the_quotient_is_zero_over_zero():
 def test_minlstm_normalised_gates_are_a_split_of_one(gate_pre, dtype):
     """For any finite pre-activations, i' is in [0, 1] and the backward's 1 - f, 1 - i are
     too: never nan, never outside, in either precision."""
-    a = np.zeros((1, 1, 3 * H), dtype=dtype)
-    a[0, 0, :2 * H] = gate_pre
-    z = np.empty((1, 1, H), dtype=dtype)
-    minlstm._gates(a, z)
+    af, ai = (np.array(gate_pre[k * H:(k + 1) * H], dtype=dtype) for k in range(2))
+    z = np.empty(H, dtype=dtype)
+    minlstm._gates(af, ai, z)
     assert np.all((z >= 0) & (z <= 1)), z
-    assert np.all((a[..., :2 * H] >= 0) & (a[..., :2 * H] <= 1))
+    assert np.all((af >= 0) & (af <= 1) & (ai >= 0) & (ai <= 1))
 
 
 @settings(max_examples=40, deadline=None)

@@ -19,7 +19,7 @@ import numpy as np
 from .. import runtime
 from . import _scan
 from ._activations import sigmoid
-from ._input import project, project_backward
+from ._input import project_blocks, project_blocks_backward
 
 STATE_NAMES = ("h",)
 GATES = 2
@@ -29,7 +29,8 @@ GATE_NAMES = ("z", "n")
 class Cache(NamedTuple):
     """What backward needs from forward."""
     x: object  # the input, ids (T, N) or (T, N, D)
-    acts: np.ndarray  # (T, N, 2H): z, n after their activations
+    z: np.ndarray  # (T, N, H): the update gate
+    n: np.ndarray  # (T, N, H): the candidate
     hs_ext: np.ndarray  # (T+1, N, H): h0, then h_1 .. h_T
 
 
@@ -47,20 +48,18 @@ def init(rng, D, H, dtype):
 def forward(p, x, state):
     """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
     (h0,) = state
-    acts = project(p["Wx"], p["b"], x)  # (T, N, 2H): the pre-activations, overwritten
-    T, N, G = acts.shape
-    H = G // 2
-    hs_ext = np.empty((T + 1, N, H), dtype=acts.dtype)
+    z, n = project_blocks(p["Wx"], p["b"], x, 2)  # (T, N, H) each; z's becomes the gate
+    T, N, H = z.shape
+    hs_ext = np.empty((T + 1, N, H), dtype=z.dtype)
     hs_ext[0] = h0
 
     def block(rows):
-        z = acts[:, rows, :H]
-        sigmoid(z, out=z)
-        _scan.forward(z, acts[:, rows, H:], hs_ext[:, rows])
+        sigmoid(z[:, rows], out=z[:, rows])
+        _scan.forward(z[:, rows], n[:, rows], hs_ext[:, rows])
 
     runtime.run(block, runtime.blocks(N))
     hs = hs_ext[1:]
-    return hs, (hs[-1].copy(),), Cache(x, acts, hs_ext)
+    return hs, (hs[-1].copy(),), Cache(x, z, n, hs_ext)
 
 
 def backward(p, cache, dhs, dstate=None):
@@ -70,32 +69,30 @@ def backward(p, cache, dhs, dstate=None):
     dstate: gradient w.r.t. the final state, or None for zero.
     Returns grads {Wx, b}, dx ((T, N, D) or None for ids) and (dh0,).
     """
-    x, acts, hs_ext = cache
+    x, z, n, hs_ext = cache
     T, N, H = dhs.shape
-    da = np.empty_like(acts)  # (T, N, 2H): dLoss/d(x Wx + b)
-    dh0 = np.empty((N, H), dtype=acts.dtype)
+    dz, dn = np.empty_like(z), np.empty_like(n)  # dLoss/d(pre-activations)
+    dh0 = np.empty((N, H), dtype=z.dtype)
 
     def block(rows):
-        z, n = acts[:, rows, :H], acts[:, rows, H:]
-        dz, dn = da[:, rows, :H], da[:, rows, H:]
+        zr, dzr = z[:, rows], dz[:, rows]
         dh = np.empty_like(dhs[:, rows])
-        dh0[rows] = _scan.backward(z, dhs[:, rows], None if dstate is None else dstate[0][rows],
+        dh0[rows] = _scan.backward(zr, dhs[:, rows], None if dstate is None else dstate[0][rows],
                                    dh)
-        _scan.gate_grads(z, n, hs_ext[:-1, rows], dh, dz, dn)
-        np.subtract(1.0, z, out=dh)  # sigmoid' = z (1 - z), dh reused as scratch
-        dh *= z
-        dz *= dh
+        _scan.gate_grads(zr, n[:, rows], hs_ext[:-1, rows], dh, dzr, dn[:, rows])
+        np.subtract(1.0, zr, out=dh)  # sigmoid' = z (1 - z), dh reused as scratch
+        dh *= zr
+        dzr *= dh
 
     runtime.run(block, runtime.blocks(N))
-    dWx, db, dx = project_backward(p["Wx"], x, da)
+    dWx, db, dx = project_blocks_backward(p["Wx"], x, [dz, dn])
     return {"Wx": dWx, "b": db}, dx, (dh0,)
 
 
 def activations(cache):
     """What a unit computed at each step, by name: h, the gate z and the candidate n, each
     (T, N, H), views into the cache."""
-    H = cache.hs_ext.shape[2]
-    return {"h": cache.hs_ext[1:], "z": cache.acts[:, :, :H], "n": cache.acts[:, :, H:]}
+    return {"h": cache.hs_ext[1:], "z": cache.z, "n": cache.n}
 
 
 def step(p, a, state):

@@ -23,7 +23,7 @@ import numpy as np
 from .. import runtime
 from . import _scan
 from ._activations import log_sigmoid, sigmoid
-from ._input import project, project_backward
+from ._input import project_blocks, project_blocks_backward
 
 STATE_NAMES = ("h",)
 GATES = 3
@@ -33,7 +33,9 @@ GATE_NAMES = ("f", "i", "n")
 class Cache(NamedTuple):
     """What backward needs from forward."""
     x: object  # the input, ids (T, N) or (T, N, D)
-    acts: np.ndarray  # (T, N, 3H): 1 - f, 1 - i (the raw gates' complements) and n
+    qf: np.ndarray  # (T, N, H): 1 - f, the raw forget gate's complement
+    qi: np.ndarray  # (T, N, H): 1 - i
+    n: np.ndarray  # (T, N, H): the candidate
     z: np.ndarray  # (T, N, H): i' = i / (f + i), the share of the candidate
     hs_ext: np.ndarray  # (T+1, N, H): h0, then h_1 .. h_T
 
@@ -49,35 +51,33 @@ def init(rng, D, H, dtype):
             "b": np.zeros(3 * H, dtype=dtype)}
 
 
-def _gates(a, z):
-    """a (T, n, 3H) pre-activations -> z = i' (written), and a's f, i blocks become 1 - f and
-    1 - i, what backward needs: d(log sigmoid(x))/dx = 1 - sigmoid(x) = sigmoid(-x)."""
-    H = z.shape[-1]
-    af, ai = a[..., :H], a[..., H:2 * H]
+def _gates(af, ai, z):
+    """The pre-activations af, ai -> z = i' (written); af and ai become 1 - f and 1 - i, what
+    backward needs: d(log sigmoid(a))/da = 1 - sigmoid(a) = sigmoid(-a)."""
     log_sigmoid(ai, out=z)
     z -= log_sigmoid(af, out=np.empty_like(z))
     sigmoid(z, out=z)
-    np.negative(a[..., :2 * H], out=a[..., :2 * H])
-    sigmoid(a[..., :2 * H], out=a[..., :2 * H])
+    for a in (af, ai):
+        np.negative(a, out=a)
+        sigmoid(a, out=a)
 
 
 def forward(p, x, state):
     """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
     (h0,) = state
-    acts = project(p["Wx"], p["b"], x)  # (T, N, 3H): the pre-activations, overwritten
-    T, N, G = acts.shape
-    H = G // 3
-    z = np.empty((T, N, H), dtype=acts.dtype)
-    hs_ext = np.empty((T + 1, N, H), dtype=acts.dtype)
+    qf, qi, n = project_blocks(p["Wx"], p["b"], x, 3)  # (T, N, H) each; qf, qi overwritten
+    T, N, H = n.shape
+    z = np.empty_like(n)
+    hs_ext = np.empty((T + 1, N, H), dtype=n.dtype)
     hs_ext[0] = h0
 
     def block(rows):
-        _gates(acts[:, rows], z[:, rows])
-        _scan.forward(z[:, rows], acts[:, rows, 2 * H:], hs_ext[:, rows])
+        _gates(qf[:, rows], qi[:, rows], z[:, rows])
+        _scan.forward(z[:, rows], n[:, rows], hs_ext[:, rows])
 
     runtime.run(block, runtime.blocks(N))
     hs = hs_ext[1:]
-    return hs, (hs[-1].copy(),), Cache(x, acts, z, hs_ext)
+    return hs, (hs[-1].copy(),), Cache(x, qf, qi, n, z, hs_ext)
 
 
 def backward(p, cache, dhs, dstate=None):
@@ -90,27 +90,27 @@ def backward(p, cache, dhs, dstate=None):
     With i' = sigmoid(d), d = log sigmoid(a_i) - log sigmoid(a_f):
     dd = di' i' (1 - i'),  da_f = -dd (1 - f),  da_i = dd (1 - i).
     """
-    x, acts, z, hs_ext = cache
+    x, qf, qi, n, z, hs_ext = cache
     T, N, H = dhs.shape
-    da = np.empty_like(acts)  # (T, N, 3H): dLoss/d(x Wx + b)
-    dh0 = np.empty((N, H), dtype=acts.dtype)
+    daf, dai, dn = (np.empty_like(n) for _ in range(3))  # dLoss/d(pre-activations)
+    dh0 = np.empty((N, H), dtype=n.dtype)
 
     def block(rows):
         zr = z[:, rows]
         dh = np.empty_like(dhs[:, rows])
         dh0[rows] = _scan.backward(zr, dhs[:, rows], None if dstate is None else dstate[0][rows],
                                    dh)
-        dd = np.empty_like(dh)
-        _scan.gate_grads(zr, acts[:, rows, 2 * H:], hs_ext[:-1, rows], dh, dd, da[:, rows, 2 * H:])
+        dd = dai[:, rows]  # di', then dd, then da_i
+        _scan.gate_grads(zr, n[:, rows], hs_ext[:-1, rows], dh, dd, dn[:, rows])
         np.subtract(1.0, zr, out=dh)  # sigmoid' = i' (1 - i'), dh reused as scratch
         dh *= zr
         dd *= dh
-        np.multiply(dd, acts[:, rows, H:2 * H], out=da[:, rows, H:2 * H])
-        np.multiply(dd, acts[:, rows, :H], out=da[:, rows, :H])
-        np.negative(da[:, rows, :H], out=da[:, rows, :H])
+        np.multiply(dd, qf[:, rows], out=daf[:, rows])
+        np.negative(daf[:, rows], out=daf[:, rows])
+        dd *= qi[:, rows]
 
     runtime.run(block, runtime.blocks(N))
-    dWx, db, dx = project_backward(p["Wx"], x, da)
+    dWx, db, dx = project_blocks_backward(p["Wx"], x, [daf, dai, dn])
     return {"Wx": dWx, "b": db}, dx, (dh0,)
 
 
@@ -118,19 +118,17 @@ def activations(cache):
     """What a unit computed at each step, by name, each (T, N, H): h, the normalised gates
     f' = 1 - i' (the share of h_{t-1} kept) and i' (the share of the candidate written), and
     the candidate n."""
-    H = cache.z.shape[2]
-    return {"h": cache.hs_ext[1:], "f": 1.0 - cache.z, "i": cache.z,
-            "n": cache.acts[:, :, 2 * H:]}
+    return {"h": cache.hs_ext[1:], "f": 1.0 - cache.z, "i": cache.z, "n": cache.n}
 
 
 def step(p, a, state):
     """One step for generation. a (N, 3H) = x Wx + b already looked up; returns (h,)."""
     (h_prev,) = state
     H = h_prev.shape[1]
-    a = a[None].copy()  # _gates overwrites its input
+    af, ai = a[None, :, :H].copy(), a[None, :, H:2 * H].copy()  # _gates overwrites them
     z = np.empty((1,) + h_prev.shape, dtype=a.dtype)
-    _gates(a, z)
+    _gates(af, ai, z)
     hs_ext = np.empty((2,) + h_prev.shape, dtype=a.dtype)
     hs_ext[0] = h_prev
-    _scan.forward(z, a[:, :, 2 * H:], hs_ext)
+    _scan.forward(z, a[None, :, 2 * H:], hs_ext)
     return (hs_ext[1],)
