@@ -7,7 +7,8 @@ be estimated on a quiet machine.
     python benchmarks/min_quality.py mingru-3x256 mingru-3x256-plain --steps 400 --out q.jsonl
     python benchmarks/min_quality.py --table q.jsonl
 
-Every variant trains with `charrnn.train` on one thread (`threads: 1`, leaving the other core to
+Wall time on a shared machine says little; the CPU time of the whole run (training and its
+evaluations, one thread) says more. Every variant trains with `charrnn.train` on one thread (`threads: 1`, leaving the other core to
 others) from the same seed and batches (BASE below: 64 streams x 100 characters, Adam, cosine
 from 2e-3 after 50 warm-up steps), each over the whole validation split at every evaluation.
 A variant is config overrides, and optionally a patch of the code for a choice that is not a
@@ -147,14 +148,14 @@ def run(name, steps, eval_every, settings):
     spec = model.spec_of(cfg, 65)
     points = []
     with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         charrnn.train(CORPUS, overrides, out=out, progress=False,
                       on_eval=lambda r: points.append((r["step"], r["val_loss"], r["train_loss"])))
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"name": name, "spec": str(spec), "patch": patch, "steps": steps,
             "settings": settings,
             "params": model_size(spec), "flops_per_char": flops_per_char(spec),
-            "points": points, "wall": wall, "final_val": points[-1][1]}
+            "points": points, "wall": wall, "cpu": cpu, "final_val": points[-1][1]}
 
 
 def model_size(spec):
@@ -169,7 +170,8 @@ def table(path):
     for r in rows:
         vals = " ".join(f"{v:.4f}" for _, v, _ in r["points"])
         print(f"{r['name']:34s} {r['params']:9,d} {r['flops_per_char'] / 1e6:10.2f} "
-              f"{r['steps']:5d}  {vals}   ({r['wall']:.0f} s)")
+              f"{r['steps']:5d}  {vals}   ({r['wall']:.0f} s wall"
+              + (f", {r['cpu']:.0f} s CPU)" if "cpu" in r else ")"))
 
 
 def main():
