@@ -296,6 +296,17 @@ def test_memory_estimate_is_of_the_right_size():
     assert 230 < est["step_mb"] + est["params_mb"] / 2 < 300
 
 
+@pytest.mark.parametrize("cell, shape, peak", [("mingru", {}, 162),
+                                               ("minlstm", {"expand": 2, "mlp": 4}, 649)])
+def test_memory_estimate_of_the_residual_stack(cell, shape, peak):
+    """peak: tracemalloc's peak in MB over a forward and backward pass of the model at batch 64
+    x 100 (what estimate's step_mb stands for), measured for the residual stack."""
+    cfg = config.build(None, {"cell": cell, "stack": "residual", "hidden_size": 256,
+                              "layers": 3, **shape})
+    est = report.estimate(cfg, 10**6, 65)
+    assert 0.9 * peak < est["step_mb"] + est["params_mb"] / 2 < 1.15 * peak
+
+
 # ---- sampling ------------------------------------------------------------------------------
 
 def test_top_p_near_zero_is_argmax(tiny_run):
