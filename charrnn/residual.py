@@ -49,6 +49,7 @@ class StackCache(NamedTuple):
 
 
 def cell_keys(spec):
+    """The names of a layer's cell parameters (Wx, b, ...), the rest of l{k}.* the block's."""
     return tuple(spec.cell_module.param_shapes(1, 1))
 
 
@@ -99,14 +100,14 @@ def _cell_params(params, spec, k):
 
 
 def _affine(x, W, b):
-    """x (M, K) W (K, P) + b -> (M, P), the product on the step's threads."""
+    """x (T*N, K) W (K, P) + b -> (T*N, P), the product on the step's threads."""
     out = runtime.matmul(x, W)
     out += b
     return out
 
 
 def _dropout(a, rate, rng):
-    """a (M, H) with inverted dropout applied -> (a * mask, mask), or (a, None) without."""
+    """a (T*N, H) with inverted dropout applied -> (a * mask, mask), or (a, None) without."""
     if rng is None or rate <= 0:
         return a, None
     keep = 1.0 - rate
@@ -146,7 +147,7 @@ def forward(params, spec, ids, state, dropout_rng):
 
 
 def _affine_backward(x, W, dout):
-    """Gradients of x W + b given dout (M, P): dW (K, P), db (P,), dx (M, K)."""
+    """Gradients of x W + b given dout (T*N, P): dW (K, P), db (P,), dx (T*N, K)."""
     dW = runtime.matmul(x.T, dout)
     dx = runtime.matmul(dout, np.ascontiguousarray(W.T))
     return dW, dout.sum(axis=0), dx
