@@ -22,7 +22,8 @@ def checkpoint_info(ck):
     return {
         "format_version": ck.format_version, "model": str(ck.spec), "cell": cfg.cell,
         "layers": cfg.layers,
-        "hidden_size": cfg.hidden_size, "dropout": cfg.dropout, "dtype": cfg.dtype,
+        "hidden_size": cfg.hidden_size, "stack": cfg.stack, "expand": cfg.expand,
+        "mlp": cfg.mlp, "dropout": cfg.dropout, "dtype": cfg.dtype,
         "parameters": n_params(ck.spec), "vocab_size": len(ck.vocab), "vocab": ck.vocab,
         "optimizer": cfg.optimizer, "lr": cfg.lr, "lr_schedule": cfg.lr_schedule,
         "step": ck.step, "chars": ck.chars, "elapsed": ck.elapsed,
