@@ -28,7 +28,8 @@ CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "tiny.yaml")
 # every cell, and the residual stack with wider cells and an MLP (embedding, norms, branches)
 MODELS = {"rnn": dict(cell="rnn", layers=1), "lstm": dict(cell="lstm", layers=2),
           "gru": dict(cell="gru", layers=2), "minlstm": dict(cell="minlstm", layers=2),
-          "mingru-residual": dict(cell="mingru", layers=2, stack="residual", expand=2, mlp=2)}
+          "mingru-residual": dict(cell="mingru", layers=2, stack="residual", expand=2, mlp=2),
+          "gru-residual": dict(cell="gru", layers=2, stack="residual")}
 
 browser_only = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                   reason=f"needs Chromium at {CHROMIUM}")
