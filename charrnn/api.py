@@ -18,8 +18,9 @@ class Trace:
     probs (L, V): the model's distribution over the character after position t;
     loss (L-1,): nats of each actual next character (-log probs[t, ids[t+1]]);
     layers[k]: layer k's activations by name, each (L, H) (H the cells' width): "h"; "c" and "i"
-    "f" "o" "g" for the LSTM; "r" "z" "n" for the GRU; "z" "n" for minGRU; "f" "i" "n" for
-    minLSTM (its gates normalised, f + i = 1). ids (L,) are the text's character ids.
+    "f" "o" "g" for the LSTM; "r" "z" "n" for the GRU; "z" "n" for minGRU; "i" "n" for
+    minLSTM (i normalised: i / (f + i); the share kept is 1 - i). ids (L,) are the text's
+    character ids.
     """
     text: str
     ids: np.ndarray

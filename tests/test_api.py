@@ -86,7 +86,7 @@ def test_trace_loss_is_the_score_and_its_layers_are_named(trained):
                                rtol=1e-6)
     assert trace.loss.mean() == pytest.approx(model.score(TEXT)["loss_nats"], rel=1e-6)
     names = {"rnn": {"h"}, "lstm": {"h", "c", "i", "f", "o", "g"}, "gru": {"h", "r", "z", "n"},
-             "mingru": {"h", "z", "n"}, "minlstm": {"h", "f", "i", "n"}}
+             "mingru": {"h", "z", "n"}, "minlstm": {"h", "i", "n"}}
     assert len(trace.layers) == model.spec.layers
     for layer in trace.layers:
         assert set(layer) == names[model.spec.cell]
@@ -102,8 +102,7 @@ def test_trace_loss_is_the_score_and_its_layers_are_named(trained):
             expect = (1 - layer["z"]) * h_prev + layer["z"] * layer["n"]
             np.testing.assert_allclose(layer["h"], expect, atol=1e-6)
         if model.spec.cell == "minlstm":
-            np.testing.assert_allclose(layer["f"] + layer["i"], 1.0, atol=1e-6)
-            expect = layer["f"] * h_prev + layer["i"] * layer["n"]
+            expect = (1 - layer["i"]) * h_prev + layer["i"] * layer["n"]
             np.testing.assert_allclose(layer["h"], expect, atol=1e-5)
 
 

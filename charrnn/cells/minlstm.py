@@ -115,10 +115,10 @@ def backward(p, cache, dhs, dstate=None):
 
 
 def activations(cache):
-    """What a unit computed at each step, by name, each (T, N, H): h, the normalised gates
-    f' = 1 - i' (the share of h_{t-1} kept) and i' (the share of the candidate written), and
-    the candidate n."""
-    return {"h": cache.hs_ext[1:], "f": 1.0 - cache.z, "i": cache.z, "n": cache.n}
+    """What a unit computed at each step, by name, each (T, N, H), views into the cache: h, the
+    normalised input gate i' (the share of the candidate written; the share of h_{t-1} kept is
+    f' = 1 - i', not listed again) and the candidate n."""
+    return {"h": cache.hs_ext[1:], "i": cache.z, "n": cache.n}
 
 
 def step(p, a, state):

@@ -17,8 +17,8 @@ FEATURES = {
 
 SATURATION_GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z"), "mingru": ("z",),
                     "minlstm": ("i",)}
-"""The sigmoid gates of each cell (g and n are candidates, not gates in [0, 1]; minlstm's f is
-1 - i, the same point mirrored)."""
+"""The sigmoid gates of each cell (g and n are candidates, not gates in [0, 1]; minlstm's
+normalised i is its one gate, the share kept being 1 - i)."""
 
 LOW, HIGH = 0.1, 0.9  # a gate below LOW is left-saturated, above HIGH right-saturated
 

@@ -344,15 +344,14 @@
       return {h, c, acts: {h, z, n}};
     }
     if (cell === "minlstm") {  // f, i, n from the input; i' = i / (f + i); h = (1 - i') h' + i' n
-      const [f, i, n] = [0, 1, 2].map(() => new Float64Array(H));
+      const [i, n] = [0, 1].map(() => new Float64Array(H));
       const logSigmoid = (x) => Math.min(x, 0) - Math.log1p(Math.exp(-Math.abs(x)));
       for (let j = 0; j < H; j++) {
         i[j] = sigmoid(logSigmoid(a[H + j]) - logSigmoid(a[j]));  // as minlstm.py: no 0 / 0
-        f[j] = 1 - i[j];
         n[j] = a[2 * H + j];
-        h[j] = f[j] * prev.h[j] + i[j] * n[j];
+        h[j] = (1 - i[j]) * prev.h[j] + i[j] * n[j];
       }
-      return {h, c, acts: {h, f, i, n}};
+      return {h, c, acts: {h, i, n}};
     }
     const rec = new Float64Array(a.length);
     addVecMat(prev.h, p.Wh, rec);
