@@ -39,7 +39,8 @@ MAX_SIZE = 1 << 20  # a cap on the size keys, far above any model or batch a CPU
 class TrainConfig:
     # model
     cell: str = _key("rnn", "recurrent cell", choices=tuple(CELLS))
-    hidden_size: int = _key(256, "units per layer (H)", low=1, high=MAX_SIZE)
+    hidden_size: int = _key(256, "units per layer (H); with stack: residual the width of the "
+                            "stream between layers", low=1, high=MAX_SIZE)
     layers: int = _key(1, "stacked recurrent layers", low=1, high=1024)
     dropout: float = _key(0.0, "dropout between layers and before the output", low=0.0, high=1.0,
                           high_open=True)
