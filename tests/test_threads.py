@@ -12,9 +12,9 @@ from charrnn.cells import CELLS, _input
 T, N, H = 20, 64, 32  # configs/tiny.yaml's hidden size and window; a batch of 4 blocks
 
 
-def _train(cell, V, threads, steps=5):
+def _train(cell, V, threads, steps=5, **stack):
     """Weights after `steps` Adam updates of a 2-layer model with dropout, on `threads`."""
-    spec = model.ModelSpec(cell, V, H, 2, 0.1, "float32")
+    spec = model.ModelSpec(cell, V, H, 2, 0.1, "float32", **stack)
     rng = np.random.default_rng(1)
     params = model.init_params(spec, rng)
     opt = optim.init_state("adam", params)
@@ -30,18 +30,23 @@ def _train(cell, V, threads, steps=5):
     return params
 
 
-@pytest.mark.parametrize("cell, V", [("rnn", 65), ("lstm", 65), ("gru", 65),
-                                     ("rnn", 2 * _input.DENSE_MAX_V)],
-                         ids=["rnn", "lstm", "gru", "rnn-large-vocab"])
-def test_thread_counts_agree_and_each_repeats_its_bits(cell, V):
+RESIDUAL = dict(stack="residual", expand=2, mlp=2)
+
+
+@pytest.mark.parametrize("cell, V, stack", [
+    ("rnn", 65, {}), ("lstm", 65, {}), ("gru", 65, {}), ("rnn", 2 * _input.DENSE_MAX_V, {}),
+    ("mingru", 65, {}), ("minlstm", 65, {}), ("mingru", 65, RESIDUAL), ("gru", 65, RESIDUAL)],
+    ids=["rnn", "lstm", "gru", "rnn-large-vocab", "mingru", "minlstm", "mingru-residual",
+         "gru-residual"])
+def test_thread_counts_agree_and_each_repeats_its_bits(cell, V, stack):
     """The same thread count gives the same bits on every run. Different counts agree to a few
     float32 ulps of the gradients, not to the bit: OpenBLAS's sgemm computes the rows in the
     last, partial tile of its kernel (12 rows for its Haswell kernels) and the columns near a
     piece's edge with other code than the same rows of a larger product, so cutting a product
     (or a batch) into pieces moves the last bit of some rows; 5 Adam steps at lr 5e-3 turn that
     into weight differences of about 1e-5 (measured: RESULTS.md, 2026-12-01)."""
-    runs = {n: _train(cell, V, n) for n in (1, 2, 3, 4)}
-    again = _train(cell, V, 3)
+    runs = {n: _train(cell, V, n, **stack) for n in (1, 2, 3, 4)}
+    again = _train(cell, V, 3, **stack)
     for k, v in runs[3].items():
         np.testing.assert_array_equal(again[k], v, err_msg=k)
     for n in (2, 3, 4):
