@@ -25,7 +25,7 @@ def _both(name, p, x, state):
 
 def test_mingru_shut_gate_keeps_h_and_open_gate_takes_the_candidate():
     """b[z] = -40: z = 0 (to float64), so h_t = h_0; b[z] = +40: z = 1, so h_t = n_t =
-    x_t Wx[n] + b[n], whatever came before."""
+    tanh(x_t Wx[n] + b[n]), whatever came before."""
     rng = np.random.default_rng(0)
     p = {"Wx": rng.standard_normal((V, 2 * H)), "b": rng.standard_normal(2 * H)}
     p["Wx"][:, :H] = 0.0
@@ -35,15 +35,17 @@ def test_mingru_shut_gate_keeps_h_and_open_gate_takes_the_candidate():
         np.testing.assert_allclose(hs, np.broadcast_to(state[0], hs.shape), atol=1e-15)
     p["b"][:H] = 40.0
     for hs, _ in _both("mingru", p, x, state):
-        np.testing.assert_allclose(hs, (p["Wx"] + p["b"])[x][:, :, H:], atol=1e-15)
+        np.testing.assert_allclose(hs, np.tanh((p["Wx"] + p["b"])[x][:, :, H:]), atol=1e-15)
 
 
 def test_minlstm_equal_gates_average_the_state_and_the_candidate():
     """Zero weights, zero gate biases: f = i = 1/2, so f' = i' = 1/2 and with the candidate
-    bias c, h_t = (h_{t-1} + c) / 2, i.e. h_t = c + (h_0 - c) / 2^t, in both implementations."""
+    bias b_n, c = tanh(b_n), h_t = (h_{t-1} + c) / 2, i.e. h_t = c + (h_0 - c) / 2^t, in both
+    implementations."""
     rng = np.random.default_rng(1)
-    c = rng.standard_normal(H)
-    p = {"Wx": np.zeros((V, 3 * H)), "b": np.concatenate([np.zeros(2 * H), c])}
+    b_n = rng.standard_normal(H)
+    c = np.tanh(b_n)
+    p = {"Wx": np.zeros((V, 3 * H)), "b": np.concatenate([np.zeros(2 * H), b_n])}
     x, state = rng.integers(0, V, size=(T, N)), _state(rng)
     expected = np.stack([c + (state[0] - c) / 2 ** (t + 1) for t in range(T)])
     for hs, hT in _both("minlstm", p, x, state):
@@ -85,7 +87,8 @@ def test_minlstm_normalised_gates_are_a_split_of_one(gate_pre, dtype):
 @given(st.integers(0, 2**32 - 1), st.sampled_from(["mingru", "minlstm"]))
 def test_scan_stays_within_its_inputs(seed, name):
     """h_t is a weighted mean of h_{t-1} and n_t, so no h ever leaves [min, max] of h_0 and the
-    candidates, for any weights: the scan cannot blow up, however long the window."""
+    candidates, for any weights (with a tanh candidate, (-1, 1) from a state inside it): the
+    scan cannot blow up, however long the window."""
     rng = np.random.default_rng(seed)
     scale = 10.0 ** rng.uniform(-2, 2)
     p = {k: rng.standard_normal(v.shape) * scale

@@ -19,9 +19,10 @@ def torch_cell(name, p, x, h):
     a = x @ p["Wx"] + p["b"]
     E = h.shape[1]
     if name == "mingru":
-        z, n = torch.sigmoid(a[..., :E]), a[..., E:]
+        z, n = torch.sigmoid(a[..., :E]), torch.tanh(a[..., E:])
     else:
-        f, i, n = torch.sigmoid(a[..., :E]), torch.sigmoid(a[..., E:2 * E]), a[..., 2 * E:]
+        f, i = torch.sigmoid(a[..., :E]), torch.sigmoid(a[..., E:2 * E])
+        n = torch.tanh(a[..., 2 * E:])
         z = i / (f + i)
     hs = []
     for t in range(len(x)):

@@ -5,7 +5,7 @@ Column blocks of Wx (D, 2H) and b (2H,) are z, n (update gate, candidate); the o
 the checkpoint format:
 
     z_t = sigmoid(x_t Wx[z] + b[z])
-    n_t = x_t Wx[n] + b[n]                      (linear, as in the paper's sequential form)
+    n_t = tanh(x_t Wx[n] + b[n])                (tanh: see _scan.candidate)
     h_t = (1 - z_t) * h_{t-1} + z_t * n_t
 
 With h_{t-1} gone from the right-hand sides, x Wx for the whole window is one (T*N, D) x (D, 2H)
@@ -55,6 +55,7 @@ def forward(p, x, state):
 
     def block(rows):
         sigmoid(z[:, rows], out=z[:, rows])
+        _scan.candidate(n[:, rows])
         _scan.forward(z[:, rows], n[:, rows], hs_ext[:, rows])
 
     runtime.run(block, runtime.blocks(N))
@@ -80,6 +81,7 @@ def backward(p, cache, dhs, dstate=None):
         dh0[rows] = _scan.backward(zr, dhs[:, rows], None if dstate is None else dstate[0][rows],
                                    dh)
         _scan.gate_grads(zr, n[:, rows], hs_ext[:-1, rows], dh, dzr, dn[:, rows])
+        _scan.candidate_backward(n[:, rows], dn[:, rows])
         np.subtract(1.0, zr, out=dh)  # sigmoid' = z (1 - z), dh reused as scratch
         dh *= zr
         dzr *= dh
@@ -100,8 +102,10 @@ def step(p, a, state):
     (h_prev,) = state
     H = h_prev.shape[1]
     z = sigmoid(a[:, :H], out=np.empty_like(h_prev, dtype=a.dtype))
+    n = a[None, :, H:].copy()
+    _scan.candidate(n)
     # the scan's own step, so that generation gives the training pass's bits
     hs_ext = np.empty((2,) + h_prev.shape, dtype=a.dtype)
     hs_ext[0] = h_prev
-    _scan.forward(z[None], a[None, :, H:], hs_ext)
+    _scan.forward(z[None], n, hs_ext)
     return (hs_ext[1],)

@@ -6,7 +6,7 @@ Column blocks of Wx (D, 3H) and b (3H,) are f, i, n (forget, input, candidate); 
 part of the checkpoint format:
 
     f_t = sigmoid(x_t Wx[f] + b[f]),  i_t = sigmoid(x_t Wx[i] + b[i])
-    n_t = x_t Wx[n] + b[n]                      (linear, as in the paper's sequential form)
+    n_t = tanh(x_t Wx[n] + b[n])                (tanh: see _scan.candidate)
     f'_t = f_t / (f_t + i_t),  i'_t = i_t / (f_t + i_t) = 1 - f'_t
     h_t = f'_t * h_{t-1} + i'_t * n_t
 
@@ -73,6 +73,7 @@ def forward(p, x, state):
 
     def block(rows):
         _gates(qf[:, rows], qi[:, rows], z[:, rows])
+        _scan.candidate(n[:, rows])
         _scan.forward(z[:, rows], n[:, rows], hs_ext[:, rows])
 
     runtime.run(block, runtime.blocks(N))
@@ -102,6 +103,7 @@ def backward(p, cache, dhs, dstate=None):
                                    dh)
         dd = dai[:, rows]  # di', then dd, then da_i
         _scan.gate_grads(zr, n[:, rows], hs_ext[:-1, rows], dh, dd, dn[:, rows])
+        _scan.candidate_backward(n[:, rows], dn[:, rows])
         np.subtract(1.0, zr, out=dh)  # sigmoid' = i' (1 - i'), dh reused as scratch
         dh *= zr
         dd *= dh
@@ -128,7 +130,9 @@ def step(p, a, state):
     af, ai = a[None, :, :H].copy(), a[None, :, H:2 * H].copy()  # _gates overwrites them
     z = np.empty((1,) + h_prev.shape, dtype=a.dtype)
     _gates(af, ai, z)
+    n = a[None, :, 2 * H:].copy()
+    _scan.candidate(n)
     hs_ext = np.empty((2,) + h_prev.shape, dtype=a.dtype)
     hs_ext[0] = h_prev
-    _scan.forward(z, a[None, :, 2 * H:], hs_ext)
+    _scan.forward(z, n, hs_ext)
     return (hs_ext[1],)

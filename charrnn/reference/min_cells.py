@@ -6,7 +6,7 @@ over the window and an elementwise scan; this is what they must equal.
 """
 import numpy as np
 
-from .cells import _zero_grads, sigmoid
+from .cells import _zero_grads, sigmoid, tanh
 
 
 # ---- minGRU ----------------------------------------------------------------------------------
@@ -15,14 +15,14 @@ def mingru_step_forward(p, x, h_prev):
     """One step; the 2H columns of Wx and b hold the update gate and the candidate, z then n.
 
     z = sigmoid(x Wx[z] + b[z])             update gate, from the input only
-    n = x Wx[n] + b[n]                      candidate, linear
+    n = tanh(x Wx[n] + b[n])                candidate, from the input only
     h = (1 - z) * h_prev + z * n
 
     x (N, D), h_prev (N, H); p: Wx (D, 2H), b (2H,). Returns h (N, H) and a cache.
     """
     a_z, a_n = np.split(x @ p["Wx"] + p["b"], 2, axis=1)
     z = sigmoid(a_z)
-    n = a_n
+    n = tanh(a_n)
     h = (1.0 - z) * h_prev + z * n
     return h, (x, h_prev, z, n)
 
@@ -31,13 +31,13 @@ def mingru_step_backward(p, cache, dh):
     """dh (N, H) = dLoss/dh -> grads {Wx, b}, dx (N, D), dh_prev (N, H).
 
     dz = dh * (n - h_prev),  dn = dh * z,  dh_prev = dh * (1 - z)
-    da = [dz z (1 - z) | dn]                (N, 2H)
+    da = [dz z (1 - z) | dn (1 - n^2)]      (N, 2H)
     dx = da Wx^T,  dWx = x^T da,  db = sum over N of da
     """
     x, h_prev, z, n = cache
     dz = dh * (n - h_prev)
     dn = dh * z
-    da = np.concatenate([dz * z * (1.0 - z), dn], axis=1)
+    da = np.concatenate([dz * z * (1.0 - z), dn * (1.0 - n * n)], axis=1)
     grads = {"Wx": x.T @ da, "b": da.sum(axis=0)}
     return grads, da @ p["Wx"].T, dh * (1.0 - z)
 
@@ -48,7 +48,7 @@ def minlstm_step_forward(p, x, h_prev):
     """One step; the 3H columns of Wx and b hold forget gate, input gate, candidate: f, i, n.
 
     f = sigmoid(x Wx[f] + b[f]),  i = sigmoid(x Wx[i] + b[i])      from the input only
-    n = x Wx[n] + b[n]                      candidate, linear
+    n = tanh(x Wx[n] + b[n])                candidate, from the input only
     f' = f / (f + i),  i' = i / (f + i)     normalised: f' + i' = 1
     h = f' * h_prev + i' * n
 
@@ -56,7 +56,7 @@ def minlstm_step_forward(p, x, h_prev):
     """
     a_f, a_i, a_n = np.split(x @ p["Wx"] + p["b"], 3, axis=1)
     f, i = sigmoid(a_f), sigmoid(a_i)
-    n = a_n
+    n = tanh(a_n)
     s = f + i
     h = (f / s) * h_prev + (i / s) * n
     return h, (x, h_prev, f, i, n)
@@ -69,7 +69,7 @@ def minlstm_step_backward(p, cache, dh):
     df' = dh * h_prev,  di' = dh * n,  dn = dh * i / s,  dh_prev = dh * f / s
     df = (df' - di') i / s^2                d(f/s)/df = i/s^2, d(i/s)/df = -i/s^2
     di = (di' - df') f / s^2                d(f/s)/di = -f/s^2, d(i/s)/di = f/s^2
-    da = [df f (1 - f) | di i (1 - i) | dn]                                 (N, 3H)
+    da = [df f (1 - f) | di i (1 - i) | dn (1 - n^2)]                       (N, 3H)
     dx = da Wx^T,  dWx = x^T da,  db = sum over N of da
     """
     x, h_prev, f, i, n = cache
@@ -78,7 +78,8 @@ def minlstm_step_backward(p, cache, dh):
     din = dh * n
     df = (dfn - din) * i / (s * s)
     di = (din - dfn) * f / (s * s)
-    da = np.concatenate([df * f * (1.0 - f), di * i * (1.0 - i), dh * i / s], axis=1)
+    da = np.concatenate([df * f * (1.0 - f), di * i * (1.0 - i), dh * i / s * (1.0 - n * n)],
+                        axis=1)
     grads = {"Wx": x.T @ da, "b": da.sum(axis=0)}
     return grads, da @ p["Wx"].T, dh * f / s
 

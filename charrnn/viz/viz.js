@@ -334,11 +334,11 @@
   function cellStep(cell, p, a, prev, H) {
     const h = new Float64Array(H), out = {h};
     let c = prev.c;
-    if (cell === "mingru") {  // z, n from the input; h = (1 - z) h' + z n
+    if (cell === "mingru") {  // z, n = tanh(.) from the input; h = (1 - z) h' + z n
       const [z, n] = [0, 1].map(() => new Float64Array(H));
       for (let j = 0; j < H; j++) {
         z[j] = sigmoid(a[j]);
-        n[j] = a[H + j];
+        n[j] = Math.tanh(a[H + j]);
         h[j] = (1 - z[j]) * prev.h[j] + z[j] * n[j];
       }
       return {h, c, acts: {h, z, n}};
@@ -348,7 +348,7 @@
       const logSigmoid = (x) => Math.min(x, 0) - Math.log1p(Math.exp(-Math.abs(x)));
       for (let j = 0; j < H; j++) {
         i[j] = sigmoid(logSigmoid(a[H + j]) - logSigmoid(a[j]));  // as minlstm.py: no 0 / 0
-        n[j] = a[2 * H + j];
+        n[j] = Math.tanh(a[2 * H + j]);
         h[j] = (1 - i[j]) * prev.h[j] + i[j] * n[j];
       }
       return {h, c, acts: {h, i, n}};
