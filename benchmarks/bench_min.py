@@ -1,5 +1,5 @@
 """Training speed of mingru and minlstm (in the residual stack) against the GRU at an equal
-parameter count, on 1 and 2 threads, each as chars/s and as a share of its own GEMM-only bound;
+parameter count (and the GRU itself in the residual stack), on 1 and 2 threads, each as chars/s and as a share of its own GEMM-only bound;
 and the scan measurement behind charrnn/cells/_scan.py.
 
     python benchmarks/bench_min.py                      # GRU 2 x 256 and its equal-size peers
@@ -75,6 +75,9 @@ def models(args, V):
         kw = dict(stack="residual", expand=args.expand, mlp=args.mlp)
         width = matched_size(cell, target, args.min_layers, kw)
         found.append(model.ModelSpec(cell, V, width, args.min_layers, 0.0, "float32", **kw))
+    # the GRU itself in the residual stack, at the GRU's size (more parameters: the embedding,
+    # the dense first-layer input, Wo): the structure the quality runs favour
+    found.append(model.ModelSpec("gru", V, H, L, 0.0, "float32", stack="residual"))
     return found
 
 

@@ -10,11 +10,10 @@ h_t = A_t (h_0 + sum_{s<=t} z_s n_s / A_s), A_t = prod_{s<=t} (1 - z_s), under- 
 within a window (A_t falls below 1e-38 after 40 steps of z = 0.9), so it has to run in log
 space, h_t = exp(log A_t + logcumsumexp(log(z_s n_s) - log A_s)), which needs n_s > 0 and costs
 two transcendental passes plus np.logaddexp.accumulate. Measured with `python
-benchmarks/bench_min.py scan` (one thread, float32; T 100 x 64 rows at H 256 and 512, T 50 x 128
-rows at H 512; on a busy machine, so read the ratios): the log-space form 73-290x slower than the
-loop, and the loop 2-5% of the time of the layer's own (T*N, H) x (H, 2H) input product. The loop
-is also exact, the same operations as the textbook step, and a convex combination that cannot
-overflow.
+benchmarks/bench_min.py scan` (one thread, float32, a quiet machine; T 100 x 64 rows at H 256
+and 512, T 50 x 128 rows at H 512): the log-space form 71-91x slower than the loop, and the loop
+4-7% of the time of the layer's own (T*N, H) x (H, 2H) input product. The loop is also exact,
+the same operations as the textbook step, and a convex combination that cannot overflow.
 """
 import numpy as np
 
