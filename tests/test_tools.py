@@ -141,7 +141,8 @@ def test_annealing_schedules_fall_from_lr_to_lr_min(schedule, total, warmup, lr_
 
 
 SHIPPED = sorted(f for f in os.listdir(os.path.join(ROOT, "configs"))
-                 if f.endswith(".yaml") and not f.startswith("space-"))
+                 if f.endswith(".yaml") and not f.startswith("space-")) + sorted(
+    os.path.join("candidates", f) for f in os.listdir(os.path.join(ROOT, "configs", "candidates")))
 
 
 @pytest.mark.parametrize("name", SHIPPED)
