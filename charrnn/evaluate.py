@@ -2,7 +2,6 @@
 import numpy as np
 
 from . import model
-from .loss import nll_sum
 
 
 def score(params, spec, ids, n_streams=64, seq_len=100):
@@ -25,12 +24,12 @@ def score(params, spec, ids, n_streams=64, seq_len=100):
     for p in range(0, S, seq_len):
         x = np.ascontiguousarray(streams_x[:, p:p + seq_len].T)
         y = np.ascontiguousarray(streams_y[:, p:p + seq_len].T)
-        out, state = model.logits(params, spec, x, state)
-        total += nll_sum(out, y.reshape(-1))
+        nats, state = model.window_nll(params, spec, x, y, state)
+        total += nats
     rest = ids[n_streams * S:]
     if len(rest) > 1:
         last = [tuple(s[-1:] for s in layer) for layer in state]
-        x = rest[:-1].reshape(-1, 1)
-        out, _ = model.logits(params, spec, x, last)
-        total += nll_sum(out, rest[1:])
+        nats, _ = model.window_nll(params, spec, rest[:-1].reshape(-1, 1), rest[1:].reshape(-1, 1),
+                                   last)
+        total += nats
     return total, L - 1

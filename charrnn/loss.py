@@ -41,9 +41,16 @@ def softmax_cross_entropy_rows(logits, targets, M, nll):
 
 
 def nll_sum(logits, targets):
-    """Summed negative log-likelihood in nats (float64), for evaluation: logits (M, V), targets (M,)."""
-    lp = log_softmax(logits)
-    return float(-lp[np.arange(len(targets)), targets].sum(dtype=np.float64))
+    """Summed negative log-likelihood in nats (float64), for evaluation: logits (M, V), targets (M,).
+
+    Each target's log-probability is log_softmax's to the bit, but only the M of them are formed:
+    one (M, V) temporary where log_softmax makes three.
+    """
+    rows = np.arange(len(targets))
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    picked = shifted[rows, targets]
+    sums = np.exp(shifted, out=shifted).sum(axis=1)
+    return float(-(picked - np.log(sums)).sum(dtype=np.float64))
 
 
 def bits(nats):

@@ -13,7 +13,14 @@ import numpy as np
 
 from . import runtime
 from .cells import CELLS
-from .loss import softmax_cross_entropy_rows
+from .loss import nll_sum, softmax_cross_entropy_rows
+
+# The output layer and the softmax run on chunks of the window's T*N rows whose (rows, V) logits
+# take at most this many bytes, and each chunk's gradients are taken at once, so that a window
+# never holds (T*N, V) logits or their gradient: at V = 5,000, batch 64 x 100, float32 those
+# are 128 MB each (benchmarks/RESULTS.md, "Big vocabularies in bounded memory"). Small
+# vocabularies fit in one chunk (V = 65 at 64 x 100: 1.7 MB) and run as before, to the bit.
+OUTPUT_CHUNK_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,8 @@ def spec_of(cfg, vocab_size):
 
 class WindowCache(NamedTuple):
     """What backward needs from forward over a window."""
-    top: np.ndarray  # (T*N, H): the last layer's output, after dropout
-    dlogits: np.ndarray  # (T*N, V): d(mean loss)/d(logits)
+    dtop: np.ndarray  # (T*N, H): d(mean loss)/d(the last layer's output, after dropout)
+    output_grads: dict  # {"Wy": (H, V), "by": (V,)}: the output layer's, taken in forward
     layers: list  # each layer's cell cache
     masks: list  # each layer's dropout mask (T, N, H), or None
     shape: tuple  # (T, N)
@@ -103,11 +110,18 @@ def _layers_forward(params, spec, x, state, dropout_rng):
 
 
 def output_layer(params, top):
-    """top (T, N, H), the last layer's output -> logits (T*N, V) = top Wy + by."""
-    T, N, H = top.shape
-    out = runtime.matmul(top.reshape(T * N, H), params["Wy"])
+    """top (..., H), the last layer's output -> logits (rows, V) = top Wy + by, one row per
+    position (T*N rows for a window's (T, N, H))."""
+    out = runtime.matmul(top.reshape(-1, top.shape[-1]), params["Wy"])
     out += params["by"]
     return out
+
+
+def output_chunks(rows, V, itemsize):
+    """The slices of rows whose logits a pass makes at a time: as few equal chunks as keep each
+    (chunk, V) array within OUTPUT_CHUNK_BYTES, one for small vocabularies."""
+    k = max(1, min(rows, -(-rows * V * itemsize // OUTPUT_CHUNK_BYTES)))
+    return [slice(i * rows // k, (i + 1) * rows // k) for i in range(k)]
 
 
 def logits(params, spec, x, state):
@@ -116,31 +130,70 @@ def logits(params, spec, x, state):
     return output_layer(params, top), new_state
 
 
+def window_nll(params, spec, x, y, state):
+    """Forward without dropout, scored: x, y (T, N) ids -> (summed NLL of y in nats (float64),
+    new state), the logits made one chunk of rows at a time (output_chunks)."""
+    top, new_state, _, _ = _layers_forward(params, spec, x, state, None)
+    top2, targets = top.reshape(-1, spec.hidden_size), y.reshape(-1)
+    total = 0.0
+    for rows in output_chunks(len(targets), spec.vocab_size, top.itemsize):
+        total += nll_sum(output_layer(params, top2[rows]), targets[rows])
+    return total, new_state
+
+
+def output_forward_backward(params, top2, targets, M):
+    """The output layer, the softmax cross-entropy and their gradients, one chunk of rows at a
+    time (output_chunks), so that only one chunk's logits exist at once.
+
+    top2 (R, H), targets (R,) ids, M the count the loss's mean is over. Returns nll (R,) each
+    row's loss, dtop (R, H) = dlogits Wy^T, and {"Wy": top2^T dlogits, "by": dlogits summed over
+    rows}, where dlogits = (softmax - one_hot) / M. Over several chunks dWy and dby are sums of
+    the chunks' products, so they differ from one product's in rounding only.
+    """
+    R, H = top2.shape
+    Wy = params["Wy"]
+    WyT = np.ascontiguousarray(Wy.T)  # products run faster than against a .T view
+    nll, dtop = np.empty(R, dtype=top2.dtype), np.empty((R, H), dtype=top2.dtype)
+    dWy = dby = None
+    for rows in output_chunks(R, Wy.shape[1], top2.itemsize):
+        top_c, targets_c, nll_c = top2[rows], targets[rows], nll[rows]
+        d = output_layer(params, top_c)  # (rows, V) logits, then dlogits in place
+        runtime.run(lambda b: softmax_cross_entropy_rows(d[b], targets_c[b], M, nll_c[b]),
+                    runtime.blocks(len(d)))
+        if dWy is None:
+            dWy, dby = runtime.matmul(top_c.T, d), d.sum(axis=0)
+        else:
+            dWy += runtime.matmul(top_c.T, d)
+            dby += d.sum(axis=0)
+        runtime.matmul(d, WyT, out=dtop[rows])
+    return nll, dtop, {"Wy": dWy, "by": dby}
+
+
 def forward(params, spec, x, y, state, dropout_rng=None):
     """Loss of a window and what backward needs.
 
     x, y (T, N) ids (y is x shifted by one); state from zero_state or a previous window.
     Returns (loss in nats/char, new state, cache). Passing dropout_rng turns dropout on.
+    The output layer's gradients are taken here, chunk by chunk, and kept in the cache instead
+    of the (T*N, V) logits' (output_forward_backward).
     """
     top, new_state, caches, masks = _layers_forward(params, spec, x, state, dropout_rng)
     T, N, H = top.shape
-    top2 = top.reshape(T * N, H)
-    out = output_layer(params, top)
-    # the softmax and its gradient row by row, in place: out becomes dlogits
-    targets, nll = y.reshape(-1), np.empty(T * N, dtype=out.dtype)
-    runtime.run(lambda rows: softmax_cross_entropy_rows(out[rows], targets[rows], T * N,
-                                                          nll[rows]),
-                  runtime.blocks(T * N))
-    return float(np.mean(nll)), new_state, WindowCache(top2, out, caches, masks, (T, N))
+    nll, dtop, output_grads = output_forward_backward(params, top.reshape(T * N, H),
+                                                      y.reshape(-1), T * N)
+    return float(np.mean(nll)), new_state, WindowCache(dtop, output_grads, caches, masks, (T, N))
 
 
 def backward(params, spec, cache):
     """Gradients of forward's loss: a dict with the keys of params, and d(initial state)."""
-    top2, dlogits, caches, masks, (T, N) = cache
+    dtop, output_grads, caches, masks, (T, N) = cache
     cell = spec.cell_module
-    grads = {"Wy": runtime.matmul(top2.T, dlogits), "by": dlogits.sum(axis=0)}
-    WyT = np.ascontiguousarray(params["Wy"].T)  # products run faster than against a .T view
-    dh = runtime.matmul(dlogits, WyT).reshape(T, N, spec.hidden_size)
+    # copies, so that the cache stays as forward left it whatever is done to the gradients (the
+    # top layer's dropout mask below scales dh in place; clipping scales grads in place)
+    grads = {k: v.copy() for k, v in output_grads.items()}
+    dh = dtop.reshape(T, N, spec.hidden_size)
+    if masks[-1] is not None:
+        dh = dh.copy()
     dstate0 = [None] * spec.layers
     for layer in range(spec.layers - 1, -1, -1):
         if masks[layer] is not None:
