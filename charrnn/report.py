@@ -55,10 +55,11 @@ def estimate(cfg, n_chars, vocab_size):
     """What a run of cfg on a corpus of n_chars characters and vocab_size would be: a dict.
 
     The memory estimate is the arrays a training step holds: weights, gradients and optimizer
-    slots, and one window's activations, about T N (layers 5 G H / 2 + 3 V) floats for a cell of
-    G gates (the forward cache and its gradients; the logits, their softmax and its gradient),
-    which is what tracemalloc measures around model.forward and backward, plus the interpreter.
-    The ids are memory-mapped and not counted.
+    slots, and one window's activations, about T N (layers 5 G H / 2 + H) floats for a cell of
+    G gates (the forward cache and its gradients, and the output layer's gradient dtop) plus one
+    chunk of logits (model.output_chunks: at most model.OUTPUT_CHUNK_BYTES, whatever V), which is
+    what tracemalloc measures around model.forward and backward, plus the interpreter. The ids
+    are memory-mapped and not counted.
     """
     spec = model.spec_of(cfg, vocab_size)
     P = n_params(spec)
@@ -67,7 +68,8 @@ def estimate(cfg, n_chars, vocab_size):
     G = model.param_shapes(spec)["l0.Wh"][1] // H
     itemsize = 4 if cfg.dtype == "float32" else 8
     params_bytes = P * itemsize * (2 + OPTIMIZER_SLOTS[cfg.optimizer])
-    step_bytes = T * N * (cfg.layers * H * 5 * G // 2 + 3 * V) * itemsize
+    logits_bytes = min(T * N * V * itemsize, model.OUTPUT_CHUNK_BYTES + V * itemsize)
+    step_bytes = T * N * (cfg.layers * H * 5 * G // 2 + H) * itemsize + logits_bytes
     windows = data.windows_per_epoch(n_train, N, T)
     return {
         "chars": n_chars, "vocab_size": V, "parameters": P, "train_chars": n_train,

@@ -271,6 +271,11 @@ def test_memory_estimate_is_of_the_right_size():
     assert est["params_mb"] == pytest.approx(P * 4 * 4 / 2**20)  # adam: weights, grads, m, v
     # tracemalloc's peak over a forward and backward pass of this model is 262 MB
     assert 230 < est["step_mb"] + est["params_mb"] / 2 < 300
+    # at V = 5,000 the logits are made a chunk at a time: tracemalloc's peak over a training
+    # step of an RNN 1x256 at batch 64 x 100 (forward, backward, clip, Adam) is 53 MB
+    cfg = config.build(None, {"cell": "rnn", "hidden_size": 256})
+    est = report.estimate(cfg, 10**8, 5000)
+    assert 40 < est["step_mb"] + est["params_mb"] / 2 < 70
 
 
 # ---- sampling ------------------------------------------------------------------------------
