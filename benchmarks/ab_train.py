@@ -10,9 +10,11 @@ Each run is `/usr/bin/time -v python -m charrnn train CORPUS --steps S --eval-ev
 --sample-length 0 --out TMP ...` in the checkout's folder (so that `python -m` imports that
 checkout's charrnn), ending with one evaluation of the validation split. Per run: the training
 steps' chars/s (chars / elapsed of the last metrics line, the steps' own time), the wall time
-(start-up, steps, the evaluation, checkpoints) and the maximum resident set size. Per round,
-B / A of each; the median and range over rounds. Extra arguments after `--` go to both runs.
-One unrecorded one-step run of each side first builds the corpus cache they share.
+(start-up, steps, the evaluation, checkpoints), the CPU time (user + system, all threads: the
+work done, which another process's load moves less than it moves the wall time) and the maximum
+resident set size. Per round, B / A of each; the median and range over rounds. Extra arguments
+after `--` go to both runs. One unrecorded one-step run of each side first builds the corpus
+cache they share.
 """
 import argparse
 import json
@@ -51,10 +53,12 @@ def one_run(checkout, python, corpus, folder, steps, extra):
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", done.stderr)
     wall = sum(float(p) * 60 ** i for i, p in enumerate(reversed(wall.group(1).split(":"))))
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): (\S+)", done.stderr).group(1))
+              for kind in ("User", "System"))
     with open(os.path.join(out, "metrics.jsonl")) as f:
         last = json.loads(f.read().splitlines()[-1])
-    return {"chars_per_s": last["chars"] / last["elapsed"], "wall": wall, "rss_mb": rss / 1024,
-            "val_loss": last["val_loss"]}
+    return {"chars_per_s": last["chars"] / last["elapsed"], "wall": wall, "cpu": cpu,
+            "rss_mb": rss / 1024, "val_loss": last["val_loss"]}
 
 
 def spread(values):
@@ -85,16 +89,19 @@ def main():
                 res = one_run(checkout, python, corpus, folder, args.steps, args.extra)
                 found[side].append(res)
                 print(f"  round {r + 1} {side}: {res['chars_per_s']:9,.0f} chars/s in the steps, "
-                      f"{res['wall']:6.1f} s wall, peak RSS {res['rss_mb']:6.1f} MB, val "
+                      f"{res['wall']:6.1f} s wall, {res['cpu']:6.1f} s CPU, peak RSS "
+                      f"{res['rss_mb']:6.1f} MB, val "
                       f"{res['val_loss']:.6f}; load {open('/proc/loadavg').read().split()[0]}",
                       flush=True)
         a, b = found["A"], found["B"]
         print(f"B / A, median (range) over {args.rounds} rounds: steps' chars/s "
               f"{spread([y['chars_per_s'] / x['chars_per_s'] for x, y in zip(a, b)])}; wall "
-              f"{spread([y['wall'] / x['wall'] for x, y in zip(a, b)])}")
+              f"{spread([y['wall'] / x['wall'] for x, y in zip(a, b)])}; CPU "
+              f"{spread([y['cpu'] / x['cpu'] for x, y in zip(a, b)])}")
         for side, runs in found.items():
             print(f"{side}: chars/s median {statistics.median(r['chars_per_s'] for r in runs):,.0f}"
-                  f", wall median {statistics.median(r['wall'] for r in runs):.1f} s, peak RSS "
+                  f", wall median {statistics.median(r['wall'] for r in runs):.1f} s, CPU median "
+                  f"{statistics.median(r['cpu'] for r in runs):.1f} s, peak RSS "
                   f"{min(r['rss_mb'] for r in runs):.1f}-{max(r['rss_mb'] for r in runs):.1f} MB")
 
 

@@ -131,7 +131,8 @@ def chunks(args):
     """A training step (forward, backward, clip, Adam) at each OUTPUT_CHUNK_BYTES in --chunk-mb
     (0: the whole window in one chunk), in alternating rounds so that a change of load hits every
     setting alike: the median and spread of each round's best ms/step, each setting's ratio to
-    the first one's in the same round, and the peak of NumPy allocations in a step."""
+    the first one's in the same round, the same for the process's CPU time per step (all threads,
+every step of a round), and the peak of NumPy allocations in a step."""
     V, N, T = args.vocab_size, args.batch_size, args.seq_len
     if V <= 256:
         with open(os.path.join(ROOT, "data", "tinyshakespeare.txt"), encoding="utf-8") as f:
@@ -153,7 +154,7 @@ def chunks(args):
         batches = data.Batches(ids, N, T)
         steps.append(_trainer(spec, params, opt, batches, N))
     saved = model.OUTPUT_CHUNK_BYTES
-    times = [[] for _ in sizes]
+    times, cpus = [[] for _ in sizes], [[] for _ in sizes]
     print(f"{args.cell} {args.layers}x{args.hidden_size}, V = {V:,}, batch {N} x {T}, "
           f"{args.threads} threads; per round the best of {args.steps} steps")
     try:
@@ -168,16 +169,21 @@ def chunks(args):
             for _ in range(args.rounds):
                 for i, (size, step) in enumerate(zip(sizes, steps)):
                     model.OUTPUT_CHUNK_BYTES = size
+                    cpu = time.process_time()
                     times[i].append(best(step, args.steps))
+                    cpus[i].append((time.process_time() - cpu) / (args.steps + 1))
     finally:
         model.OUTPUT_CHUNK_BYTES = saved
-    for name, size, ts, peak in zip(names, sizes, times, peaks):
+    for name, size, ts, cs, peak in zip(names, sizes, times, cpus, peaks):
         k = -(-N * T * V * 4 // size)
         ratios = [a / b for a, b in zip(ts, times[0])]
+        cpu_ratios = [a / b for a, b in zip(cs, cpus[0])]
         print(f"  {name:>9s} ({k:3d} chunks): {1e3 * statistics.median(ts):8.1f} ms/step "
               f"({1e3 * min(ts):.1f}-{1e3 * max(ts):.1f}); to {names[0]}: "
-              f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}); "
-              f"peak {peak / 2**20:6.1f} MB", flush=True)
+              f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}); CPU "
+              f"{1e3 * statistics.median(cs):.1f} ms/step, to {names[0]}: "
+              f"{statistics.median(cpu_ratios):.3f} ({min(cpu_ratios):.3f}-"
+              f"{max(cpu_ratios):.3f}); peak {peak / 2**20:6.1f} MB", flush=True)
 
 
 def _trainer(spec, params, opt, batches, N):
