@@ -2,13 +2,19 @@
 __init__ re-exports it; the CLI and the sweeps call it."""
 import os
 from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from . import checkpoint, corpus as corpus_mod, data, evaluate, model as model_mod, \
     resume as resume_mod, rundir, sample as sample_mod, training
+from .arguments import PathLike, checked
+from .config import TrainConfig
 from .errors import CharrnnError
 from .loss import bits, log_softmax
+
+Seed = Union[None, int, np.random.Generator]
+Text = Union[str, np.ndarray]
 
 
 @dataclass
@@ -39,8 +45,10 @@ class Model:
         return (f"<charrnn.Model {self.spec}, vocabulary of {self.spec.vocab_size}, "
                 f"step {self.checkpoint.step}>")
 
-    def stream(self, length=500, prime="", temperature=1.0, top_k=0, top_p=1.0, stop=None,
-               seed=None):
+    @checked
+    def stream(self, length: int = 500, prime: str = "", temperature: float = 1.0,
+               top_k: int = 0, top_p: float = 1.0, stop: Optional[str] = None,
+               seed: Seed = None):
         """The characters of sample(), one at a time, as they are generated (the prime first).
 
         Options are checked here, before the first character: bad ones raise CharrnnError.
@@ -55,8 +63,10 @@ class Model:
             chars = sample_mod.until(chars, stop)
         return _chain(prime, chars)
 
-    def sample(self, length=500, prime="", temperature=1.0, top_k=0, top_p=1.0, stop=None,
-               seed=None):
+    @checked
+    def sample(self, length: int = 500, prime: str = "", temperature: float = 1.0,
+               top_k: int = 0, top_p: float = 1.0, stop: Optional[str] = None,
+               seed: Seed = None):
         """prime followed by `length` generated characters (fewer when `stop` ends it early):
         the text `charrnn sample` prints for the same options and seed.
 
@@ -67,7 +77,8 @@ class Model:
         """
         return "".join(self.stream(length, prime, temperature, top_k, top_p, stop, seed))
 
-    def score(self, text):
+    @checked
+    def score(self, text: Text):
         """The loss on text (a str, or an array of its ids) as `charrnn eval --json` gives it:
         every character after the first given all before it, from a zero state. Returns
         {"loss_nats", "bits_per_char", "perplexity", "chars"}."""
@@ -79,7 +90,8 @@ class Model:
         return {"loss_nats": nats, "bits_per_char": bits(nats), "perplexity": float(np.exp(nats)),
                 "chars": n}
 
-    def trace(self, text):
+    @checked
+    def trace(self, text: Text):
         """One forward pass over text (L characters) -> Trace: what each unit did, what the model
         expected next. Trace.loss.mean() equals score(text)["loss_nats"]."""
         ids = self._ids(text)
@@ -106,13 +118,18 @@ def _chain(prime, chars):
     yield from chars
 
 
-def load(path):
+@checked
+def load(path: PathLike):
     """The trained model in checkpoint `path` (a last.npz, best.npz or step-NNNNNN.npz)."""
     return Model(checkpoint.load(path))
 
 
-def train(corpus, config=None, *, progress=True, log=None, on_eval=None, resume=None,
-          init_from=None, overwrite=False, **overrides):
+@checked
+def train(corpus: Union[PathLike, Sequence[PathLike]],
+          config: Union[None, PathLike, dict, TrainConfig] = None, *, progress: bool = True,
+          log: Optional[Callable] = None, on_eval: Optional[Callable] = None,
+          resume: Optional[PathLike] = None, init_from: Optional[PathLike] = None,
+          overwrite: bool = False, **overrides):
     """Train a model, as `charrnn train` does; returns a Result (run_dir, best_val, step, chars).
 
     corpus: a text file or folder, or a list of them. config: a YAML file's path, a dict or a
