@@ -13,7 +13,8 @@ import click
 
 import charrnn
 
-from . import checkpoint, config as config_mod, corpus as corpus_mod, report, rundir, runtime
+from . import checkpoint, config as config_mod, corpus as corpus_mod, distributed, report, \
+    rundir, runtime
 from . import sample as sample_mod
 from .errors import CharrnnError
 from .loss import bits
@@ -27,6 +28,10 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except distributed.GroupError as e:
+            if not e.shown:  # another rank of an MPI job reports it: once is enough
+                ctx.exit(1)
+            raise click.ClickException(str(e)) from None
         except CharrnnError as e:
             raise click.ClickException(str(e)) from None
         except MemoryError:
@@ -119,12 +124,14 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, 
                                init_from=init_path, overwrite=overwrite, **overrides)
     except charrnn.Stopped as stopped:
         last = rundir.RunDir(stopped.result.run_dir).last
-        click.echo(f"interrupted at step {stopped.result.step}: saved {last}; continue with "
-                   f"--resume {last}", err=True)
+        if distributed.world().leader:
+            click.echo(f"interrupted at step {stopped.result.step}: saved {last}; continue with "
+                       f"--resume {last}", err=True)
         ctx.exit(128 + stopped.result.stopped_by)
-    click.echo(f"done: step {result.step}, best validation loss {result.best_val:.4f} nats/char "
-               f"({bits(result.best_val):.3f} bits/char); checkpoints in {result.run_dir}",
-               err=True)
+    if distributed.world().leader:
+        click.echo(f"done: step {result.step}, best validation loss {result.best_val:.4f} "
+                   f"nats/char ({bits(result.best_val):.3f} bits/char); checkpoints in "
+                   f"{result.run_dir}", err=True)
 
 
 def _dry_run(cfg, paths, vocab):
@@ -283,6 +290,10 @@ def tune_cmd(ctx, corpus, space, trials, out, study_name, storage, pruner, prune
     Needs Optuna: pip install 'charrnn[tune]'.
     """
     from . import tune as tune_mod
+    if distributed.world().size > 1:
+        raise distributed.world().error(
+            "charrnn tune runs each trial in one process; instead of mpiexec, start one "
+            "`charrnn tune` per machine with a shared --storage (docs/parallel.md)")
     if report_dir is not None:
         if corpus or space or trials or out:
             raise click.UsageError("--report takes no CORPUS, --space, --trials or --out")
