@@ -183,14 +183,13 @@ class MPIGroup(Group):
                 f"MPI: {library_name(self.MPI)}")
 
     def sum_step(self, grads, loss, votes):
-        names = list(grads)
-        if self._buffer is None or self._buffer[1] != names:
-            size = sum(g.size for g in grads.values())
-            dtype = np.result_type(*grads.values())
-            self._buffer = (np.empty(size + 1 + len(votes), dtype=dtype), names)
+        layout = [(name, g.shape, g.dtype) for name, g in grads.items()] + [len(votes)]
+        if self._buffer is None or self._buffer[1] != layout:  # made once per model
+            size = sum(g.size for g in grads.values()) + 1 + len(votes)
+            self._buffer = (np.empty(size, dtype=np.result_type(*grads.values())), layout)
         buf = self._buffer[0]
         views, at = {}, 0
-        for name in names:
+        for name in grads:
             g = grads[name]
             views[name] = buf[at:at + g.size].reshape(g.shape)
             views[name][...] = g
