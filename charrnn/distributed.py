@@ -77,6 +77,7 @@ class Group:
     collective is the identity."""
 
     rank, size = 0, 1
+    local_size = 1  # the ranks on this machine
 
     @property
     def leader(self):
@@ -88,8 +89,14 @@ class Group:
         return data.block(n, self.rank, self.size)
 
     def describe(self, threads):
-        """The first words of a run's first log line: the layout of the processes."""
+        """The first words of a run's first log line, the layout of the processes; None for
+        one process."""
         return None
+
+    def warnings(self, threads):
+        """Lines for the log when this machine's ranks ask for more threads than it has CPUs
+        (a resumed run keeps the `threads` it started with, at any number of ranks)."""
+        return []
 
     def sum_step(self, grads, loss, votes):
         """The one collective of a training step: grads (name -> array), loss (float) and votes
@@ -142,6 +149,7 @@ class MPIGroup(Group):
     def __init__(self, MPI, timeout=TIMEOUT):
         self.MPI, self.comm = MPI, MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.local_size = self.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
         self._buffer = None  # the step's flat buffer, made at the first step
         self._agreed = set()  # ids of exceptions every rank raises: no abort for those
         self._waiting = None  # (what, since) while in a collective
@@ -181,6 +189,13 @@ class MPIGroup(Group):
     def describe(self, threads):
         return (f"ranks: {self.size} x {threads} thread{'s' if threads > 1 else ''}, "
                 f"MPI: {library_name(self.MPI)}")
+
+    def warnings(self, threads):
+        cpus = os.cpu_count() or 1
+        if threads > 1 and threads * self.local_size > cpus:
+            return [f"{self.local_size} ranks x {threads} threads on {cpus} CPUs here: the ranks "
+                    f"compete for cores; pass --threads 1"]
+        return []
 
     def sum_step(self, grads, loss, votes):
         layout = [(name, g.shape, g.dtype) for name, g in grads.items()] + [len(votes)]

@@ -253,7 +253,8 @@ def _start(run, run_dir, resume, echo):
     echo(f"corpus {corpus.source}: {len(corpus):,} characters, vocabulary of {len(corpus.vocab)}; "
          f"{run.spec}, {n_params:,} parameters; {run.batches.windows_per_epoch:,} steps per "
          f"epoch; run directory {run_dir.path}")
-    for warning in report.warnings(cfg, report.estimate(cfg, len(corpus), len(corpus.vocab))):
+    estimate = report.estimate(cfg, len(corpus), len(corpus.vocab))
+    for warning in report.warnings(cfg, estimate) + run.group.warnings(cfg.threads):
         echo(f"Warning: {warning}")
     if resume is None:
         run_dir.start_fresh()
@@ -309,7 +310,7 @@ def _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval, wal
     # the bar closes (and clears its line) on errors too, so an error message starts a line
     with interrupt.StopRequests(echo) as stop, bar:
         while run.step < run.cfg.steps:
-            loss = run.timed_step(_votes(stop, pacer, run.cfg))
+            loss = run.timed_step(stop.votes(pacer.out_of_time(run.cfg)))
             if loss is None:  # a process asked to stop: the step was not taken
                 break
             bar.update(1)
@@ -333,7 +334,7 @@ def _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval, wal
                          f"{cfg.patience} evaluations")
                     break
         bar.close()
-        run.stopped_by = _stopped_by(run.stop_votes)
+        run.stopped_by = interrupt.voted_signal(run.stop_votes)
         if run.stopped_by is not None:
             # no evaluation: stop promptly, with everything a resume needs in last.npz
             ck = run.checkpoint()
@@ -346,15 +347,3 @@ def _train(cfg, corpus, run_dir, resume, progress, echo, init_from, on_eval, wal
         raise group.agreed(Stopped(result))
     return result
 
-
-def _votes(stop, pacer, cfg):
-    """This process's votes to stop before the next step: whether its clock says the time limit
-    has passed, then, for each of interrupt.SIGNALS, whether it is the first signal it got."""
-    return [int(pacer.out_of_time(cfg))] + [int(stop.signum == s) for s in interrupt.SIGNALS]
-
-
-def _stopped_by(votes):
-    """The stop signal (the first of interrupt.SIGNALS) some process voted with, else None."""
-    if votes is None:
-        return None
-    return next((s for s, n in zip(interrupt.SIGNALS, votes[1:]) if n), None)
