@@ -25,6 +25,18 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 class _Group(click.Group):
     """Turns CharrnnError into Click's one-line error, wherever a command raises it."""
 
+    def main(self, *args, standalone_mode=True, **kwargs):
+        if not standalone_mode or distributed.launcher_rank() == 0:
+            return super().main(*args, standalone_mode=standalone_mode, **kwargs)
+        # another rank of an MPI job: rank 0 shows usage errors, this one exits with their code
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as e:
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)

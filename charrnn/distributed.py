@@ -38,7 +38,7 @@ from . import data
 from .errors import CharrnnError
 
 # what launchers put in each process's environment: the job's size, or at least a rank
-SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
 INSTALL = "pip install 'charrnn[mpi]'"
 TIMEOUT = 600.0  # seconds a rank may wait in one collective; see the module docstring
@@ -65,7 +65,9 @@ def _launcher():
     return None
 
 
-def _launcher_rank():
+def launcher_rank():
+    """This process's rank as its launcher's environment gives it (0 without a launcher): known
+    before MPI starts, so that only rank 0 reports what fails before then."""
     for var in RANK_VARIABLES:
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
@@ -322,7 +324,7 @@ def world():
     try:
         from mpi4py import MPI
     except (ImportError, RuntimeError, OSError) as e:
-        shown = _launcher_rank() == 0
+        shown = launcher_rank() == 0
         raise GroupError(f"this process was started by an MPI launcher ({var} is set) but mpi4py "
                          f"cannot be used ({type(e).__name__}: {e}); install it with {INSTALL}",
                          shown=shown) from None
@@ -331,7 +333,7 @@ def world():
         raise GroupError(f"the launcher started {size} processes ({var}) but MPI sees {seen}: "
                          f"the mpiexec on PATH belongs to another MPI than mpi4py's "
                          f"({library_name(MPI)}); use that one's mpiexec",
-                         shown=_launcher_rank() == 0)
+                         shown=launcher_rank() == 0)
     if seen == 1:
         _world = ALONE
         return _world
@@ -340,6 +342,6 @@ def world():
         timeout = float(timeout) if timeout else TIMEOUT
     except ValueError:
         raise GroupError(f"CHARRNN_MPI_TIMEOUT must be a number of seconds, got {timeout!r}",
-                         shown=_launcher_rank() == 0) from None
+                         shown=launcher_rank() == 0) from None
     _world = MPIGroup(MPI, timeout)
     return _world

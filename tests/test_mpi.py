@@ -289,13 +289,14 @@ def test_an_error_on_one_rank_ends_the_job(corpus, tmp_path):
 
 
 @needs_mpi
-@pytest.mark.parametrize("args, fragment", [
-    (["train", "no-such-corpus.txt"], "no-such-corpus.txt"),
-    (["tune", "x.txt", "--space", "s.yaml", "--trials", "1", "--out", "sweep"], "--storage"),
+@pytest.mark.parametrize("args, fragment, code", [
+    (["train", "no-such-corpus.txt"], "no-such-corpus.txt", 1),
+    (["train", "x.txt", "--lr", "abc"], "'--lr'", 2),  # Click's, before MPI starts
+    (["tune", "x.txt", "--space", "s.yaml", "--trials", "1", "--out", "sweep"], "--storage", 1),
 ])
-def test_an_error_every_rank_meets_is_reported_once(tmp_path, args, fragment):
+def test_an_error_every_rank_meets_is_reported_once(tmp_path, args, fragment, code):
     failed = mpi_cli(2, *args)
-    assert failed.returncode == 1
+    assert failed.returncode == code
     errors = [line for line in failed.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and fragment in errors[0], failed.stderr
     assert "Traceback" not in failed.stderr
