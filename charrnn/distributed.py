@@ -105,6 +105,11 @@ class Group:
         ((k,) counts) summed over the ranks in one Allreduce; -> (grads, loss, votes)."""
         return grads, loss, votes
 
+    def sum_here(self, votes):
+        """votes summed over the ranks when that needs no communication (one process), else
+        None: a step that one process alone votes to stop need not be computed."""
+        return votes
+
     def sum(self, value):
         """A float summed over the ranks (rank order)."""
         return value
@@ -216,6 +221,9 @@ class MPIGroup(Group):
         with self._collective("a training step's Allreduce"):
             self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
         return views, float(buf[at]), buf[at + 1:].astype(np.int64)
+
+    def sum_here(self, votes):
+        return None
 
     def sum(self, value):
         with self._collective("a sum"):

@@ -91,6 +91,10 @@ class Run:
         and None is returned, so every process stops after the same step.
         """
         cfg = self.cfg
+        known = self.group.sum_here(np.asarray(votes))
+        if known is not None and np.any(known):  # alone: no need to compute it first
+            self.stop_votes = known
+            return None
         position, rng_state = self.batches.position, self.rng.bit_generator.state
         x, y, wrapped = self.batches.next()
         state = self.zero_state() if wrapped else self.state

@@ -85,6 +85,7 @@ def test_a_group_of_one_is_the_identity():
     assert group.rows(7) == slice(0, 7)
     grads, votes = {"a": np.ones(3)}, np.zeros(3, dtype=np.int64)
     assert group.sum_step(grads, 1.5, votes) == (grads, 1.5, votes)
+    assert group.sum_here(votes) is votes  # a vote to stop is known before the step
     assert group.sum(2.5) == 2.5 and group.bcast("x") == "x"
     assert group.on_leader(lambda: 4) == 4 and group.everywhere(lambda: 5) == 5
     error = group.error("boom")
