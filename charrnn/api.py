@@ -1,13 +1,14 @@
 """The public API: load() -> Model (sample, stream, score, trace) and train(). charrnn's
 __init__ re-exports it; the CLI and the sweeps call it."""
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from . import checkpoint, corpus as corpus_mod, data, evaluate, model as model_mod, \
-    resume as resume_mod, rundir, sample as sample_mod, training
+from . import checkpoint, corpus as corpus_mod, data, distributed, evaluate, \
+    model as model_mod, resume as resume_mod, rundir, sample as sample_mod, training
 from .arguments import PathLike, checked
 from .config import TrainConfig
 from .errors import CharrnnError
@@ -143,21 +144,59 @@ def train(corpus: Union[PathLike, Sequence[PathLike]],
     The run directory is locked while training (a second training into it is refused). Ctrl-C or
     SIGTERM ends the run after the current step, saves last.npz and raises Stopped (a
     KeyboardInterrupt) carrying the Result.
+
+    Under an MPI launcher (`mpiexec -n P python script.py`, with charrnn[mpi] installed) every
+    process calls train with the same arguments and they train one model together: rank 0 reads
+    the config and checkpoint, writes the run folder and calls log and on_eval; every rank
+    returns the same Result (docs/parallel.md).
     """
+    group = distributed.world()
     paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
+    leader = group.leader
+    progress = progress and leader
+    echo = (log or (training.echo_stderr if progress else None)) if leader else None
+    with group.together():
+        # rank 0 reads the config and checkpoint and checks the folder; the others take them
+        ck, cfg = group.on_leader(lambda: _resolve(config, overrides, resume, init_from,
+                                                   overwrite))
+        text = group.everywhere(lambda: corpus_mod.open_corpus(
+            paths, cfg.cache_dir, vocab=ck.vocab if ck else None, progress=progress,
+            warn=log if leader else (lambda line: None)))
+        hashes = group.gather_rows(np.array([text.hash]))
+        if len(set(hashes)) > 1:
+            raise group.error(f"the ranks read different corpora (content hashes "
+                              f"{', '.join(hashes)}): every machine needs the same text at "
+                              f"{', '.join(map(str, paths))}")
+        with _claimed(group, cfg, ck, text, resume, overwrite) as run_dir:
+            if resume is not None and echo is not None:
+                echo(resume_mod.describe(ck, cfg))
+            return training.train(cfg, text, run_dir, resume=ck if resume is not None else None,
+                                  init_from=ck if init_from is not None else None,
+                                  progress=progress, echo=echo, on_eval=on_eval if leader else None,
+                                  group=group)
+
+
+def _resolve(config, overrides, resume, init_from, overwrite):
+    """-> (Checkpoint or None, TrainConfig), a fresh run refused early when its folder holds one."""
     ck, cfg = resume_mod.resolve(config, overrides, resume, init_from)
-    echo = log or (training.echo_stderr if progress else None)
-    run_dir, fresh = rundir.RunDir(cfg.out), resume is None
-    if fresh and not overwrite:
-        run_dir.refuse_a_run()  # before reading the corpus, which may take a while; claim()
-        # below checks again, under the lock, where it cannot race another process
-    text = corpus_mod.open_corpus(paths, cfg.cache_dir, vocab=ck.vocab if ck else None,
-                                  progress=progress, warn=log)
-    if resume is not None:
-        resume_mod.check_corpus(ck, text, resume)
-    with run_dir.claim(fresh=fresh, overwrite=overwrite):
-        if resume is not None and echo is not None:
-            echo(resume_mod.describe(ck, cfg))
-        return training.train(cfg, text, run_dir, resume=ck if resume is not None else None,
-                              init_from=ck if init_from is not None else None, progress=progress,
-                              echo=echo, on_eval=on_eval)
+    if resume is None and not overwrite:
+        # before reading the corpus, which may take a while; claim() checks again, under the
+        # lock, where it cannot race another process
+        rundir.RunDir(cfg.out).refuse_a_run()
+    return ck, cfg
+
+
+@contextlib.contextmanager
+def _claimed(group, cfg, ck, text, resume, overwrite):
+    """The run folder, locked by rank 0 for the run (the other ranks never touch it)."""
+    run_dir = rundir.RunDir(cfg.out)
+
+    def claim():
+        if resume is not None:
+            resume_mod.check_corpus(ck, text, resume)
+        run_dir.claim(fresh=resume is None, overwrite=overwrite)
+    group.on_leader(claim)
+    try:
+        yield run_dir
+    finally:
+        run_dir.release()

@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from . import api, checkpoint, config as config_mod, corpus as corpus_mod, report, rundir, \
-    runtime, sample as sample_mod, training, tune as tune_mod
+from . import api, checkpoint, config as config_mod, corpus as corpus_mod, distributed, \
+    report, rundir, runtime, sample as sample_mod, training, tune as tune_mod
 from .errors import CharrnnError
 from .loss import bits
 
@@ -35,11 +35,21 @@ class _ClosedStream(io.TextIOBase):
 class _Group(click.Group):
     """Turns CharrnnError into Click's one-line error, wherever a command raises it."""
 
-    def main(self, *args, **kwargs):
+    def main(self, *args, standalone_mode=True, **kwargs):
         if sys.stdout is None:
             sys.stdout = _ClosedStream()
         try:
-            return super().main(*args, **kwargs)
+            if not standalone_mode or distributed.launcher_rank() == 0:
+                return super().main(*args, standalone_mode=standalone_mode, **kwargs)
+            # another rank of an MPI job: rank 0 shows usage errors, this one exits with their
+            # code
+            try:
+                code = super().main(*args, standalone_mode=False, **kwargs)
+            except click.ClickException as e:
+                sys.exit(e.exit_code)
+            except click.exceptions.Abort:
+                sys.exit(1)
+            sys.exit(code if isinstance(code, int) else 0)
         except OSError as e:  # a write before any command ran: --version, --help
             if e.errno == errno.EPIPE:
                 raise
@@ -49,6 +59,10 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except distributed.GroupError as e:
+            if not e.shown:  # another rank of an MPI job reports it: once is enough
+                ctx.exit(1)
+            raise click.ClickException(str(e)) from None
         except CharrnnError as e:
             raise click.ClickException(str(e)) from None
         except MemoryError:
@@ -148,12 +162,14 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, 
                                init_from=init_path, overwrite=overwrite, **overrides)
     except training.Stopped as stopped:
         last = rundir.RunDir(stopped.result.run_dir).last
-        click.echo(f"interrupted at step {stopped.result.step}: saved {last}; continue with "
-                   f"--resume {last}", err=True)
+        if distributed.world().leader:
+            click.echo(f"interrupted at step {stopped.result.step}: saved {last}; continue with "
+                       f"--resume {last}", err=True)
         ctx.exit(128 + stopped.result.stopped_by)
-    click.echo(f"done: step {result.step}, best validation loss {result.best_val:.4f} nats/char "
-               f"({bits(result.best_val):.3f} bits/char); checkpoints in {result.run_dir}",
-               err=True)
+    if distributed.world().leader:
+        click.echo(f"done: step {result.step}, best validation loss {result.best_val:.4f} "
+                   f"nats/char ({bits(result.best_val):.3f} bits/char); checkpoints in "
+                   f"{result.run_dir}", err=True)
 
 
 def _dry_run(cfg, paths, vocab):
@@ -310,6 +326,10 @@ def tune_cmd(ctx, corpus, space, trials, out, study_name, storage, pruner, prune
     Start the same command on several machines (with a shared --storage) to share one study.
     Needs Optuna: pip install 'charrnn[tune]'.
     """
+    if distributed.world().size > 1:
+        raise distributed.world().error(
+            "charrnn tune runs each trial in one process; instead of mpiexec, start one "
+            "`charrnn tune` per machine with a shared --storage (docs/parallel.md)")
     if report_dir is not None:
         if corpus or space or trials or out:
             raise click.UsageError("--report takes no CORPUS, --space, --trials or --out")

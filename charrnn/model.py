@@ -83,8 +83,9 @@ def zero_state(spec, N):
     return [tuple(np.zeros(shape, dtype=spec.dtype) for _ in names) for _ in range(spec.layers)]
 
 
-def _layers_forward(params, spec, x, state, dropout_rng):
-    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks."""
+def _layers_forward(params, spec, x, state, dropout_rng, part=None):
+    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks; part as in
+    forward."""
     cell, inp = spec.cell_module, x
     caches, masks, new_state = [], [], []
     for layer in range(spec.layers):
@@ -92,7 +93,9 @@ def _layers_forward(params, spec, x, state, dropout_rng):
         mask = None
         if dropout_rng is not None and spec.dropout > 0:
             keep = 1.0 - spec.dropout
-            mask = dropout_rng.random(hs.shape, dtype=hs.dtype) < keep
+            T, N, H = hs.shape
+            rows, N_all = part or (slice(None), N)
+            mask = dropout_rng.random((T, N_all, H), dtype=hs.dtype)[:, rows] < keep
             mask = mask.astype(hs.dtype) * hs.dtype.type(1.0 / keep)
             hs = hs * mask
         caches.append(cache)
@@ -116,22 +119,29 @@ def logits(params, spec, x, state):
     return output_layer(params, top), new_state
 
 
-def forward(params, spec, x, y, state, dropout_rng=None):
+def forward(params, spec, x, y, state, dropout_rng=None, part=None):
     """Loss of a window and what backward needs.
 
     x, y (T, N) ids (y is x shifted by one); state from zero_state or a previous window.
     Returns (loss in nats/char, new state, cache). Passing dropout_rng turns dropout on.
+
+    part (rows, N_all): x, y and state hold only these rows of a batch of N_all streams (one
+    process's share in data-parallel training). The loss and gradients are then this part's
+    share of the whole batch's mean, its sum over T*N_all characters, so the parts add up to
+    the batch's; each dropout mask is drawn for all N_all rows and cut to these, so the random
+    numbers do not depend on how the batch is shared out.
     """
-    top, new_state, caches, masks = _layers_forward(params, spec, x, state, dropout_rng)
+    top, new_state, caches, masks = _layers_forward(params, spec, x, state, dropout_rng, part)
     T, N, H = top.shape
+    M = T * (part[1] if part else N)  # the characters the mean is over
     top2 = top.reshape(T * N, H)
     out = output_layer(params, top)
     # the softmax and its gradient row by row, in place: out becomes dlogits
     targets, nll = y.reshape(-1), np.empty(T * N, dtype=out.dtype)
-    runtime.run(lambda rows: softmax_cross_entropy_rows(out[rows], targets[rows], T * N,
-                                                          nll[rows]),
-                  runtime.blocks(T * N))
-    return float(np.mean(nll)), new_state, WindowCache(top2, out, caches, masks, (T, N))
+    runtime.run(lambda rows: softmax_cross_entropy_rows(out[rows], targets[rows], M, nll[rows]),
+                runtime.blocks(T * N))
+    # np.sum then / M: the bits of np.mean when M = T*N (one division, correctly rounded)
+    return float(np.sum(nll) / M), new_state, WindowCache(top2, out, caches, masks, (T, N))
 
 
 def backward(params, spec, cache):

@@ -310,7 +310,12 @@ def describe(n, N):
     threads, and the BLAS (name, version, kernel) or that none could be controlled."""
     K = max(1, min(n, N // MIN_ROWS))
     layout = f"threads: {n} (batch in {K} block{'s' if K > 1 else ''})"
-    return f"{layout}, {_blas().describe()}"
+    return f"{layout}, {describe_blas()}"
+
+
+def describe_blas():
+    """'BLAS: ' and the BLAS's name, version and kernel, or that none could be controlled."""
+    return _blas().describe()
 
 
 # ---------------------------------------------------------------- the heap

@@ -21,9 +21,9 @@ LIMIT = 5.0
 def slow_steps(monkeypatch):
     real = training.Run.train_step
 
-    def slow(self):
+    def slow(self, *votes):
         time.sleep(DELAY)
-        return real(self)
+        return real(self, *votes)
     monkeypatch.setattr(training.Run, "train_step", slow)
 
 
@@ -105,10 +105,10 @@ def slower_after_the_probe(monkeypatch):
     probe then overestimates the steps that fit, as on a machine that slows down after it."""
     real = training.Run.train_step
 
-    def slow(self):
+    def slow(self, *votes):
         if self.cfg.steps != 1:
             time.sleep(DELAY)
-        return real(self)
+        return real(self, *votes)
     monkeypatch.setattr(training.Run, "train_step", slow)
 
 

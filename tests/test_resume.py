@@ -164,8 +164,8 @@ def test_second_ctrl_c_during_the_save_changes_nothing(small_corpus, tmp_path, m
     out = tmp_path / "run"
     real_step, real_savez = training.Run.train_step, np.savez
 
-    def step_then_ctrl_c(self):
-        result = real_step(self)
+    def step_then_ctrl_c(self, *votes):
+        result = real_step(self, *votes)
         if self.step == 7:
             os.kill(os.getpid(), signal.SIGINT)
         return result
