@@ -54,7 +54,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import config, corpus as corpus_mod, distributed, model, optim, \
+from charrnn import blas, config, corpus as corpus_mod, distributed, model, optim, \
     runtime, training  # noqa: E402
 from common import CORPUS, busy  # noqa: E402
 
@@ -269,7 +269,7 @@ def main():
     if mpiexec() is None:
         sys.exit("needs mpiexec: pip install 'charrnn[mpi]'")
     print(f"# bench_mpi {' '.join(sys.argv[1:])}: {os.cpu_count()} CPUs, load "
-          f"{open('/proc/loadavg').read().split()[0]}, {runtime.describe_blas()}"
+          f"{open('/proc/loadavg').read().split()[0]}, {blas.describe()}"
           + ("; --small: every model at H 32, batch 16, window 20, whatever its name" if
              args.small else ""))
     if args.what in ("speed", "all"):

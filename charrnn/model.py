@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import runtime
+from . import blas, runtime
 from .cells import CELLS
 from .loss import softmax_cross_entropy_rows
 
@@ -185,7 +185,7 @@ def stepper(params, spec):
     upper = [(p, p["Wx"], p["b"]) for p in layers[1:]]
     first = layers[0]
     Wy, by = params["Wy"], params["by"]
-    one_thread = runtime.one_blas_thread()
+    one_thread = blas.one_blas_thread()
 
     def step(idx, state):
         with one_thread:

@@ -16,7 +16,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from . import atomic, checkpoint, config as config_mod, distributed, interrupt, report, \
+from . import atomic, blas, checkpoint, config as config_mod, distributed, interrupt, report, \
     resume as resume_mod, rundir, runtime, schedule
 from .loss import bits
 from .run import Run
@@ -89,7 +89,7 @@ def _start(run, run_dir, resume, echo):
     cfg, corpus = run.cfg, run.corpus
     layout = run.group.describe(cfg.threads)
     echo(runtime.describe(cfg.threads, cfg.batch_size) if layout is None
-         else f"{layout}, {runtime.describe_blas()}")
+         else f"{layout}, {blas.describe()}")
     n_params = sum(p.size for p in run.params.values())
     echo(f"corpus {corpus.source}: {len(corpus):,} characters, vocabulary of {len(corpus.vocab)}; "
          f"{run.spec}, {n_params:,} parameters; {run.batches.windows_per_epoch:,} steps per "
