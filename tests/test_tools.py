@@ -139,29 +139,6 @@ def test_annealing_schedules_fall_from_lr_to_lr_min(schedule, total, warmup, lr_
             assert all(optim.lr_at(s, **at) == lr for s in held[:50] + held[-50:])
 
 
-SHIPPED = sorted(f for f in os.listdir(os.path.join(ROOT, "configs"))
-                 if f.endswith(".yaml") and not f.startswith("space-"))
-
-
-@pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_configs_are_valid(name, tmp_path):
-    """Every run config in configs/ loads and passes a dry run on the shipped corpus."""
-    path = os.path.join(ROOT, "configs", name)
-    result = run("train", SHAKESPEARE, "--config", path, "--dry-run", "--out", tmp_path / "run")
-    assert result.exit_code == 0, result.output
-    assert config.load(path).cell in ("rnn", "lstm", "gru")
-
-
-def test_schedule_config_is_checked(tmp_path):
-    one_line_error(run("train", SHAKESPEARE, "--lr-decay", 1.5, "--out", tmp_path), "lr_decay")
-    one_line_error(run("train", SHAKESPEARE, "--lr", 0.001, "--lr-min", 0.01, "--out", tmp_path),
-                   "lr_min")
-    one_line_error(run("train", SHAKESPEARE, "--eval-chars", 1, "--out", tmp_path), "eval_chars")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("lr_schedule: linear\n")
-    one_line_error(run("train", SHAKESPEARE, "--config", bad, "--out", tmp_path), "lr_schedule")
-
-
 @pytest.mark.parametrize("schedule", ["cosine", "wsd"])
 def test_logged_lr_follows_the_schedule(books, tmp_path, schedule):
     result = run("train", books, *QUICK, "--out", tmp_path, "--steps", 40, "--eval-every", 10,
