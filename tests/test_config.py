@@ -1,6 +1,6 @@
 """The training config: files, flags and values that are refused in one line `Error: ...` naming
 the key (nothing already saved changed), the coercion of what YAML reads as strings, the shipped
-configs."""
+configs, and the table of keys in docs/training.md."""
 import dataclasses
 import os
 import typing
@@ -135,7 +135,7 @@ def test_non_finite_config_values_are_refused(corpus, unchanged, tmp_path, key):
         assert flag.exit_code == 2 and "must be float" in flag.output, (value, flag.output)
 
 
-# --- shipped configs and the schedule keys ---------------------------------------------------
+# --- shipped configs, the schedule keys and the docs -----------------------------------------
 
 SHIPPED = sorted(f for f in os.listdir(os.path.join(ROOT, "configs"))
                  if f.endswith(".yaml") and not f.startswith("space-"))
@@ -158,3 +158,35 @@ def test_schedule_config_is_checked(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr_schedule: linear\n")
     one_line_error(run("train", SHAKESPEARE, "--config", bad, "--out", tmp_path), "lr_schedule")
+
+
+def _docs_table():
+    """key -> its default as the table of keys in docs/training.md shows it; a row may hold
+    several keys (`a`, `b` | 1, 2)."""
+    def value(text):
+        if text == "none":
+            return None
+        if text.startswith("`"):
+            return text.strip("`")
+        return float(text) if "." in text else int(text)
+
+    shown = {}
+    with open(os.path.join(ROOT, "docs", "training.md"), encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("| `"):
+                keys, defaults = line.split("|")[1:3]
+                keys = [key.strip().strip("`") for key in keys.split(",")]
+                defaults = [value(default.strip()) for default in defaults.split(",")]
+                assert len(keys) == len(defaults) and not set(keys) & set(shown), line
+                shown.update(zip(keys, defaults))
+    return shown
+
+
+def test_the_docs_table_shows_every_key_with_its_default():
+    """Every TrainConfig key is in docs/training.md's table with its default as written (0.0 for
+    a float, 0 for an int), and the table has no key the schema lacks."""
+    shown = _docs_table()
+    assert set(config.FIELDS) - set(shown) == set(), "keys the docs do not show"
+    assert set(shown) - set(config.FIELDS) == set(), "keys the schema does not have"
+    for key, field in config.FIELDS.items():
+        assert (shown[key], type(shown[key])) == (field.default, type(field.default)), key
