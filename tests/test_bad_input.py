@@ -100,26 +100,6 @@ def test_bad_corpus(unchanged, tmp_path, content, fragments):
     assert_one_line_error(run("train", path, *QUICK, "--out", unchanged), *fragments)
 
 
-def test_validation_split_too_short_to_score(unchanged, tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text("abcdefghij" * 200)  # 2,000 characters: 1% is 20, 0.04% is 0
-    assert_one_line_error(run("train", path, *QUICK, "--out", unchanged, "--val-frac", 0.0004),
-                          "validation split has 0 characters")
-
-
-def test_single_distinct_character_trains(tmp_path):
-    """Decided: not an error. The next character is certain, so the loss is exactly 0."""
-    path = tmp_path / "a.txt"
-    path.write_text("a" * 3000)
-    out = tmp_path / "run"
-    result = run("train", path, *QUICK, "--out", out)
-    assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in open(out / "metrics.jsonl")]
-    assert records[-1]["val_loss"] == 0.0 and records[-1]["train_loss"] == 0.0
-    sample = run("sample", "--ckpt", out / "best.npz", "--length", 20, "--seed", 1)
-    assert sample.exit_code == 0 and sample.stdout == "a" * 20 + "\n"
-
-
 def test_bom_and_crlf_are_kept_as_characters(tmp_path):
     text = "\ufeff" + "First line.\r\nSecond line, longer.\r\n" * 100
     path = tmp_path / "windows.txt"
