@@ -62,29 +62,6 @@ def unchanged(saved_run):
     assert snapshot(saved_run) == before
 
 
-# --- config files ----------------------------------------------------------------------------
-
-
-def test_negative_sampling_seed_is_refused(saved_run):
-    """Found by test_properties: numpy's own ValueError for a negative seed was a traceback."""
-    result = run("sample", "--ckpt", saved_run / "last.npz", "--length", 20, "--seed", -1)
-    assert_one_line_error(result, "seed must be a whole number, 0 or more, got -1")
-    assert result.stdout == ""
-
-
-@pytest.mark.parametrize("option, value, name", [
-    ("--temperature", "nan", "temperature"), ("--temperature", "inf", "temperature"),
-    ("--temperature", "-inf", "temperature"), ("--top-p", "nan", "top_p"),
-    ("--top-p", "inf", "top_p"),
-])
-def test_non_finite_sampling_options_are_refused(saved_run, option, value, name):
-    """Issue 15, point 4: `--temperature nan` printed one character repeated, exit 0."""
-    result = run("sample", "--ckpt", saved_run / "last.npz", "--length", 20, "--seed", 1,
-                 option, value)
-    assert_one_line_error(result, name, "finite")
-    assert result.stdout == ""
-
-
 # --- corpora ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("content, fragments", [
@@ -112,11 +89,6 @@ def test_bom_and_crlf_are_kept_as_characters(tmp_path):
 
 
 # --- sampling and output paths ---------------------------------------------------------------
-
-def test_prime_with_unknown_characters(saved_run):
-    result = run("sample", "--ckpt", saved_run / "last.npz", "--prime", "caf\u00e9 \u2603")
-    assert_one_line_error(result, "'é'", "'☃'")
-    assert result.stdout == ""
 
 
 def test_output_path_under_a_file(corpus, tmp_path):

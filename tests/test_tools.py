@@ -56,59 +56,6 @@ def tiny_run(books, tmp_path_factory):
     return out, cache
 
 
-# ---- sampling ------------------------------------------------------------------------------
-
-def test_top_p_near_zero_is_argmax(tiny_run):
-    ckpt = tiny_run[0] / "best.npz"
-    greedy = run("sample", "--ckpt", ckpt, "--length", 60, "--temperature", 0)
-    nucleus = run("sample", "--ckpt", ckpt, "--length", 60, "--top-p", 1e-9, "--seed", 3)
-    assert nucleus.exit_code == 0 and nucleus.stdout == greedy.stdout
-    full = run("sample", "--ckpt", ckpt, "--length", 60, "--top-p", 1.0, "--seed", 3)
-    default = run("sample", "--ckpt", ckpt, "--length", 60, "--seed", 3)
-    assert full.stdout == default.stdout
-    assert run("sample", "--ckpt", ckpt, "--top-p", 0).exit_code == 1
-
-
-def test_stop_ends_a_sample_after_the_stop_text(tiny_run):
-    ckpt = tiny_run[0] / "best.npz"
-    for seed in range(5):
-        result = run("sample", "--ckpt", ckpt, "--length", 2000, "--stop", "e ", "--seed", seed,
-                     "--prime", "e ")
-        assert result.exit_code == 0
-        generated = result.stdout[len("e "):-1]  # the prime does not count; a newline follows
-        assert generated.endswith("e ") and generated.find("e ") == len(generated) - 2
-
-
-def test_num_samples_are_separate_and_marked(tiny_run):
-    ckpt = tiny_run[0] / "best.npz"
-    result = run("sample", "--ckpt", ckpt, "--length", 50, "--num-samples", 3, "--seed", 1,
-                 "--prime", "ROMEO:")
-    assert result.exit_code == 0, result.output
-    parts = result.stdout.split("\n=== sample ")
-    assert result.stdout.startswith("=== sample 1/3 ===\nROMEO:") and len(parts) == 3
-    samples = [p.split("===\n", 1)[1] for p in ["=== sample " + parts[0][11:]] + parts[1:]]
-    assert all(s.startswith("ROMEO:") and len(s.rstrip("\n")) <= 56 for s in samples)
-    assert len(set(samples)) == 3
-    single = run("sample", "--ckpt", ckpt, "--length", 50, "--seed", 1)
-    assert "===" not in single.stdout
-
-
-def test_prime_file(tiny_run, tmp_path):
-    ckpt = tiny_run[0] / "best.npz"
-    prime = tmp_path / "prime.txt"
-    prime.write_text("First Citizen:\nWe", encoding="utf-8")
-    from_file = run("sample", "--ckpt", ckpt, "--prime-file", prime, "--length", 40, "--seed", 2)
-    inline = run("sample", "--ckpt", ckpt, "--prime", "First Citizen:\nWe", "--length", 40, "--seed", 2)
-    assert from_file.exit_code == 0 and from_file.stdout == inline.stdout
-    assert from_file.stdout.startswith("First Citizen:\nWe")
-    assert run("sample", "--ckpt", ckpt, "--prime-file", prime, "--prime", "x").exit_code == 2
-    one_line_error(run("sample", "--ckpt", ckpt, "--prime-file", tmp_path / "no.txt"),
-                   "prime file")
-    bad = tmp_path / "bad.txt"
-    bad.write_bytes(b"ab\xffcd")
-    one_line_error(run("sample", "--ckpt", ckpt, "--prime-file", bad), "byte offset 2")
-
-
 # ---- plot ----------------------------------------------------------------------------------
 
 def test_plot_writes_a_png(tiny_run, tmp_path):
