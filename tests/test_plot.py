@@ -1,62 +1,11 @@
-"""The tools around a run: training on folders with the id cache, bounded evaluation, the
-learning-rate schedule, early stopping, `info`, `train --dry-run`, sampling options and `plot`."""
+"""`charrnn plot`: the loss curves of a run as a PNG, and its errors and warnings."""
 import builtins
-import hashlib
-import json
-import math
-import os
 import shutil
 
-import numpy as np
 import pytest
-from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from charrnn import checkpoint, config, corpus, model, optim, report, schedule, training
-from charrnn.cli import main
-from charrnn.evaluate import score
+from clihelp import one_line_error, run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = os.path.join(ROOT, "configs", "tiny.yaml")
-SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
-QUICK = ("--config", TINY, "--sample-length", 0, "--val-frac", 0.1)
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result, fragment, code=1):
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], lines
-
-
-@pytest.fixture(scope="module")
-def books(tmp_path_factory):
-    """A folder of two text files (and a binary one that is skipped) cut from Shakespeare."""
-    root = tmp_path_factory.mktemp("books")
-    with open(SHAKESPEARE, encoding="utf-8") as f:
-        text = f.read(40000)
-    (root / "act2").mkdir()
-    (root / "act1.txt").write_text(text[:20000], encoding="utf-8")
-    (root / "act2" / "scene.txt").write_text(text[20000:], encoding="utf-8")
-    (root / "cover.jpg").write_bytes(b"\xff\xd8\xff\x00\x10JFIF")
-    return root
-
-
-@pytest.fixture(scope="module")
-def tiny_run(books, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    cache = tmp_path_factory.mktemp("cache")
-    result = run("train", books, *QUICK, "--out", out, "--cache-dir", cache, "--steps", 30,
-                 "--eval-every", 10)
-    assert result.exit_code == 0, result.output
-    return out, cache
-
-
-# ---- plot ----------------------------------------------------------------------------------
 
 def test_plot_writes_a_png(tiny_run, tmp_path):
     pytest.importorskip("matplotlib")
