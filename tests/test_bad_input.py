@@ -62,32 +62,6 @@ def unchanged(saved_run):
     assert snapshot(saved_run) == before
 
 
-# --- corpora ---------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("content, fragments", [
-    (b"", ["empty"]),
-    (b"to be or not to be\n" * 3, ["fewer than one batch"]),
-    (b"hello\xc3\x28 world" * 200, ["not valid UTF-8", "byte offset 5"]),
-    (b"fine text\n" * 50 + b"\xff\xfe broken", ["byte offset 500"]),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 20, ["binary"]),
-])
-def test_bad_corpus(unchanged, tmp_path, content, fragments):
-    path = tmp_path / "corpus.txt"
-    path.write_bytes(content)
-    assert_one_line_error(run("train", path, *QUICK, "--out", unchanged), *fragments)
-
-
-def test_bom_and_crlf_are_kept_as_characters(tmp_path):
-    text = "\ufeff" + "First line.\r\nSecond line, longer.\r\n" * 100
-    path = tmp_path / "windows.txt"
-    path.write_bytes(text.encode("utf-8"))
-    out = tmp_path / "run"
-    assert run("train", path, *QUICK, "--out", out).exit_code == 0
-    vocab = checkpoint.load(out / "last.npz").vocab
-    assert "\ufeff" in vocab and "\r" in vocab and "\n" in vocab
-    assert set(vocab) == set(text)
-
-
 # --- sampling and output paths ---------------------------------------------------------------
 
 
