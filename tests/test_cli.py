@@ -6,17 +6,8 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from charrnn.cli import main
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
-TINY = os.path.join(ROOT, "configs", "tiny.yaml")
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+from clihelp import ROOT, SHAKESPEARE as CORPUS, TINY, one_line_error, run
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +80,6 @@ def test_same_seed_same_weights_bit_for_bit(tmp_path):
     assert losses[0] == losses[1]
 
 
-def _assert_one_line_error(result, *fragments, code=1):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
 def test_user_errors(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
@@ -112,22 +94,22 @@ def test_user_errors(tmp_path):
     corrupt = tmp_path / "corrupt.npz"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
     out = tmp_path / "out"
-    _assert_one_line_error(run("train", tmp_path / "missing.txt", "--out", out), "does not exist")
-    _assert_one_line_error(run("train", empty, "--out", out), "empty")
-    _assert_one_line_error(run("train", short, "--config", TINY, "--out", out), "fewer than one batch")
-    _assert_one_line_error(run("train", bad_utf8, "--out", out), "byte offset 5")
-    _assert_one_line_error(run("train", CORPUS, "--config", bad_key, "--out", out), "hidden_sise")
-    _assert_one_line_error(run("train", CORPUS, "--config", bad_type, "--out", out), "hidden_size")
-    _assert_one_line_error(run("sample", "--ckpt", tmp_path / "none.npz"), "does not exist")
-    _assert_one_line_error(run("sample", "--ckpt", corrupt), "corrupt.npz")
-    _assert_one_line_error(run("eval", "--ckpt", corrupt, CORPUS), "corrupt.npz")
+    one_line_error(run("train", tmp_path / "missing.txt", "--out", out), "does not exist")
+    one_line_error(run("train", empty, "--out", out), "empty")
+    one_line_error(run("train", short, "--config", TINY, "--out", out), "fewer than one batch")
+    one_line_error(run("train", bad_utf8, "--out", out), "byte offset 5")
+    one_line_error(run("train", CORPUS, "--config", bad_key, "--out", out), "hidden_sise")
+    one_line_error(run("train", CORPUS, "--config", bad_type, "--out", out), "hidden_size")
+    one_line_error(run("sample", "--ckpt", tmp_path / "none.npz"), "does not exist")
+    one_line_error(run("sample", "--ckpt", corrupt), "corrupt.npz")
+    one_line_error(run("eval", "--ckpt", corrupt, CORPUS), "corrupt.npz")
     assert run("train").exit_code == 2  # usage error: no corpus
 
 
 def test_train_refuses_to_replace_an_existing_run(tiny_run):
     before = (tiny_run / "last.npz").read_bytes()
     result = run("train", CORPUS, "--config", TINY, "--out", tiny_run, "--steps", 2)
-    _assert_one_line_error(result, "already holds a run", "--resume", "--overwrite")
+    one_line_error(result, "already holds a run", "--resume", "--overwrite")
     assert (tiny_run / "last.npz").read_bytes() == before
 
 
