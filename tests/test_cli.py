@@ -1,4 +1,5 @@
-"""The command line end to end on small runs: train, sample, eval, and user errors."""
+"""The command line end to end on small runs: train, sample, eval, user errors, and outputs
+that cannot be written (a run folder under a file or read-only, a full disk)."""
 import json
 import os
 import subprocess
@@ -7,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from clihelp import ROOT, SHAKESPEARE as CORPUS, TINY, one_line_error, run
+from clihelp import (ROOT, SHAKESPEARE as CORPUS, TEN_STEPS, TINY, assert_one_line_error,
+                     one_line_error, run, run_overwriting)
+from test_resume import read_only
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +148,35 @@ def test_a_command_whose_stdout_is_gone_says_so_in_one_line(tiny_run, tmp_path, 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1, result.stderr
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+
+
+def test_output_path_under_a_file(corpus, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("keep me")
+    assert_one_line_error(run_overwriting("train", corpus, *TEN_STEPS, "--out", blocker),
+                          "not writable")
+    assert_one_line_error(run_overwriting("train", corpus, *TEN_STEPS, "--out", blocker / "run"),
+                          "not writable")
+    assert blocker.read_text() == "keep me"
+
+
+def test_output_path_read_only(corpus, unchanged):
+    with read_only(unchanged):
+        result = run_overwriting("train", corpus, *TEN_STEPS, "--out", unchanged)
+        nested = run_overwriting("train", corpus, *TEN_STEPS, "--out", unchanged / "new")
+    assert_one_line_error(result, "not writable")
+    assert_one_line_error(nested, "not writable")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command", [["sample", "--length", 5000], ["eval", "--json"]])
+def test_output_to_a_full_disk(corpus, saved_run, command):
+    args = [*command[:1], "--ckpt", str(saved_run / "last.npz"), *map(str, command[1:])]
+    if command[0] == "eval":
+        args.append(str(corpus))
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "charrnn", *args], cwd=ROOT, stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: input/output failed: No space left on device"], result.stderr
