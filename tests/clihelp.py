@@ -1,5 +1,6 @@
 """What the tests that drive the command line share: the shipped paths, the options of a tiny
 run, running a command in-process and checking that it failed in one line."""
+import builtins
 import os
 
 from click.testing import CliRunner
@@ -46,3 +47,15 @@ def assert_one_line_error(result, *fragments, code=1, warnings_first=True):
 def one_line_error(result, *fragments, code=1):
     """assert_one_line_error, with nothing at all on stderr but the error line."""
     assert_one_line_error(result, *fragments, code=code, warnings_first=False)
+
+
+def without_package(monkeypatch, package):
+    """Make every import of `package` or its submodules fail, as where it is not installed."""
+    real_import = builtins.__import__
+
+    def refuse(name, *args, **kwargs):
+        if name == package or name.startswith(package + "."):
+            raise ImportError(f"No module named {package!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refuse)

@@ -1,10 +1,9 @@
 """`charrnn plot`: the loss curves of a run as a PNG, and its errors and warnings."""
-import builtins
 import shutil
 
 import pytest
 
-from clihelp import one_line_error, run
+from clihelp import one_line_error, run, without_package
 
 
 def test_plot_writes_a_png(tiny_run, tmp_path):
@@ -18,14 +17,7 @@ def test_plot_writes_a_png(tiny_run, tmp_path):
 
 
 def test_plot_without_matplotlib_says_how_to_install_it(tiny_run, tmp_path, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name == "matplotlib" or name.startswith("matplotlib."):
-            raise ImportError("No module named 'matplotlib'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    without_package(monkeypatch, "matplotlib")
     result = run("plot", tiny_run[0], "-o", tmp_path / "loss.png")
     one_line_error(result, "pip install 'charrnn[plot]'")
     assert not (tmp_path / "loss.png").exists()

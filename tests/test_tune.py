@@ -23,6 +23,7 @@ import charrnn
 from charrnn import config, tune
 from charrnn.cli import main
 from charrnn.tune import parse_space
+from clihelp import without_package
 
 try:
     import optuna
@@ -428,14 +429,7 @@ def test_usage_and_folder_errors(corpus, tmp_path):
 
 
 def test_tune_without_optuna_says_how_to_install_it(corpus, tmp_path, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_optuna(name, *args, **kwargs):
-        if name == "optuna" or name.startswith("optuna."):
-            raise ImportError("No module named 'optuna'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_optuna)
+    without_package(monkeypatch, "optuna")
     space = write_space(tmp_path)
     result = run("tune", corpus, "--space", space, "--trials", 2, "--out", tmp_path / "sweep")
     one_line_error(result, "charrnn tune needs Optuna: pip install 'charrnn[tune]'")
