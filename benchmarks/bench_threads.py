@@ -20,7 +20,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import data, model, optim, runtime  # noqa: E402
+from charrnn import blas, data, model, optim, runtime  # noqa: E402
 from charrnn.cells import CELLS  # noqa: E402
 from common import CORPUS, busy, corpus_ids  # noqa: E402
 
@@ -75,15 +75,15 @@ def min_rows(args):
 
 
 def hold(args):
-    blas = runtime._blas()
+    lib = blas.get()
     n = 20000
     t = time.perf_counter()
     for _ in range(n):
-        blas.restore(blas.hold(1), 1)
+        lib.restore(lib.hold(1), 1)
     per = (time.perf_counter() - t) / n
     t = time.perf_counter()
     for _ in range(n // 10):
-        runtime._Blas()
+        blas.Blas()
     scan = (time.perf_counter() - t) / (n // 10)
     ids, V = corpus_ids(CORPUS, 65)
     spec = model.ModelSpec("rnn", V, 256, 1, 0.0, "float32")

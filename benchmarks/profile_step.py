@@ -23,8 +23,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import data, heap, model, optim  # noqa: E402
-from charrnn import runtime  # noqa: E402
+from charrnn import data, model, optim, runtime  # noqa: E402
 from common import CORPUS, add_model_args, corpus_ids  # noqa: E402
 
 
@@ -35,7 +34,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=20, help="timed steps (after 5 warm-up steps)")
     args = ap.parse_args(argv)
 
-    heap.keep_freed_memory()
+    runtime.keep_freed_memory()
     ids, V = corpus_ids(CORPUS, 65)
     spec = model.ModelSpec(args.cell, V, args.hidden_size, args.layers, args.dropout)
     rng = np.random.default_rng(0)

@@ -6,7 +6,9 @@ with `np.load(path, allow_pickle=False)`. The README documents every key.
 """
 import io
 import json
+import math
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from typing import Optional
@@ -14,9 +16,9 @@ from typing import Optional
 import numpy as np
 
 from . import config as config_mod
-from . import model, rundir
+from . import atomic, model
 from .errors import CharrnnError
-from .optim import init_state
+from .optim import SQUARES, init_state
 
 FORMAT_VERSION = 1
 
@@ -90,13 +92,13 @@ def to_bytes(ck):
 
 
 def save(path, ck):
-    """Write atomically (rundir.write_atomic): on any failure whatever was at path is left
+    """Write atomically (atomic.write_atomic): on any failure whatever was at path is left
     untouched and no temporary file remains."""
     path = os.fspath(path)
     existed = os.path.exists(path)
     try:
         # a file object, not a name: np.savez would append ".npz" to a name
-        rundir.write_atomic(path, lambda f: np.savez(f, **to_arrays(ck)))
+        atomic.write_atomic(path, lambda f: np.savez(f, **to_arrays(ck)))
     except OSError as e:
         kept = ("the previous checkpoint is kept" if existed else
                 "no checkpoint was there before, so none is kept")
@@ -126,49 +128,119 @@ def _scalar(arrays, key, kind, path):
     return a.item()
 
 
-def load(path):
-    """Read and check a checkpoint; any problem is a CharrnnError naming what is wrong."""
-    arrays = _read_npz(path)
-    required = ("format_version", "config", "vocab", "step")
-    for key in required:
+# every scalar key: (type kinds numpy may store it as, what its value must be). A checkpoint
+# is read key by key against this table; any other top-level key is refused, since this version
+# writes none and a newer format says so in format_version.
+SCALARS = {
+    "format_version": ("iu", "a format this charrnn reads"),
+    "step": ("iu", "0 or more"), "chars": ("iu", "0 or more"),
+    "data_position": ("iu", "0 or more"), "loss_count": ("iu", "0 or more"),
+    "evals_since_best": ("iu", "0 or more"),
+    "elapsed": ("f", "finite, 0 or more"), "loss_sum": ("f", "finite"),
+    "best_val": ("f", "0 or more, or inf"),
+    "config": ("U", "a config"), "corpus_hash": ("U", "16 hex digits or empty"),
+    "rng_state": ("U", "a random generator state"), "record": ("U", "the metrics line of its step"),
+}
+GROUPS = ("param/", "optim/", "state/")
+READS = (FORMAT_VERSION,)  # the format versions this charrnn reads
+
+
+def _valid(key, value):
+    rule = SCALARS[key][1]
+    if key == "format_version":
+        return value in READS
+    if rule == "0 or more":
+        return value >= 0
+    if key == "elapsed":
+        return math.isfinite(value) and value >= 0
+    if key == "loss_sum":
+        return math.isfinite(value)
+    if key == "best_val":
+        return value >= 0 and not math.isnan(value) and value != -math.inf
+    if key == "corpus_hash":
+        return value == "" or re.fullmatch(r"[0-9a-f]{16}", value) is not None
+    return True
+
+
+def _scalars(arrays, path):
+    """Every scalar key present, type- and range-checked -> {key: Python value}."""
+    unknown = sorted(k for k in arrays if k not in SCALARS and k != "vocab"
+                     and not k.startswith(GROUPS))
+    if unknown:
+        raise CharrnnError(f"checkpoint {path}: unexpected key {unknown[0]!r}")
+    for key in ("format_version", "config", "vocab", "step"):
         if key not in arrays:
             raise CharrnnError(f"checkpoint {path} lacks the key {key!r}")
-    version = _scalar(arrays, "format_version", "iu", path)
-    if version > FORMAT_VERSION:
-        raise CharrnnError(f"checkpoint {path} has format version {version}, newer than this "
-                           f"charrnn reads ({FORMAT_VERSION}); upgrade charrnn")
-    try:
-        cfg = config_mod.build(json.loads(_scalar(arrays, "config", "U", path)))
-    except (json.JSONDecodeError, CharrnnError) as e:
-        raise CharrnnError(f"checkpoint {path} has a bad config: {e}") from None
-    vocab_cps = arrays["vocab"]
-    if vocab_cps.dtype != np.uint32 or vocab_cps.ndim != 1 or len(vocab_cps) == 0:
+    found = {}
+    for key, (kind, rule) in SCALARS.items():
+        if key not in arrays:
+            continue
+        value = _scalar(arrays, key, kind, path)
+        if not _valid(key, value):
+            if key == "format_version":
+                raise CharrnnError(
+                    f"checkpoint {path}: key 'format_version' is {value}; this charrnn reads "
+                    f"format {', '.join(map(str, READS))}"
+                    + ("; upgrade charrnn" if value > FORMAT_VERSION else ""))
+            raise CharrnnError(f"checkpoint {path}: key {key!r} must be {rule}, got {value!r}")
+        found[key] = value
+    return found
+
+
+def _vocab(arrays, path):
+    """The vocabulary: distinct characters in increasing order, as every encoder assumes."""
+    cps = arrays["vocab"]
+    if cps.dtype != np.uint32 or cps.ndim != 1 or len(cps) == 0:
         raise CharrnnError(f"checkpoint {path}: key 'vocab' has the wrong shape or type")
     try:
-        vocab = vocab_cps.tobytes().decode("utf-32-le")
+        vocab = cps.tobytes().decode("utf-32-le")
     except UnicodeDecodeError:
         raise CharrnnError(f"checkpoint {path}: key 'vocab' holds invalid characters") from None
+    repeats = np.flatnonzero(np.diff(cps.astype(np.int64)) <= 0)
+    if len(repeats):
+        i = int(repeats[0])
+        what = "twice" if cps[i] == cps[i + 1] else f"before {vocab[i + 1]!r}"
+        raise CharrnnError(f"checkpoint {path}: key 'vocab' holds {vocab[i]!r} {what}: a "
+                           f"vocabulary is distinct characters in increasing order")
+    return vocab
+
+
+def load(path):
+    """Read and check a checkpoint whole; any problem is a CharrnnError naming the key."""
+    arrays = _read_npz(path)
+    found = _scalars(arrays, path)
+    try:
+        cfg = config_mod.build(json.loads(found["config"]))
+    except (json.JSONDecodeError, CharrnnError) as e:
+        raise CharrnnError(f"checkpoint {path} has a bad config: {e}") from None
+    vocab = _vocab(arrays, path)
     spec = model.spec_of(cfg, len(vocab))
     params = _checked_group(arrays, "param/", model.param_shapes(spec), cfg.dtype, path)
-    ck = Checkpoint(config=cfg, vocab=vocab, params=params,
-                    step=_scalar(arrays, "step", "iu", path), format_version=version)
-    for key, kind in (("chars", "iu"), ("elapsed", "f"), ("best_val", "f"),
-                      ("data_position", "iu"), ("corpus_hash", "U"), ("loss_sum", "f"),
-                      ("loss_count", "iu"), ("evals_since_best", "iu")):
-        if key in arrays:
-            setattr(ck, key, _scalar(arrays, key, kind, path))
-    for key in ("step", "chars", "data_position", "loss_count", "evals_since_best"):
-        if getattr(ck, key) < 0:
-            raise CharrnnError(f"checkpoint {path}: key {key!r} is negative")
-    if "rng_state" in arrays:
-        ck.rng_state = _rng_state(_scalar(arrays, "rng_state", "U", path), path)
-    if "record" in arrays:
-        ck.record = _record(_scalar(arrays, "record", "U", path), ck.step, path)
+    ck = Checkpoint(config=cfg, vocab=vocab, params=params, step=found["step"],
+                    format_version=found["format_version"])
+    for key in ("chars", "elapsed", "best_val", "data_position", "corpus_hash", "loss_sum",
+                "loss_count", "evals_since_best"):
+        if key in found:
+            setattr(ck, key, found[key])
+    if "rng_state" in found:
+        ck.rng_state = _rng_state(found["rng_state"], path)
+    if "record" in found:
+        ck.record = _record(found["record"], ck.step, path)
     optim_keys = [k for k in arrays if k.startswith("optim/")]
     if optim_keys:
         expected = init_state(cfg.optimizer, params)
         ck.optim_state = _checked_group(
             arrays, "optim/", {k: v.shape for k, v in expected.items()}, None, path)
+        t = ck.optim_state["t"]
+        if t.dtype.kind not in "iu" or t < 0:
+            raise CharrnnError(f"checkpoint {path}: key 'optim/t' must be a count of updates")
+        for k, v in ck.optim_state.items():
+            if k != "t" and v.dtype != np.dtype(cfg.dtype):
+                raise CharrnnError(f"checkpoint {path}: optim/{k} has dtype {v.dtype}, expected "
+                                   f"{cfg.dtype}")
+            if k.split(".")[0] in SQUARES and (v < 0).any():
+                raise CharrnnError(f"checkpoint {path}: optim/{k} holds negative values (a sum "
+                                   f"of squared gradients)")
     names = spec.cell_module.STATE_NAMES
     if any(k.startswith("state/") for k in arrays):
         shape = (cfg.batch_size, cfg.hidden_size)

@@ -1,62 +1,24 @@
 """The `charrnn` command line: thin Click wrappers that parse, call the library and print.
 
 Generated text goes to stdout; progress, logs and errors go to stderr. A CharrnnError becomes
-one line `Error: ...` and exit code 1; Click's usage errors exit 2.
+one line `Error: ...` and exit code 1 (cli_group.py); Click's usage errors exit 2.
 """
 import dataclasses
-import errno
 import json
-import os
 import sys
 
 import click
 
-import charrnn
-
-from . import checkpoint, config as config_mod, corpus as corpus_mod, report, rundir, runtime
-from . import sample as sample_mod
+from . import api, checkpoint, config as config_mod, corpus as corpus_mod, distributed, \
+    report, rundir, runtime, sample as sample_mod, training, tune as tune_mod
+from .cli_group import Group
 from .errors import CharrnnError
 from .loss import bits
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
-class _Group(click.Group):
-    """Turns CharrnnError into Click's one-line error, wherever a command raises it."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except CharrnnError as e:
-            raise click.ClickException(str(e)) from None
-        except MemoryError:
-            # e.g. a hidden_size of 1e9 in a config: a user's mistake, not a crash
-            raise click.ClickException("out of memory: the model, batch or corpus is too large "
-                                       "for this machine") from None
-        except KeyboardInterrupt:
-            # Ctrl-C outside the training loop (which saves and exits by itself): nothing of
-            # this command was saved; 130 as the shell would report it, not Click's 1
-            click.echo("Interrupted.", err=True)
-            ctx.exit(130)
-        except OSError as e:
-            if e.errno == errno.EPIPE:
-                raise  # stdout closed early (`| head`): Click ends quietly
-            # e.g. stdout redirected to a full disk. The text still buffered for stdout would
-            # fail again at exit with a second message, so send it to /dev/null instead.
-            _silence_stdout()
-            where = f" ({e.filename})" if e.filename else ""
-            raise click.ClickException(f"input/output failed{where}: {e.strerror or e}") from None
-
-
-def _silence_stdout():
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass  # no real stdout (e.g. under a test runner): nothing will be flushed to it
-
-
-@click.group(cls=_Group, context_settings=CONTEXT)
+@click.group(cls=Group, context_settings=CONTEXT)
 @click.version_option(package_name="charrnn")
 def main():
     """Character-level RNN / LSTM / GRU language models in NumPy."""
@@ -115,16 +77,18 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, 
         return _dry_run(cfg, corpus, ck.vocab if ck else None)
     runtime.keep_freed_memory()  # each step reuses the last step's arrays, not fresh pages
     try:
-        result = charrnn.train(list(corpus), config_path, resume=resume_path,
+        result = api.train(list(corpus), config_path, resume=resume_path,
                                init_from=init_path, overwrite=overwrite, **overrides)
-    except charrnn.Stopped as stopped:
+    except training.Stopped as stopped:
         last = rundir.RunDir(stopped.result.run_dir).last
-        click.echo(f"interrupted at step {stopped.result.step}: saved {last}; continue with "
-                   f"--resume {last}", err=True)
+        if distributed.world().leader:
+            click.echo(f"interrupted at step {stopped.result.step}: saved {last}; continue with "
+                       f"--resume {last}", err=True)
         ctx.exit(128 + stopped.result.stopped_by)
-    click.echo(f"done: step {result.step}, best validation loss {result.best_val:.4f} nats/char "
-               f"({bits(result.best_val):.3f} bits/char); checkpoints in {result.run_dir}",
-               err=True)
+    if distributed.world().leader:
+        click.echo(f"done: step {result.step}, best validation loss {result.best_val:.4f} "
+                   f"nats/char ({bits(result.best_val):.3f} bits/char); checkpoints in "
+                   f"{result.run_dir}", err=True)
 
 
 def _dry_run(cfg, paths, vocab):
@@ -135,6 +99,7 @@ def _dry_run(cfg, paths, vocab):
     est = report.estimate(cfg, sc.chars, len(vocab or sc.vocab))
     for line in report.dry_run_lines(cfg, est, sc.source):
         click.echo(line)
+    sys.stdout.flush()  # a full disk is then the one line printed, before the notes below
     for warning in report.warnings(cfg, est):
         click.echo(f"Warning: {warning}", err=True)
     click.echo("dry run: nothing was trained or written", err=True)
@@ -162,7 +127,7 @@ def sample(ckpt, length, temperature, top_k, top_p, prime, prime_file, stop, num
     """Generate text from a checkpoint; the text streams to stdout."""
     if prime and prime_file:
         raise click.UsageError("--prime and --prime-file cannot be used together")
-    model = charrnn.load(ckpt)
+    model = api.load(ckpt)
     if prime_file:
         prime = corpus_mod.read_text(prime_file)
     rng = sample_mod.make_rng(seed)  # one generator: sample k+1 continues where k ended
@@ -185,7 +150,7 @@ def sample(ckpt, length, temperature, top_k, top_p, prime, prime_file, stop, num
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def eval_cmd(ckpt, textfile, as_json):
     """Loss of a checkpoint's model on TEXTFILE, from a zero state, the state carried."""
-    model = charrnn.load(ckpt)
+    model = api.load(ckpt)
     text = corpus_mod.load(textfile, vocab=model.vocab)
     if len(text.ids) < 2:
         raise CharrnnError(f"{textfile} is too short to score (it needs at least 2 characters)")
@@ -218,13 +183,11 @@ def info(ckpt, as_json):
 def plot(run, output):
     """Plot a run's train and validation loss against characters seen, as a PNG.
 
-    RUN is a run directory (or its metrics.jsonl). Needs matplotlib: pip install 'charrnn[plot]'.
+    RUN is a run directory (or a file in it: its metrics.jsonl, best.npz, ...). Needs
+    matplotlib: pip install 'charrnn[plot]'.
     """
     from . import plot as plot_mod
-    records = plot_mod.read_metrics(run)
-    run_dir = run if os.path.isdir(run) else os.path.dirname(run) or "."
-    output = output or os.path.join(run_dir, "loss.png")
-    plot_mod.plot_losses(records, output, title=os.path.basename(os.path.abspath(run_dir)))
+    output = plot_mod.plot_run(run, output, warn=lambda text: click.echo(text, err=True))
     click.echo(f"wrote {output}", err=True)
 
 
@@ -244,7 +207,7 @@ def viz(ckpt, textfile, output, chars, live):
     units that track features of the text and the gates' saturation; it works offline.
     """
     from . import viz as viz_mod
-    model = charrnn.load(ckpt)
+    model = api.load(ckpt)
     text = corpus_mod.read_text(textfile, what="text file")
     size = viz_mod.write_page(model, text, output, chars=chars, live=live)
     shown = f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
@@ -263,7 +226,7 @@ def viz(ckpt, textfile, output, chars, live):
 @click.option("--study", "study_name", help="study name  [default: charrnn]")
 @click.option("--storage", help="an Optuna storage URL (postgresql://...) or a journal file, "
                                 "shared by the workers  [default: DIR/journal.log]")
-@click.option("--pruner", type=click.Choice(["none", "median", "hyperband"]), default="median",
+@click.option("--pruner", type=click.Choice(tune_mod.PRUNERS), default="median",
               show_default=True, help="stops hopeless trials at an evaluation")
 @click.option("--pruner-startup", type=click.IntRange(min=0), default=5, show_default=True,
               help="median: complete trials before any pruning")
@@ -272,7 +235,7 @@ def viz(ckpt, textfile, output, chars, live):
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="seeds the sampler and each trial's run")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False),
-              help="print the table of the sweep in this folder and write its best.yaml; "
+              help="print the table of the sweep in this folder and write its best.yaml again; "
                    "train nothing")
 @click.pass_context
 def tune_cmd(ctx, corpus, space, trials, out, study_name, storage, pruner, pruner_startup,
@@ -282,11 +245,15 @@ def tune_cmd(ctx, corpus, space, trials, out, study_name, storage, pruner, prune
     Start the same command on several machines (with a shared --storage) to share one study.
     Needs Optuna: pip install 'charrnn[tune]'.
     """
-    from . import tune as tune_mod
+    if distributed.world().size > 1:
+        raise distributed.world().error(
+            "charrnn tune runs each trial in one process; instead of mpiexec, start one "
+            "`charrnn tune` per machine with a shared --storage (docs/parallel.md)")
     if report_dir is not None:
         if corpus or space or trials or out:
             raise click.UsageError("--report takes no CORPUS, --space, --trials or --out")
         rep = tune_mod.report(report_dir, study=study_name, storage=storage)
+        tune_mod.write_best(rep, report_dir)
     else:
         missing = [name for name, v in (("CORPUS", corpus), ("--space", space),
                                         ("--trials", trials), ("--out", out)) if not v]

@@ -6,11 +6,7 @@ characters, finds the vocabulary and hashes the content; the second writes one i
 to a cache file keyed by that hash and the vocabulary, and training reads the ids back through
 `np.memmap`. Later runs on the same text skip the second pass.
 
-A cache file is the ids' bytes followed by a 12-byte trailer: CACHE_MAGIC and the CRC-32 of the
-id bytes. Opening one reads it through once to check that checksum (about a quarter of the first
-pass's time, see benchmarks/RESULTS.md), so a damaged file is never trained on: it is rebuilt,
-with a warning. CRC-32 is the fastest check zlib and hashlib offer here, and damage, not an
-adversary, is what it guards against.
+The cache and its checks are idcache's.
 
 When a corpus is made of several files (more than one path, or a folder) each file is followed by
 SEPARATOR, U+001C (the ASCII "file separator" control character), so the model sees where one
@@ -22,15 +18,13 @@ progress bar on stderr when asked to and stderr is a terminal.
 import codecs
 import hashlib
 import os
-import struct
 import sys
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
-from . import data, rundir
+from . import data, idcache
 from .errors import CharrnnError
 
 SEPARATOR = "\x1c"
@@ -38,11 +32,6 @@ SEPARATOR = "\x1c"
 # heap fragmented, growing to ~170 MB over a 200 MB corpus against ~45 MB now, and were slower.
 CHUNK_BYTES = 64 << 10
 SNIFF_BYTES = 65536  # a NUL byte in a file's first SNIFF_BYTES marks it as binary
-_ASCII = bytes(range(128))
-_HIGH = bytes(range(128, 256))
-CACHE_MAGIC = b"charrnn\x01"  # ends every cache file, before the checksum
-TRAILER = struct.Struct("<8sI")  # CACHE_MAGIC, CRC-32 of the id bytes
-VERIFY_BYTES = 1 << 20  # read size of the check: one buffer, reused
 
 
 @dataclass
@@ -67,12 +56,6 @@ class Scan:
     nbytes: int      # UTF-8 bytes, separators included
     skipped: int     # binary files left out of folders
     source: str      # a short description for logs
-
-
-def default_cache_dir():
-    """$XDG_CACHE_HOME/charrnn, or ~/.cache/charrnn when XDG_CACHE_HOME is unset."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "charrnn")
 
 
 def _is_binary(path):
@@ -173,30 +156,20 @@ def _describe(paths, files, skipped):
 
 
 def scan(paths, progress=False):
-    """First pass over the corpus at paths (a list): -> Scan (vocabulary, length, hash).
-
-    The vocabulary is gathered without a per-character Python loop: ASCII characters by deleting
-    the bytes already known from each chunk with bytes.translate, others by decoding the stream
-    of non-ASCII bytes alone, which is itself valid UTF-8 (multi-byte sequences are contiguous).
-    """
+    """First pass over the corpus at paths (a list): -> Scan (vocabulary, length, hash)."""
     files, separated, skipped = list_files(list(paths))
     total = sum(os.path.getsize(f) for f in files) + (len(files) if separated else 0)
     sha = hashlib.sha256()
-    ascii_seen = set()
-    other_seen = set()
-    high = codecs.getincrementaldecoder("utf-8")()
+    seen = data.CharSet()
     chars = nbytes = 0
     with _bar(progress, total, "vocabulary") as bar:
         for raw, text in _pieces(files, separated):
             sha.update(raw)
             nbytes += len(raw)
             chars += len(raw) if text is None else len(text)
-            ascii_seen.update(raw.translate(None, bytes(sorted(ascii_seen)) + _HIGH))
-            if text is not None:
-                other_seen.update(high.decode(raw.translate(None, _ASCII)))
+            seen.add(raw, text)
             bar.update(len(raw))
-    vocab = "".join(sorted({chr(b) for b in ascii_seen} | other_seen))
-    return Scan(files=files, separated=separated, hash=sha.hexdigest()[:16], vocab=vocab,
+    return Scan(files=files, separated=separated, hash=sha.hexdigest()[:16], vocab=seen.vocab(),
                 chars=chars, nbytes=nbytes, skipped=skipped,
                 source=_describe(list(paths), files, skipped))
 
@@ -212,90 +185,18 @@ def check_vocab(sc, vocab):
 def encode_ids(sc, vocab, sink, progress=False):
     """Second pass: call sink(ids) with each chunk's ids (1-D, id_dtype(len(vocab))), in order.
 
-    Every character must be in vocab (check_vocab). ASCII chunks map bytes to ids with one
-    bytes.translate when the ids are bytes; other chunks go through their code points.
+    Every character must be in vocab (check_vocab); data.Encoder maps them.
     """
-    dtype = data.id_dtype(len(vocab))
-    cps = data.codepoints(vocab)
-    lut = np.zeros(int(cps.max()) + 1, dtype=dtype)  # code point -> id
-    lut[cps] = np.arange(len(vocab), dtype=dtype)
-    byte_table = np.zeros(256, dtype=dtype)  # ids of code points 0..255, for ASCII chunks
-    byte_table[:min(len(lut), 256)] = lut[:256]
-    translate = byte_table.astype(np.uint8).tobytes() if dtype == np.uint8 else None
+    encoder = data.Encoder(vocab)
     sha = hashlib.sha256()
     with _bar(progress, sc.nbytes, "ids") as bar:
         for raw, text in _pieces(sc.files, sc.separated):
             sha.update(raw)
-            if text is None and translate is not None:
-                ids = np.frombuffer(raw.translate(translate), dtype=np.uint8)
-            elif text is None:
-                ids = byte_table[np.frombuffer(raw, dtype=np.uint8)]
-            else:
-                ids = lut.take(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32),
-                               mode="clip")
+            ids = encoder.piece(raw, text)
             sink(ids)
             bar.update(len(raw))
     if sha.hexdigest()[:16] != sc.hash:
         raise CharrnnError(f"corpus {sc.source} changed while it was being read; run again")
-
-
-def cache_path(cache_dir, sc, vocab):
-    """The cache file of the ids of corpus sc under vocab: named by both hashes and the dtype."""
-    vocab_hash = hashlib.sha256(vocab.encode("utf-8")).hexdigest()[:16]
-    dtype = np.dtype(data.id_dtype(len(vocab))).name
-    return os.path.join(cache_dir, f"{sc.hash}-{vocab_hash}.{dtype}")
-
-
-def _write_cache(path, sc, vocab, progress):
-    """Encode the ids into path, then the trailer, atomically: a run that dies midway leaves no
-    half-written cache behind."""
-    folder = os.path.dirname(path)
-
-    def write(f):
-        crc = 0
-
-        def sink(ids):
-            nonlocal crc
-            crc = zlib.crc32(ids, crc)
-            f.write(ids)
-
-        encode_ids(sc, vocab, sink, progress)
-        f.write(TRAILER.pack(CACHE_MAGIC, crc))
-
-    try:
-        os.makedirs(folder, exist_ok=True)
-        rundir.write_atomic(path, write)
-    except OSError as e:
-        raise CharrnnError(f"cannot write to the corpus cache {folder}: {e.strerror or e}; "
-                           f"choose another with --cache-dir") from None
-
-
-def verify_cache(path, nbytes):
-    """None when path holds a cache of nbytes of ids whose checksum matches, else why not:
-    "missing", or "damaged" (any other size, a wrong trailer or checksum, an unreadable file)."""
-    try:
-        f = open(path, "rb", buffering=0)
-    except FileNotFoundError:
-        return "missing"
-    except OSError:
-        return "damaged"
-    with f:
-        try:
-            if os.fstat(f.fileno()).st_size != nbytes + TRAILER.size:
-                return "damaged"
-            buf = bytearray(VERIFY_BYTES)
-            view = memoryview(buf)
-            crc, left = 0, nbytes
-            while left:
-                n = f.readinto(view[:min(left, VERIFY_BYTES)])
-                if not n:
-                    return "damaged"  # shortened while being read
-                crc = zlib.crc32(view[:n], crc)
-                left -= n
-            magic, stored = TRAILER.unpack(f.read(TRAILER.size))
-        except (OSError, struct.error):
-            return "damaged"
-    return None if (magic, stored) == (CACHE_MAGIC, crc) else "damaged"
 
 
 def _warn_stderr(line):
@@ -307,7 +208,8 @@ def open_corpus(paths, cache_dir=None, vocab=None, progress=False, sc=None, warn
     """The corpus at paths with its ids memory-mapped from the cache, encoding them if needed.
 
     vocab: use this vocabulary (every character must be in it) instead of the corpus's own.
-    cache_dir: where id files live (default_cache_dir() when None). sc: a Scan already made.
+    cache_dir: where id files live (idcache.default_cache_dir() when None). sc: a Scan already
+    made.
     A cache file that fails its checksum is rebuilt, and warn(line) then receives one line
     "Warning: corpus cache FILE did not match its checksum; rebuilt" (by default it goes to
     stderr).
@@ -317,15 +219,9 @@ def open_corpus(paths, cache_dir=None, vocab=None, progress=False, sc=None, warn
         vocab = sc.vocab
     else:
         check_vocab(sc, vocab)
-    path = cache_path(os.path.expanduser(cache_dir or default_cache_dir()), sc, vocab)
-    dtype = data.id_dtype(len(vocab))
-    problem = verify_cache(path, sc.chars * np.dtype(dtype).itemsize)
-    if problem is not None:
-        _write_cache(path, sc, vocab, progress)
-        if problem == "damaged":
-            (warn or _warn_stderr)(f"Warning: corpus cache {path} did not match its checksum; "
-                                   f"rebuilt")
-    ids = np.memmap(path, dtype=dtype, mode="r", shape=(sc.chars,))
+    ids = idcache.ids(cache_dir, sc.hash, vocab, sc.chars,
+                      encode=lambda sink: encode_ids(sc, vocab, sink, progress),
+                      warn=warn or _warn_stderr)
     return Corpus(ids=ids, vocab=vocab, hash=sc.hash, source=sc.source)
 
 

@@ -6,6 +6,8 @@ follow torch-rnn: the training split is cut into N contiguous streams and step k
 window right after step k's in every stream, so carrying the hidden state from one window to the
 next is meaningful (truncated backpropagation through time).
 """
+import codecs
+
 import numpy as np
 
 from .errors import CharrnnError
@@ -23,22 +25,97 @@ def codepoints(text):
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
+_ASCII = bytes(range(128))
+_HIGH = bytes(range(128, 256))
+
+
+class CharSet:
+    """The distinct characters of a text read in pieces: the one vocabulary builder.
+
+    Gathered without a per-character Python loop: ASCII characters by deleting the bytes already
+    known from each piece with bytes.translate, others by decoding the stream of non-ASCII bytes
+    alone, which is itself valid UTF-8 (multi-byte sequences are contiguous).
+    """
+
+    def __init__(self):
+        self._ascii, self._other = set(), set()
+        self._high = codecs.getincrementaldecoder("utf-8")()
+
+    def add(self, raw, text=None):
+        """raw: a piece's UTF-8 bytes; text: the piece decoded, or None when raw is ASCII."""
+        self._ascii.update(raw.translate(None, bytes(sorted(self._ascii)) + _HIGH))
+        if text is not None:
+            self._other.update(self._high.decode(raw.translate(None, _ASCII)))
+
+    def vocab(self):
+        """The characters seen, sorted: their order is the id order."""
+        return "".join(sorted({chr(b) for b in self._ascii} | self._other))
+
+
 def build_vocab(text):
     """The sorted set of characters of text, as a str (its order is the id order)."""
-    return "".join(chr(c) for c in np.unique(codepoints(text)))
+    chars = CharSet()
+    raw = text.encode("utf-8")
+    chars.add(raw, None if raw.isascii() else text)
+    return chars.vocab()
+
+
+class Encoder:
+    """Characters -> ids under a vocabulary: the one encoder, for a whole corpus in pieces and
+    for a prime or a text to score alike.
+
+    A table maps every code point up to the vocabulary's largest to its id (MISSING for a
+    character outside the vocabulary); pure-ASCII bytes take a byte table, with one
+    bytes.translate when the ids are bytes.
+    """
+
+    def __init__(self, vocab):
+        self.vocab = vocab
+        self.dtype = id_dtype(len(vocab))
+        cps = codepoints(vocab)
+        # code point -> id, in the ids' own type unless MISSING needs a wider one
+        table_dtype = id_dtype(len(vocab) + 1)
+        self.missing = np.iinfo(table_dtype).max  # an id no vocabulary of this size reaches
+        self.table = np.full(max(int(cps.max()) + 2, 128), self.missing, dtype=table_dtype)
+        self.table[cps] = np.arange(len(vocab))
+        self.byte_table = self.table[:128]  # the ids of ASCII characters
+        # below 256 characters an ASCII piece's ids are its bytes translated, with byte 255 (no
+        # id) for a character outside the vocabulary, found by one memchr
+        self._translate = None
+        if len(vocab) < 256:
+            known = self.byte_table != self.missing
+            self._translate = (np.where(known, self.byte_table, 255).astype(np.uint8).tobytes()
+                               + bytes([255]) * 128)
+
+    def piece(self, raw, text=None):
+        """The ids (1-D, of self.dtype) of one piece: raw its UTF-8 bytes, text its decoded str or
+        None when raw is ASCII. A character outside the vocabulary is a CharrnnError listing it."""
+        if text is None and self._translate is not None:
+            ids = raw.translate(self._translate)
+            if b"\xff" not in ids:
+                return np.frombuffer(ids, dtype=np.uint8)
+        if text is None:
+            ids = self.byte_table[np.frombuffer(raw, dtype=np.uint8)]
+            cps = None
+        else:
+            cps = codepoints(text)
+            ids = self.table.take(cps, mode="clip")  # past the table: its last entry, MISSING
+        bad = ids == self.missing
+        if bad.any():
+            found = np.frombuffer(raw, dtype=np.uint8)[bad] if cps is None else cps[bad]
+            raise CharrnnError("characters not in the vocabulary: "
+                               + describe_chars(chr(c) for c in np.unique(found)))
+        return ids.astype(self.dtype, copy=False)
+
+    def __call__(self, text):
+        """str -> (L,) ids."""
+        raw = text.encode("utf-8")
+        return self.piece(raw, None if raw.isascii() else text)
 
 
 def encode(text, vocab):
     """str -> (L,) ids in the smallest dtype; characters outside vocab are an error listing them."""
-    cps = codepoints(text)
-    vocab_cps = codepoints(vocab)
-    pos = np.searchsorted(vocab_cps, cps)
-    pos[pos == len(vocab_cps)] = 0
-    bad = vocab_cps[pos] != cps
-    if bad.any():
-        raise CharrnnError("characters not in the vocabulary: "
-                           + describe_chars(chr(c) for c in np.unique(cps[bad])))
-    return pos.astype(id_dtype(len(vocab)))
+    return Encoder(vocab)(text)
 
 
 def decode(ids, vocab):
@@ -69,6 +146,12 @@ def windows_per_epoch(n_train, batch_size, seq_len):
     """Windows of seq_len in each of batch_size streams over n_train characters (0: not one)."""
     S = n_train // batch_size
     return (S - 1) // seq_len if S >= seq_len + 1 else 0
+
+
+def block(n, k, K):
+    """The k-th of K contiguous blocks of n rows (streams), as equal as integers allow: a slice
+    (empty when n < K leaves block k nothing)."""
+    return slice(k * n // K, (k + 1) * n // K)
 
 
 class Batches:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import runtime
+from . import blas, runtime
 from .cells import CELLS
 from .loss import nll_sum, softmax_cross_entropy_rows
 
@@ -90,8 +90,9 @@ def zero_state(spec, N):
     return [tuple(np.zeros(shape, dtype=spec.dtype) for _ in names) for _ in range(spec.layers)]
 
 
-def _layers_forward(params, spec, x, state, dropout_rng):
-    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks."""
+def _layers_forward(params, spec, x, state, dropout_rng, part=None):
+    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks; part as in
+    forward."""
     cell, inp = spec.cell_module, x
     caches, masks, new_state = [], [], []
     for layer in range(spec.layers):
@@ -99,7 +100,9 @@ def _layers_forward(params, spec, x, state, dropout_rng):
         mask = None
         if dropout_rng is not None and spec.dropout > 0:
             keep = 1.0 - spec.dropout
-            mask = dropout_rng.random(hs.shape, dtype=hs.dtype) < keep
+            T, N, H = hs.shape
+            rows, N_all = part or (slice(None), N)
+            mask = dropout_rng.random((T, N_all, H), dtype=hs.dtype)[:, rows] < keep
             mask = mask.astype(hs.dtype) * hs.dtype.type(1.0 / keep)
             hs = hs * mask
         caches.append(cache)
@@ -169,19 +172,28 @@ def output_forward_backward(params, top2, targets, M):
     return nll, dtop, {"Wy": dWy, "by": dby}
 
 
-def forward(params, spec, x, y, state, dropout_rng=None):
+def forward(params, spec, x, y, state, dropout_rng=None, part=None):
     """Loss of a window and what backward needs.
 
     x, y (T, N) ids (y is x shifted by one); state from zero_state or a previous window.
     Returns (loss in nats/char, new state, cache). Passing dropout_rng turns dropout on.
     The output layer's gradients are taken here, chunk by chunk, and kept in the cache instead
     of the (T*N, V) logits' (output_forward_backward).
+
+    part (rows, N_all): x, y and state hold only these rows of a batch of N_all streams (one
+    process's share in data-parallel training). The loss and gradients are then this part's
+    share of the whole batch's mean, its sum over T*N_all characters, so the parts add up to
+    the batch's; each dropout mask is drawn for all N_all rows and cut to these, so the random
+    numbers do not depend on how the batch is shared out.
     """
-    top, new_state, caches, masks = _layers_forward(params, spec, x, state, dropout_rng)
+    top, new_state, caches, masks = _layers_forward(params, spec, x, state, dropout_rng, part)
     T, N, H = top.shape
+    M = T * (part[1] if part else N)  # the characters the mean is over
     nll, dtop, output_grads = output_forward_backward(params, top.reshape(T * N, H),
-                                                      y.reshape(-1), T * N)
-    return float(np.mean(nll)), new_state, WindowCache(dtop, output_grads, caches, masks, (T, N))
+                                                      y.reshape(-1), M)
+    cache = WindowCache(dtop, output_grads, caches, masks, (T, N))
+    # np.sum then / M: the bits of np.mean when M = T*N (one division, correctly rounded)
+    return float(np.sum(nll) / M), new_state, cache
 
 
 def backward(params, spec, cache):
@@ -228,7 +240,7 @@ def stepper(params, spec):
     upper = [(p, p["Wx"], p["b"]) for p in layers[1:]]
     first = layers[0]
     Wy, by = params["Wy"], params["by"]
-    one_thread = runtime.one_blas_thread()
+    one_thread = blas.one_blas_thread()
 
     def step(idx, state):
         with one_thread:

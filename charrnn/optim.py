@@ -11,6 +11,7 @@ import numpy as np
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "step", "wsd")
 SLOTS = {"adam": ("m", "v"), "adagrad": ("g2",), "sgd": ("mom",)}
+SQUARES = ("v", "g2")  # slots that accumulate squared gradients: never negative
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 ADAGRAD_EPS = 1e-8

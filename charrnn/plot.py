@@ -3,34 +3,42 @@
 matplotlib is an optional extra (`pip install 'charrnn[plot]'`), imported only when a plot is
 drawn, so reading the metrics and the rest of charrnn work without it.
 """
-import json
 import math
 import os
 
+from typing import Callable, Optional
+
+from . import rundir
+from .arguments import PathLike, checked
 from .errors import CharrnnError
 from .loss import LN2
 
 INSTALL_HINT = "charrnn plot needs matplotlib, an optional extra: pip install 'charrnn[plot]'"
 
 
-def read_metrics(run):
-    """run: a run directory or its metrics.jsonl -> the list of records, one per evaluation."""
-    path = os.path.join(run, "metrics.jsonl") if os.path.isdir(run) else run
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = [line for line in f if line.strip()]
-    except OSError as e:
-        raise CharrnnError(f"cannot read {path}: {e.strerror or e}") from None
-    records = []
-    for number, line in enumerate(lines, 1):
-        try:
-            rec = json.loads(line)
-            records.append({k: float(rec[k]) for k in ("chars", "train_loss", "val_loss")})
-        except (ValueError, KeyError, TypeError) as e:
-            raise CharrnnError(f"{path} line {number} is not a metrics record ({e})") from None
+@checked
+def plot_run(run: PathLike, output: Optional[PathLike] = None, warn: Optional[Callable] = None):
+    """Draw the loss curves of the run in folder `run` (or of the run a file in it belongs to:
+    RUN/best.npz, RUN/metrics.jsonl) into output (default RUN/loss.png); returns its path.
+
+    Damaged lines of metrics.jsonl are skipped (rundir's one rule); warn(text), when given,
+    hears of them in one line."""
+    folder = rundir.folder_of(run)
+    run_dir = rundir.RunDir(folder)
+    if not os.path.exists(run_dir.metrics):
+        raise CharrnnError(f"{folder} holds no {rundir.METRICS}: is it a run directory?")
+    damaged = []
+    records = run_dir.read_metrics(on_damaged=damaged.append)
+    skipped = (f"{len(damaged)} damaged line{'s' * (len(damaged) > 1)} skipped (line "
+               f"{', '.join(map(str, damaged[:5]))}{' ...' if len(damaged) > 5 else ''})")
     if not records:
-        raise CharrnnError(f"{path} holds no evaluations yet")
-    return records
+        raise CharrnnError(f"{run_dir.metrics} holds no evaluations yet"
+                           + (f"; {skipped}" if damaged else ""))
+    if damaged and warn is not None:
+        warn(f"Warning: {run_dir.metrics}: {skipped}")
+    output = output or run_dir.file("loss.png")
+    plot_losses(records, output, title=os.path.basename(os.path.abspath(folder)))
+    return output
 
 
 def _pyplot():
@@ -55,7 +63,7 @@ def plot_losses(records, out_path, title=""):
         points = [(r["chars"], r[key]) for r in records if math.isfinite(r[key])]
         if points:
             ax.plot(*zip(*points), style, label=label, markersize=3)
-    best = min(records, key=lambda r: r["val_loss"])
+    best = min(records, key=lambda r: r["val_loss"] if math.isfinite(r["val_loss"]) else math.inf)
     ax.annotate(f"best {best['val_loss']:.3f} nats ({best['val_loss'] / LN2:.3f} bits)",
                 (best["chars"], best["val_loss"]), textcoords="offset points", xytext=(0, 10),
                 ha="center", fontsize=8)

@@ -93,6 +93,9 @@ def warnings(cfg, est):
         out.append(f"the validation split has {est['val_chars']:,} characters, less than one "
                    f"window (seq_len + 1 = {cfg.seq_len + 1}): its loss says little; "
                    f"raise --val-frac or use more text")
+    if cfg.steps != "auto" and cfg.warmup_steps >= cfg.steps:
+        out.append(f"warmup_steps ({cfg.warmup_steps:,}) is not below steps ({cfg.steps:,}): the "
+                   f"rate only ramps up, and the whole run trains below its lr {cfg.lr:g}")
     if est["chars_per_param"] < MIN_CHARS_PER_PARAM:
         out.append(f"the model is far too large for the corpus: {est['parameters']:,} parameters "
                    f"for {est['train_chars']:,} training characters "

@@ -11,6 +11,7 @@ import re
 import tempfile
 import time
 
+from . import atomic
 from .errors import CharrnnError
 
 try:
@@ -22,62 +23,29 @@ CONFIG, METRICS, LAST, BEST, LOCK = "config.yaml", "metrics.jsonl", "last.npz", 
 PERIODIC = re.compile(r"step-(\d+)\.npz")
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def fsync_folder(folder):
-    """Make a rename in folder durable: without it a crash right after a save can lose the new
-    name even though the file's data reached the disk. A no-op where folders cannot be opened."""
+def _record(line):
+    """One line of metrics.jsonl (bytes) -> its record, or None when it is not a record."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # e.g. Windows, where a folder cannot be opened as a file
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on a folder; the rename itself has happened
-    finally:
-        os.close(fd)
+        rec = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(rec, dict) or type(rec.get("step")) is not int or rec["step"] < 0:
+        return None
+    numbers = [rec.get(k) for k in ("chars", "train_loss", "val_loss")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        return None
+    return rec
 
 
-def write_atomic(path, write):
-    """Replace path with what write(f) writes into a binary file object, all or nothing.
-
-    A temporary file in the same folder is filled, flushed and fsynced, renamed over path, and
-    the folder is fsynced. On any failure the temporary file is removed, whatever was at path is
-    left untouched, and the OSError propagates for the caller to word.
-    """
+def folder_of(path):
+    """The run folder a user means by path: the folder itself, or the folder of a file in it
+    (RUN/best.npz, RUN/metrics.jsonl), as every command that takes a checkpoint invites."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        # mkstemp makes the file private (0600); a saved file gets the usual umask-based mode
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            fd = None
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        fsync_folder(folder)
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tmp is not None:
-            with contextlib.suppress(OSError):  # already gone, or the folder went read-only
-                os.unlink(tmp)
-
-
-def write_text_atomic(path, text):
-    """write_atomic for UTF-8 text; a failure is a CharrnnError naming the file."""
-    try:
-        write_atomic(path, lambda f: f.write(text.encode("utf-8")))
-    except OSError as e:
-        raise CharrnnError(f"could not write {path}: {e.strerror or e}") from None
+    if os.path.isdir(path):
+        return path
+    if not os.path.exists(path):
+        raise CharrnnError(f"{path} does not exist")
+    return os.path.dirname(path) or "."
 
 
 HOLDER_WAIT = 0.5  # seconds a refused run waits for the lock's holder to name itself
@@ -241,23 +209,28 @@ class RunDir:
                                f"checkpoints of step {rec['step']} are saved, the log lacks "
                                f"their line") from None
 
-    def read_metrics(self):
-        """The log's records, in order; unreadable lines (a write cut short) are skipped."""
+    def read_metrics(self, on_damaged=None):
+        """The log's records, in order. A line that is not one (not UTF-8, not JSON, not an
+        object with an int step and numbers for chars, train_loss and val_loss: a write cut
+        short, or an edit) is skipped, and on_damaged(line_number), when given, is told of it.
+        The one reader of metrics.jsonl: resuming, `charrnn plot` and the API all read it here.
+        """
         try:
-            with open(self.metrics, encoding="utf-8") as f:
-                lines = f.read().splitlines()
+            with open(self.metrics, "rb") as f:
+                lines = f.read().split(b"\n")
         except FileNotFoundError:
             return []
-        except (OSError, UnicodeDecodeError) as e:
-            raise CharrnnError(f"cannot read {self.metrics}: {e}") from None
+        except OSError as e:
+            raise CharrnnError(f"cannot read {self.metrics}: {e.strerror or e}") from None
         records = []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except ValueError:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
                 continue
-            if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+            rec = _record(line)
+            if rec is not None:
                 records.append(rec)
+            elif on_damaged is not None:
+                on_damaged(number)
         return records
 
     def resume_metrics(self, resume_step, eval_every, record=None):
@@ -273,7 +246,7 @@ class RunDir:
         if on_grid and record is not None:
             kept.append(record)
         if kept or os.path.exists(self.metrics):
-            write_text_atomic(self.metrics, "".join(json.dumps(r) + "\n" for r in kept))
+            atomic.write_text_atomic(self.metrics, "".join(json.dumps(r) + "\n" for r in kept))
 
     # -- periodic checkpoints ------------------------------------------------------------------
 

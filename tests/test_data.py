@@ -1,6 +1,8 @@
 """Vocabulary, encoding, splits and the contiguous batch streams."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charrnn import data
 from charrnn.errors import CharrnnError
@@ -51,3 +53,22 @@ def test_batches_are_contiguous_streams_that_wrap():
 def test_corpus_shorter_than_one_batch_is_an_error():
     with pytest.raises(CharrnnError, match="fewer than one batch"):
         data.Batches(np.arange(50), batch_size=8, seq_len=10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=60), st.text(max_size=30))
+def test_the_encoder_agrees_with_a_plain_dictionary(vocab_chars, text):
+    """data.Encoder (tables, the bytes fast path) against {char: id} on any text: the same ids
+    for characters of the vocabulary, a CharrnnError listing the others."""
+    vocab = data.build_vocab(vocab_chars)
+    assert vocab == "".join(sorted(set(vocab_chars)))
+    index = {ch: i for i, ch in enumerate(vocab)}
+    outside = sorted(set(text) - set(vocab))
+    if outside:
+        with pytest.raises(CharrnnError, match="not in the vocabulary") as e:
+            data.encode(text, vocab)
+        assert repr(outside[0]) in str(e.value)
+    else:
+        ids = data.encode(text, vocab)
+        assert ids.dtype == data.id_dtype(len(vocab))
+        assert ids.tolist() == [index[ch] for ch in text]

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint, cli, model, training
 from charrnn.cli import main
+from charrnn.errors import CharrnnError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "configs", "tiny.yaml")
@@ -164,8 +165,8 @@ def test_second_ctrl_c_during_the_save_changes_nothing(small_corpus, tmp_path, m
     out = tmp_path / "run"
     real_step, real_savez = training.Run.train_step, np.savez
 
-    def step_then_ctrl_c(self):
-        result = real_step(self)
+    def step_then_ctrl_c(self, *votes):
+        result = real_step(self, *votes)
         if self.step == 7:
             os.kill(os.getpid(), signal.SIGINT)
         return result
@@ -249,7 +250,7 @@ def test_non_finite_step_leaves_the_run_untouched(small_corpus):
     before = ({k: v.copy() for k, v in run_.params.items()},
               {k: v.copy() for k, v in run_.opt.items()}, run_.step, run_.batches.position)
     run_.params["Wy"][0, 0] = np.inf  # the next forward pass produces a non-finite loss
-    with pytest.raises(training.CharrnnError, match="step 2"):
+    with pytest.raises(CharrnnError, match="step 2"):
         run_.train_step()
     run_.params["Wy"][0, 0] = before[0]["Wy"][0, 0]
     for k, v in before[0].items():
@@ -494,10 +495,14 @@ def test_pruning_ignores_checkpoints_past_the_current_step(tmp_path):
                                             "step-000040.npz", "step-000045.npz", "step-x.npz"]
 
 
+def record(step, val_loss=1.0):
+    return {"step": step, "chars": 100 * step, "train_loss": 1.5, "val_loss": val_loss}
+
+
 def test_log_cut_back_for_a_resume(tmp_path):
     from charrnn import rundir
     log = tmp_path / "metrics.jsonl"
-    lines = [json.dumps({"step": s, "val_loss": 1.0}) for s in (5, 10, 12, 15)]
+    lines = [json.dumps(record(s)) for s in (5, 10, 12, 15)]
     log.write_text("\n".join(lines) + '\n{"step": 20, "val_lo')  # the last write was cut short
     cut = log.read_text()
     # resumed at 12, off the grid of 5: the closing evaluation at 12 goes too
@@ -508,10 +513,10 @@ def test_log_cut_back_for_a_resume(tmp_path):
     assert log.read_text() == "".join(line + "\n" for line in lines)
     # the checkpoint's own line wins over the log's, and comes back when the log lost it
     log.write_text(cut)
-    rundir.RunDir(tmp_path).resume_metrics(15, 5, {"step": 15, "val_loss": 2.0})
-    assert json.loads(log.read_text().splitlines()[-1]) == {"step": 15, "val_loss": 2.0}
+    rundir.RunDir(tmp_path).resume_metrics(15, 5, record(15, 2.0))
+    assert json.loads(log.read_text().splitlines()[-1]) == record(15, 2.0)
     log.write_text("\n".join(lines[:3]) + "\n")
-    rundir.RunDir(tmp_path).resume_metrics(15, 5, {"step": 15, "val_loss": 1.0})
+    rundir.RunDir(tmp_path).resume_metrics(15, 5, record(15))
     assert log.read_text() == "".join(line + "\n" for line in lines)
     rundir.RunDir(tmp_path / "none").resume_metrics(15, 5)  # no log: nothing to cut
     assert not (tmp_path / "none" / "metrics.jsonl").exists()

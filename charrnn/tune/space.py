@@ -1,8 +1,17 @@
-"""The search space of a sweep (SPACE.yaml): parsing and checking it, drawing a trial's values."""
+"""The search space of a sweep (SPACE.yaml): parsing and checking it, drawing a trial's values.
+
+A space is a config with some keys searched: it is checked whole, through the same config check
+a config file gets, before Optuna is imported or anything is written, so a space that would make
+every trial fail is refused with the key named (and needs no optional extra to say so).
+"""
+import itertools
+import os
 from dataclasses import dataclass
 
-from . import config as config_mod
-from .errors import CharrnnError
+from .. import config as config_mod
+from ..errors import CharrnnError
+
+MAX_CORNERS = 4096  # combinations of the searched keys' ends checked together, at most
 
 
 @dataclass
@@ -92,10 +101,48 @@ def _choices(key, values, name):
     return choices
 
 
+def _ends(spec):
+    """The values of a searched key that bound what a trial can draw: every choice, or a range's
+    low and high."""
+    return spec if isinstance(spec, list) else [spec["low"], spec["high"]]
+
+
+def _check_whole(fixed, searched, name):
+    """Every trial's config must pass the one config check: the fixed keys together with each
+    combination of the searched keys' ends (when there are more than MAX_CORNERS combinations,
+    each key's ends with the others at their first), so that the rules tying keys together
+    (steps: auto needs time_limit, lr_min <= lr, ...) are checked as a trial's config is."""
+    keys = list(searched)
+    ends = [_ends(searched[k]) for k in keys]
+    total = 1
+    for values in ends:
+        total *= len(values)
+    if total <= MAX_CORNERS:
+        combos = itertools.product(*ends)
+    else:
+        first = [values[0] for values in ends]
+        combos = (first[:i] + [v] + first[i + 1:] for i, values in enumerate(ends) for v in values)
+    for combo in combos:
+        trial = dict(zip(keys, combo))
+        try:
+            config_mod.build({**fixed, **trial})
+        except CharrnnError as e:
+            drawn = ", ".join(f"{k} {v!r}" for k, v in trial.items())
+            raise CharrnnError(f"{name}: a trial with {drawn} would be refused: {e}") from None
+
+
 def parse_space(text, name="space"):
     """SPACE.yaml's text -> Space. Every value is checked as a config value of its key is: an
-    unknown key, a wrong type, a value out of range or an empty range is a one-line CharrnnError."""
-    data = config_mod.parse_yaml(text, name=name)
+    unknown key, a wrong type, a value out of range or an empty range is a one-line CharrnnError;
+    then the space is checked whole (_check_whole)."""
+    return from_mapping(config_mod.parse_yaml(text, name=name), name)
+
+
+def from_mapping(data, name="space"):
+    """A dict of SPACE.yaml's form (fixed values; lists of choices; {low, high} ranges) -> Space."""
+    if not isinstance(data, dict):
+        raise CharrnnError(f"{name} must be a mapping of config keys to values, choices or "
+                           f"ranges, got {type(data).__name__}")
     fixed, searched = {}, {}
     for key, spec in data.items():
         key = str(key)
@@ -114,13 +161,23 @@ def parse_space(text, name="space"):
     if not searched:
         raise CharrnnError(f"{name} searches nothing: give at least one key a list of choices "
                            f"or a range {{low, high}}")
+    _check_whole(fixed, searched, name)
     return Space(fixed, searched)
 
 
-def load_space(path):
+def load_space(source):
+    """A Space from source: a Space, a dict of SPACE.yaml's form, or the path of a SPACE.yaml."""
+    if isinstance(source, Space):
+        _check_whole(source.fixed, source.searched, "space")
+        return source
+    if isinstance(source, dict):
+        return from_mapping(source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise CharrnnError(f"space must be a SPACE.yaml path, a dict or a Space, got "
+                           f"{type(source).__name__}")
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(source, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
-        raise CharrnnError(f"cannot read space {path}: {e}") from None
-    return parse_space(text, name=f"space {path}")
+        raise CharrnnError(f"cannot read space {source}: {e}") from None
+    return parse_space(text, name=f"space {source}")
