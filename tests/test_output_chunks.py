@@ -118,3 +118,24 @@ def test_window_nll_is_the_forward_loss(cell):
     for a, b in zip(new_state, scored_state):
         for u, v in zip(a, b):
             np.testing.assert_array_equal(u, v)
+
+
+def test_parts_in_chunks_add_up_to_the_batch(monkeypatch):
+    """Data-parallel parts (forward's part) chunked: each part's loss and output gradients are
+    its share of the whole batch's mean, so two halves add up to the batch in one chunk."""
+    spec, params, x, y, state = _setup("gru", "float64", 0.3)
+    drop = np.random.default_rng(7)
+    whole_loss, _, whole = model.forward(params, spec, x, y, state, drop)
+    whole_grads, _ = model.backward(params, spec, whole)
+    monkeypatch.setattr(model, "OUTPUT_CHUNK_BYTES", 5 * V * 8)
+    loss, grads = 0.0, {}
+    for rows in (slice(0, N // 2), slice(N // 2, N)):
+        part_state = [tuple(s[rows] for s in layer) for layer in state]
+        part_loss, _, cache = model.forward(params, spec, x[:, rows], y[:, rows], part_state,
+                                            np.random.default_rng(7), part=(rows, N))
+        loss += part_loss
+        for k, g in model.backward(params, spec, cache)[0].items():
+            grads[k] = grads.get(k, 0) + g
+    assert loss == pytest.approx(whole_loss, rel=1e-12)
+    for k, g in grads.items():
+        np.testing.assert_allclose(g, whole_grads[k], rtol=1e-10, atol=1e-12, err_msg=k)
