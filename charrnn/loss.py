@@ -10,21 +10,8 @@ def log_softmax(logits):
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def softmax_cross_entropy(logits, targets):
-    """Mean negative log-likelihood and its gradient.
-
-    logits (M, V), targets (M,) ints -> (loss in nats/char, dlogits (M, V)) where the loss is the
-    mean over the M characters, so dlogits = (softmax - one_hot) / M. logits is left unchanged.
-    """
-    M = logits.shape[0]
-    dlogits = logits.copy()
-    nll = np.empty(M, dtype=logits.dtype)
-    softmax_cross_entropy_rows(dlogits, targets, M, nll)
-    return float(np.mean(nll)), dlogits
-
-
 def softmax_cross_entropy_rows(logits, targets, M, nll):
-    """The work of softmax_cross_entropy on a block of its rows, in place.
+    """Softmax cross-entropy and its gradient on a block of rows, in place.
 
     logits (m, V) becomes dlogits = (softmax - one_hot) / M for those rows and nll (m,) receives
     each row's negative log-likelihood. Rows are independent, so blocks may run side by side.

@@ -96,7 +96,7 @@ def test_split_softmax_gives_the_bits_of_one():
     output layer's gradients it takes from dlogits, must be exactly those of the whole-array
     function."""
     from charrnn import model
-    from charrnn.loss import softmax_cross_entropy
+    from gradcheck import softmax_cross_entropy
     spec = model.ModelSpec("rnn", V, H, 1, 0.0, "float32")
     rng = np.random.default_rng(3)
     params = model.init_params(spec, rng)

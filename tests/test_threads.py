@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from charrnn import blas, model, optim, runtime
-from charrnn.cells import CELLS, _input
+from charrnn.cells import _input
 
 T, N, H = 20, 64, 32  # configs/tiny.yaml's hidden size and window; a batch of 4 blocks
 
