@@ -20,9 +20,9 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import blas, data, model, optim, runtime  # noqa: E402
+from charrnn import blas, model, optim, runtime  # noqa: E402
 from charrnn.cells import CELLS  # noqa: E402
-from common import CORPUS, busy, corpus_ids  # noqa: E402
+from common import CORPUS, busy, corpus_ids, trainer  # noqa: E402
 
 
 
@@ -127,24 +127,6 @@ def products(args):
             cut, _ = best_time(lambda: runtime.matmul(a, b, out=out), args.repeat)
             whole, _ = best_time(lambda: np.matmul(a, b, out=out), args.repeat)
         print(f"{name:30s} {1e3 * cut:8.2f} {1e3 * whole:8.2f}  {cut / whole:.2f}", flush=True)
-
-
-def trainer(spec, ids, N, T):
-    rng = np.random.default_rng(0)
-    params = model.init_params(spec, rng)
-    opt = optim.init_state("adam", params)
-    batches = data.Batches(ids, N, T)
-    state = [model.zero_state(spec, N)]
-
-    def step():
-        x, y, wrapped = batches.next()
-        if wrapped:
-            state[0] = model.zero_state(spec, N)
-        _, state[0], cache = model.forward(params, spec, x, y, state[0])
-        grads, _ = model.backward(params, spec, cache)
-        optim.clip(grads, "norm", 5.0)
-        optim.apply("adam", params, grads, opt, 2e-3)
-    return step
 
 
 def gemm_time(M, K, P):

@@ -23,9 +23,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import data, model, optim, runtime  # noqa: E402
+from charrnn import data, model, runtime  # noqa: E402
 from charrnn.cells import _input  # noqa: E402
 from charrnn.sample import next_id  # noqa: E402
+from common import trainer  # noqa: E402
 
 
 def zipf(rng, n, size, s=1.0):
@@ -97,21 +98,7 @@ def train(args):
     try:
         for method, limit in (("segments", saved), ("dense", 10 ** 9)):
             _input.DENSE_MAX_V = limit
-            rng = np.random.default_rng(0)
-            params = model.init_params(spec, rng)
-            opt = optim.init_state("adam", params)
-            batches = data.Batches(ids, N, T)
-            state = [model.zero_state(spec, N)]
-
-            def step():
-                x, y, wrapped = batches.next()
-                if wrapped:
-                    state[0] = model.zero_state(spec, N)
-                loss, state[0], cache = model.forward(params, spec, x, y, state[0])
-                grads, _ = model.backward(params, spec, cache)
-                optim.clip(grads, "norm", 5.0)
-                optim.apply("adam", params, grads, opt, 2e-3)
-                return loss
+            step = trainer(spec, ids, N, T)
 
             with runtime.use_threads(args.threads):
                 step()
@@ -148,11 +135,7 @@ every step of a round), and the peak of NumPy allocations in a step."""
     names = [f"{mb:g} MB" if mb else "one chunk" for mb in args.chunk_mb]
     steps, peaks = [], []
     for _ in sizes:
-        rng = np.random.default_rng(0)
-        params = model.init_params(spec, rng)
-        opt = optim.init_state("adam", params)
-        batches = data.Batches(ids, N, T)
-        steps.append(_trainer(spec, params, opt, batches, N))
+        steps.append(trainer(spec, ids, N, T))
     saved = model.OUTPUT_CHUNK_BYTES
     times, cpus = [[] for _ in sizes], [[] for _ in sizes]
     print(f"{args.cell} {args.layers}x{args.hidden_size}, V = {V:,}, batch {N} x {T}, "
@@ -184,22 +167,6 @@ every step of a round), and the peak of NumPy allocations in a step."""
               f"{1e3 * statistics.median(cs):.1f} ms/step, to {names[0]}: "
               f"{statistics.median(cpu_ratios):.3f} ({min(cpu_ratios):.3f}-"
               f"{max(cpu_ratios):.3f}); peak {peak / 2**20:6.1f} MB", flush=True)
-
-
-def _trainer(spec, params, opt, batches, N):
-    state = [model.zero_state(spec, N)]
-
-    def step():
-        x, y, wrapped = batches.next()
-        if wrapped:
-            state[0] = model.zero_state(spec, N)
-        loss, state[0], cache = model.forward(params, spec, x, y, state[0])
-        grads, _ = model.backward(params, spec, cache)
-        optim.clip(grads, "norm", 5.0)
-        optim.apply("adam", params, grads, opt, 2e-3)
-        return loss
-
-    return step
 
 
 def next_id_candidates(logits, temperature, top_k, top_p, rng, u=None):
