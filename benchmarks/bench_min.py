@@ -27,8 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from charrnn import model, report, runtime  # noqa: E402
-from bench_train import charrnn_trainer, gemm_only_step, machine_line, time_steps  # noqa: E402
-from common import CORPUS, corpus_ids  # noqa: E402
+from bench_train import gemm_only_step, machine_line, time_steps  # noqa: E402
+from common import CORPUS, corpus_ids, trainer  # noqa: E402
 from min_quality import flops_per_char  # noqa: E402
 
 
@@ -96,7 +96,7 @@ def speed(args):
         with runtime.use_threads(threads):
             for spec in specs:
                 gemm = gemm_only_step if spec.stack == "plain" else residual_gemm_step
-                runners[str(spec)] = (charrnn_trainer(spec, ids, N, T),
+                runners[str(spec)] = (trainer(spec, ids, N, T),
                                       gemm(spec, N, T, False), gemm(spec, N, T, True))
             for fns in runners.values():
                 for fn in fns:

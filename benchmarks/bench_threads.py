@@ -20,9 +20,9 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import data, model, optim, runtime  # noqa: E402
+from charrnn import blas, model, optim, runtime  # noqa: E402
 from charrnn.cells import CELLS  # noqa: E402
-from common import CORPUS, busy, corpus_ids  # noqa: E402
+from common import CORPUS, busy, corpus_ids, trainer  # noqa: E402
 
 
 
@@ -75,15 +75,15 @@ def min_rows(args):
 
 
 def hold(args):
-    blas = runtime._blas()
+    lib = blas.get()
     n = 20000
     t = time.perf_counter()
     for _ in range(n):
-        blas.restore(blas.hold(1), 1)
+        lib.restore(lib.hold(1), 1)
     per = (time.perf_counter() - t) / n
     t = time.perf_counter()
     for _ in range(n // 10):
-        runtime._Blas()
+        blas.Blas()
     scan = (time.perf_counter() - t) / (n // 10)
     ids, V = corpus_ids(CORPUS, 65)
     spec = model.ModelSpec("rnn", V, 256, 1, 0.0, "float32")
@@ -127,24 +127,6 @@ def products(args):
             cut, _ = best_time(lambda: runtime.matmul(a, b, out=out), args.repeat)
             whole, _ = best_time(lambda: np.matmul(a, b, out=out), args.repeat)
         print(f"{name:30s} {1e3 * cut:8.2f} {1e3 * whole:8.2f}  {cut / whole:.2f}", flush=True)
-
-
-def trainer(spec, ids, N, T):
-    rng = np.random.default_rng(0)
-    params = model.init_params(spec, rng)
-    opt = optim.init_state("adam", params)
-    batches = data.Batches(ids, N, T)
-    state = [model.zero_state(spec, N)]
-
-    def step():
-        x, y, wrapped = batches.next()
-        if wrapped:
-            state[0] = model.zero_state(spec, N)
-        _, state[0], cache = model.forward(params, spec, x, y, state[0])
-        grads, _ = model.backward(params, spec, cache)
-        optim.clip(grads, "norm", 5.0)
-        optim.apply("adam", params, grads, opt, 2e-3)
-    return step
 
 
 def gemm_time(M, K, P):

@@ -39,10 +39,9 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import data, model, optim, runtime  # noqa: E402
-from common import CORPUS, busy, add_model_args, corpus_ids  # noqa: E402
+from charrnn import data, model, runtime  # noqa: E402
+from common import CLIP, CORPUS, LR, busy, add_model_args, corpus_ids, trainer  # noqa: E402
 
-LR, CLIP = 2e-3, 5.0
 
 try:
     import torch
@@ -73,28 +72,6 @@ def machine_line():
 
 
 # ---------------------------------------------------------------- charrnn
-
-def charrnn_trainer(spec, ids, N, T, seed=0):
-    """A closure doing one training step of charrnn's core, as charrnn.training.Run does."""
-    rng = np.random.default_rng(seed)
-    params = model.init_params(spec, rng)
-    opt = optim.init_state("adam", params)
-    batches = data.Batches(ids, N, T)
-    carried = [model.zero_state(spec, N)]
-
-    def step():
-        x, y, wrapped = batches.next()
-        if wrapped:
-            carried[0] = model.zero_state(spec, N)
-        loss, new_state, cache = model.forward(params, spec, x, y, carried[0])
-        grads, _ = model.backward(params, spec, cache)
-        optim.clip(grads, "norm", CLIP)
-        optim.apply("adam", params, grads, opt, LR)
-        carried[0] = new_state
-        return loss
-
-    return step
-
 
 def gemm_only_step(spec, N, T, split, seed=0):
     """A closure doing only the matrix products of one charrnn step, into preallocated arrays.
@@ -203,10 +180,10 @@ def time_steps(step, n):
 def bench_core(args, ids, V):
     spec = model.ModelSpec(args.cell, V, args.hidden_size, args.layers, 0.0, args.dtype)
     N, T = args.batch_size, args.seq_len
-    runners = {"charrnn": charrnn_trainer(spec, ids, N, T)}
+    runners = {"charrnn": trainer(spec, ids, N, T)}
     if args.compare_products:
         # the same trainer with the window-wide products left to the BLAS's threads
-        blas_step = charrnn_trainer(spec, ids, N, T)
+        blas_step = trainer(spec, ids, N, T)
 
         def with_blas_products():
             runtime.PRODUCTS = "blas"

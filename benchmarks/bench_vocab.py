@@ -4,6 +4,7 @@ distinct characters, and sampling over them.
     python benchmarks/bench_vocab.py onehot     # dense 0/1 product against sorted segment sums
     python benchmarks/bench_vocab.py train      # steps/s and peak memory at V = 5,000
     python benchmarks/bench_vocab.py sample     # next_id with top-k / top-p at V = 5,000
+    python benchmarks/bench_vocab.py chunks     # the output layer's chunk size: ms/step, memory
 
 The corpus is generated: a Zipf-distributed stream of "words" of 1-4 characters, each
 character itself Zipf-distributed over 5,000 CJK code points from U+4E00 (exponent 1 for
@@ -12,6 +13,7 @@ Chinese or Japanese text.
 """
 import argparse
 import os
+import statistics
 import sys
 import time
 import tracemalloc
@@ -21,9 +23,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import data, model, optim, runtime  # noqa: E402
+from charrnn import data, model, runtime  # noqa: E402
 from charrnn.cells import _input  # noqa: E402
 from charrnn.sample import next_id  # noqa: E402
+from common import trainer  # noqa: E402
 
 
 def zipf(rng, n, size, s=1.0):
@@ -95,21 +98,7 @@ def train(args):
     try:
         for method, limit in (("segments", saved), ("dense", 10 ** 9)):
             _input.DENSE_MAX_V = limit
-            rng = np.random.default_rng(0)
-            params = model.init_params(spec, rng)
-            opt = optim.init_state("adam", params)
-            batches = data.Batches(ids, N, T)
-            state = [model.zero_state(spec, N)]
-
-            def step():
-                x, y, wrapped = batches.next()
-                if wrapped:
-                    state[0] = model.zero_state(spec, N)
-                loss, state[0], cache = model.forward(params, spec, x, y, state[0])
-                grads, _ = model.backward(params, spec, cache)
-                optim.clip(grads, "norm", 5.0)
-                optim.apply("adam", params, grads, opt, 2e-3)
-                return loss
+            step = trainer(spec, ids, N, T)
 
             with runtime.use_threads(args.threads):
                 step()
@@ -123,6 +112,61 @@ def train(args):
                   f"allocations in a step (tracemalloc) {peak / 2**20:6.1f} MB", flush=True)
     finally:
         _input.DENSE_MAX_V = saved
+
+
+def chunks(args):
+    """A training step (forward, backward, clip, Adam) at each OUTPUT_CHUNK_BYTES in --chunk-mb
+    (0: the whole window in one chunk), in alternating rounds so that a change of load hits every
+    setting alike: the median and spread of each round's best ms/step, each setting's ratio to
+    the first one's in the same round, the same for the process's CPU time per step (all threads,
+every step of a round), and the peak of NumPy allocations in a step."""
+    V, N, T = args.vocab_size, args.batch_size, args.seq_len
+    if V <= 256:
+        with open(os.path.join(ROOT, "data", "tinyshakespeare.txt"), encoding="utf-8") as f:
+            text = f.read()
+        vocab = data.build_vocab(text)
+        ids = data.encode(text, vocab)[:args.chars]
+        ids = ids % V if V < len(vocab) else ids
+    else:
+        text = cjk_corpus(args.chars, V)
+        ids = data.encode(text, data.build_vocab(text))
+    spec = model.ModelSpec(args.cell, V, args.hidden_size, args.layers, 0.0, "float32")
+    sizes = [int(mb * 2**20) if mb else 2**62 for mb in args.chunk_mb]
+    names = [f"{mb:g} MB" if mb else "one chunk" for mb in args.chunk_mb]
+    steps, peaks = [], []
+    for _ in sizes:
+        steps.append(trainer(spec, ids, N, T))
+    saved = model.OUTPUT_CHUNK_BYTES
+    times, cpus = [[] for _ in sizes], [[] for _ in sizes]
+    print(f"{args.cell} {args.layers}x{args.hidden_size}, V = {V:,}, batch {N} x {T}, "
+          f"{args.threads} threads; per round the best of {args.steps} steps")
+    try:
+        with runtime.use_threads(args.threads):
+            for i, (size, step) in enumerate(zip(sizes, steps)):
+                model.OUTPUT_CHUNK_BYTES = size
+                step()
+                tracemalloc.start()
+                step()
+                peaks.append(tracemalloc.get_traced_memory()[1])
+                tracemalloc.stop()
+            for _ in range(args.rounds):
+                for i, (size, step) in enumerate(zip(sizes, steps)):
+                    model.OUTPUT_CHUNK_BYTES = size
+                    cpu = time.process_time()
+                    times[i].append(best(step, args.steps))
+                    cpus[i].append((time.process_time() - cpu) / (args.steps + 1))
+    finally:
+        model.OUTPUT_CHUNK_BYTES = saved
+    for name, size, ts, cs, peak in zip(names, sizes, times, cpus, peaks):
+        k = -(-N * T * V * 4 // size)
+        ratios = [a / b for a, b in zip(ts, times[0])]
+        cpu_ratios = [a / b for a, b in zip(cs, cpus[0])]
+        print(f"  {name:>9s} ({k:3d} chunks): {1e3 * statistics.median(ts):8.1f} ms/step "
+              f"({1e3 * min(ts):.1f}-{1e3 * max(ts):.1f}); to {names[0]}: "
+              f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}); CPU "
+              f"{1e3 * statistics.median(cs):.1f} ms/step, to {names[0]}: "
+              f"{statistics.median(cpu_ratios):.3f} ({min(cpu_ratios):.3f}-"
+              f"{max(cpu_ratios):.3f}); peak {peak / 2**20:6.1f} MB", flush=True)
 
 
 def next_id_candidates(logits, temperature, top_k, top_p, rng, u=None):
@@ -179,7 +223,7 @@ def sample(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["onehot", "train", "sample"])
+    ap.add_argument("what", choices=["onehot", "train", "sample", "chunks"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gates", nargs="+", type=int, default=[32, 256, 1024])
     ap.add_argument("--vocab", nargs="+", type=int, default=[65, 96, 128, 192, 256, 512, 5000])
@@ -190,11 +234,16 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=100)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--vocab-size", type=int, default=5000, help="chunks: V (tiny Shakespeare's "
+                    "ids when at most 256, else the generated corpus)")
+    ap.add_argument("--chunk-mb", nargs="+", type=float, default=[0, 2, 4, 8, 16, 32],
+                    help="chunks: OUTPUT_CHUNK_BYTES in MB to compare, 0 for one chunk")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     runtime.keep_freed_memory()
     print(runtime.describe(args.threads, args.batch_size),
           f"; load {open('/proc/loadavg').read().split()[0]}")
-    {"onehot": onehot, "train": train, "sample": sample}[args.what](args)
+    {"onehot": onehot, "train": train, "sample": sample, "chunks": chunks}[args.what](args)
 
 
 if __name__ == "__main__":

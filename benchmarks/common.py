@@ -1,5 +1,5 @@
 """What the training benchmarks share and that needs no PyTorch: the corpus, the model-size
-arguments and a busy core. (bench_train.py imports PyTorch when it is installed;
+arguments, one training step of charrnn's core and a busy core. (bench_train.py imports PyTorch when it is installed;
 profile_step.py must not, so that a profile of charrnn's step sees only charrnn's libraries.)"""
 import contextlib
 import os
@@ -9,10 +9,36 @@ import time
 
 import numpy as np
 
-from charrnn import data
+from charrnn import data, model, optim
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
+
+
+LR, CLIP = 2e-3, 5.0  # Adam's rate and the clipping norm of every benchmark's steps
+
+
+def trainer(spec, ids, N, T, seed=0, params=None):
+    """A closure doing one training step of charrnn's core on batches of ids, as
+    charrnn.run.Run does (Adam at LR, clipped at CLIP), from params or a fresh model; it
+    returns the step's loss."""
+    params = params if params is not None else model.init_params(spec,
+                                                                 np.random.default_rng(seed))
+    opt = optim.init_state("adam", params)
+    batches = data.Batches(ids, N, T)
+    carried = [model.zero_state(spec, N)]
+
+    def step():
+        x, y, wrapped = batches.next()
+        if wrapped:
+            carried[0] = model.zero_state(spec, N)
+        loss, carried[0], cache = model.forward(params, spec, x, y, carried[0])
+        grads, _ = model.backward(params, spec, cache)
+        optim.clip(grads, "norm", CLIP)
+        optim.apply("adam", params, grads, opt, LR)
+        return loss
+
+    return step
 
 
 def corpus_ids(path, vocab_size):

@@ -20,7 +20,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import runtime
+from charrnn import blas  # noqa: E402
 from charrnn.cells import lstm  # noqa: E402
 
 
@@ -88,7 +88,7 @@ def main(argv=None):
             spent += (t1 - t0, t2 - t1, clock() - t2)
         return tuple(spent / T)
 
-    with runtime.one_blas_thread():
+    with blas.one_blas_thread():
         fwd = best_of(args.rounds, forward)
         bwd = best_of(args.rounds, backward)
     us = [1e6 * x for x in fwd + bwd]

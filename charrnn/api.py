@@ -1,14 +1,21 @@
 """The public API: load() -> Model (sample, stream, score, trace) and train(). charrnn's
 __init__ re-exports it; the CLI and the sweeps call it."""
+import contextlib
 import os
 from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from . import checkpoint, corpus as corpus_mod, data, evaluate, model as model_mod, \
-    resume as resume_mod, rundir, sample as sample_mod, training
+from . import checkpoint, corpus as corpus_mod, data, distributed, evaluate, \
+    model as model_mod, resume as resume_mod, rundir, sample as sample_mod, training
+from .arguments import PathLike, checked
+from .config import TrainConfig
 from .errors import CharrnnError
 from .loss import bits, log_softmax
+
+Seed = Union[None, int, np.random.Generator]
+Text = Union[str, np.ndarray]
 
 
 @dataclass
@@ -41,8 +48,10 @@ class Model:
         return (f"<charrnn.Model {self.spec}, vocabulary of {self.spec.vocab_size}, "
                 f"step {self.checkpoint.step}>")
 
-    def stream(self, length=500, prime="", temperature=1.0, top_k=0, top_p=1.0, stop=None,
-               seed=None):
+    @checked
+    def stream(self, length: int = 500, prime: str = "", temperature: float = 1.0,
+               top_k: int = 0, top_p: float = 1.0, stop: Optional[str] = None,
+               seed: Seed = None):
         """The characters of sample(), one at a time, as they are generated (the prime first).
 
         Options are checked here, before the first character: bad ones raise CharrnnError.
@@ -57,8 +66,10 @@ class Model:
             chars = sample_mod.until(chars, stop)
         return _chain(prime, chars)
 
-    def sample(self, length=500, prime="", temperature=1.0, top_k=0, top_p=1.0, stop=None,
-               seed=None):
+    @checked
+    def sample(self, length: int = 500, prime: str = "", temperature: float = 1.0,
+               top_k: int = 0, top_p: float = 1.0, stop: Optional[str] = None,
+               seed: Seed = None):
         """prime followed by `length` generated characters (fewer when `stop` ends it early):
         the text `charrnn sample` prints for the same options and seed.
 
@@ -69,7 +80,8 @@ class Model:
         """
         return "".join(self.stream(length, prime, temperature, top_k, top_p, stop, seed))
 
-    def score(self, text):
+    @checked
+    def score(self, text: Text):
         """The loss on text (a str, or an array of its ids) as `charrnn eval --json` gives it:
         every character after the first given all before it, from a zero state. Returns
         {"loss_nats", "bits_per_char", "perplexity", "chars"}."""
@@ -81,7 +93,8 @@ class Model:
         return {"loss_nats": nats, "bits_per_char": bits(nats), "perplexity": float(np.exp(nats)),
                 "chars": n}
 
-    def trace(self, text):
+    @checked
+    def trace(self, text: Text):
         """One forward pass over text (L characters) -> Trace: what each unit did, what the model
         expected next. Trace.loss.mean() equals score(text)["loss_nats"]."""
         ids = self._ids(text)
@@ -108,13 +121,18 @@ def _chain(prime, chars):
     yield from chars
 
 
-def load(path):
+@checked
+def load(path: PathLike):
     """The trained model in checkpoint `path` (a last.npz, best.npz or step-NNNNNN.npz)."""
     return Model(checkpoint.load(path))
 
 
-def train(corpus, config=None, *, progress=True, log=None, on_eval=None, resume=None,
-          init_from=None, overwrite=False, **overrides):
+@checked
+def train(corpus: Union[PathLike, Sequence[PathLike]],
+          config: Union[None, PathLike, dict, TrainConfig] = None, *, progress: bool = True,
+          log: Optional[Callable] = None, on_eval: Optional[Callable] = None,
+          resume: Optional[PathLike] = None, init_from: Optional[PathLike] = None,
+          overwrite: bool = False, **overrides):
     """Train a model, as `charrnn train` does; returns a Result (run_dir, best_val, step, chars).
 
     corpus: a text file or folder, or a list of them. config: a YAML file's path, a dict or a
@@ -128,21 +146,59 @@ def train(corpus, config=None, *, progress=True, log=None, on_eval=None, resume=
     The run directory is locked while training (a second training into it is refused). Ctrl-C or
     SIGTERM ends the run after the current step, saves last.npz and raises Stopped (a
     KeyboardInterrupt) carrying the Result.
+
+    Under an MPI launcher (`mpiexec -n P python script.py`, with charrnn[mpi] installed) every
+    process calls train with the same arguments and they train one model together: rank 0 reads
+    the config and checkpoint, writes the run folder and calls log and on_eval; every rank
+    returns the same Result (docs/parallel.md).
     """
+    group = distributed.world()
     paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
+    leader = group.leader
+    progress = progress and leader
+    echo = (log or (training.echo_stderr if progress else None)) if leader else None
+    with group.together():
+        # rank 0 reads the config and checkpoint and checks the folder; the others take them
+        ck, cfg = group.on_leader(lambda: _resolve(config, overrides, resume, init_from,
+                                                   overwrite))
+        text = group.everywhere(lambda: corpus_mod.open_corpus(
+            paths, cfg.cache_dir, vocab=ck.vocab if ck else None, progress=progress,
+            warn=log if leader else (lambda line: None)))
+        hashes = group.gather_rows(np.array([text.hash]))
+        if len(set(hashes)) > 1:
+            raise group.error(f"the ranks read different corpora (content hashes "
+                              f"{', '.join(hashes)}): every machine needs the same text at "
+                              f"{', '.join(map(str, paths))}")
+        with _claimed(group, cfg, ck, text, resume, overwrite) as run_dir:
+            if resume is not None and echo is not None:
+                echo(resume_mod.describe(ck, cfg))
+            return training.train(cfg, text, run_dir, resume=ck if resume is not None else None,
+                                  init_from=ck if init_from is not None else None,
+                                  progress=progress, echo=echo, on_eval=on_eval if leader else None,
+                                  group=group)
+
+
+def _resolve(config, overrides, resume, init_from, overwrite):
+    """-> (Checkpoint or None, TrainConfig), a fresh run refused early when its folder holds one."""
     ck, cfg = resume_mod.resolve(config, overrides, resume, init_from)
-    echo = log or (training.echo_stderr if progress else None)
-    run_dir, fresh = rundir.RunDir(cfg.out), resume is None
-    if fresh and not overwrite:
-        run_dir.refuse_a_run()  # before reading the corpus, which may take a while; claim()
-        # below checks again, under the lock, where it cannot race another process
-    text = corpus_mod.open_corpus(paths, cfg.cache_dir, vocab=ck.vocab if ck else None,
-                                  progress=progress, warn=log)
-    if resume is not None:
-        resume_mod.check_corpus(ck, text, resume)
-    with run_dir.claim(fresh=fresh, overwrite=overwrite):
-        if resume is not None and echo is not None:
-            echo(resume_mod.describe(ck, cfg))
-        return training.train(cfg, text, run_dir, resume=ck if resume is not None else None,
-                              init_from=ck if init_from is not None else None, progress=progress,
-                              echo=echo, on_eval=on_eval)
+    if resume is None and not overwrite:
+        # before reading the corpus, which may take a while; claim() checks again, under the
+        # lock, where it cannot race another process
+        rundir.RunDir(cfg.out).refuse_a_run()
+    return ck, cfg
+
+
+@contextlib.contextmanager
+def _claimed(group, cfg, ck, text, resume, overwrite):
+    """The run folder, locked by rank 0 for the run (the other ranks never touch it)."""
+    run_dir = rundir.RunDir(cfg.out)
+
+    def claim():
+        if resume is not None:
+            resume_mod.check_corpus(ck, text, resume)
+        run_dir.claim(fresh=resume is None, overwrite=overwrite)
+    group.on_leader(claim)
+    try:
+        yield run_dir
+    finally:
+        run_dir.release()

@@ -1,91 +1,24 @@
 """The `charrnn` command line: thin Click wrappers that parse, call the library and print.
 
 Generated text goes to stdout; progress, logs and errors go to stderr. A CharrnnError becomes
-one line `Error: ...` and exit code 1; Click's usage errors exit 2.
+one line `Error: ...` and exit code 1 (cli_group.py); Click's usage errors exit 2.
 """
 import dataclasses
-import errno
-import io
 import json
-import os
 import sys
 
 import click
 
-from . import api, checkpoint, config as config_mod, corpus as corpus_mod, report, rundir, \
-    runtime, sample as sample_mod, training, tune as tune_mod
+from . import api, checkpoint, config as config_mod, corpus as corpus_mod, distributed, \
+    report, rundir, runtime, sample as sample_mod, training, tune as tune_mod
+from .cli_group import Group
 from .errors import CharrnnError
 from .loss import bits
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
-class _ClosedStream(io.TextIOBase):
-    """sys.stdout when file descriptor 1 was closed (`>&-`), where Python sets it to None and
-    every write would vanish or fail as an AttributeError: a write is the OSError a closed
-    descriptor gives, which ends the command with one line like any other failed write."""
-
-    def writable(self):
-        return True
-
-    def write(self, text):
-        raise OSError(errno.EBADF, "standard output is closed")
-
-
-class _Group(click.Group):
-    """Turns CharrnnError into Click's one-line error, wherever a command raises it."""
-
-    def main(self, *args, **kwargs):
-        if sys.stdout is None:
-            sys.stdout = _ClosedStream()
-        try:
-            return super().main(*args, **kwargs)
-        except OSError as e:  # a write before any command ran: --version, --help
-            if e.errno == errno.EPIPE:
-                raise
-            click.echo(f"Error: {_io_error(e)}", err=True)
-            sys.exit(1)
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except CharrnnError as e:
-            raise click.ClickException(str(e)) from None
-        except MemoryError:
-            # e.g. a hidden_size of 1e9 in a config: a user's mistake, not a crash
-            raise click.ClickException("out of memory: the model, batch or corpus is too large "
-                                       "for this machine") from None
-        except KeyboardInterrupt:
-            # Ctrl-C outside the training loop (which saves and exits by itself): nothing of
-            # this command was saved; 130 as the shell would report it, not Click's 1
-            click.echo("Interrupted.", err=True)
-            ctx.exit(130)
-        except OSError as e:
-            if e.errno == errno.EPIPE:
-                raise  # stdout closed early (`| head`): Click ends quietly
-            raise click.ClickException(_io_error(e)) from None
-
-
-def _io_error(e):
-    """The one line for a failed write or read: stdout closed (`>&-`), or e.g. redirected to a
-    full disk. The text still buffered for stdout would fail again at exit with a second
-    message, so it is sent to /dev/null first."""
-    if e.errno == errno.EBADF and isinstance(sys.stdout, _ClosedStream):
-        return "cannot write to standard output: it is closed (>&-); redirect it to a file instead"
-    _silence_stdout()
-    where = f" ({e.filename})" if e.filename else ""
-    return f"input/output failed{where}: {e.strerror or e}"
-
-
-def _silence_stdout():
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass  # no real stdout (e.g. under a test runner): nothing will be flushed to it
-
-
-@click.group(cls=_Group, context_settings=CONTEXT)
+@click.group(cls=Group, context_settings=CONTEXT)
 @click.version_option(package_name="charrnn")
 def main():
     """Character-level RNN / LSTM / GRU language models in NumPy."""
@@ -148,12 +81,14 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, 
                                init_from=init_path, overwrite=overwrite, **overrides)
     except training.Stopped as stopped:
         last = rundir.RunDir(stopped.result.run_dir).last
-        click.echo(f"interrupted at step {stopped.result.step}: saved {last}; continue with "
-                   f"--resume {last}", err=True)
+        if distributed.world().leader:
+            click.echo(f"interrupted at step {stopped.result.step}: saved {last}; continue with "
+                       f"--resume {last}", err=True)
         ctx.exit(128 + stopped.result.stopped_by)
-    click.echo(f"done: step {result.step}, best validation loss {result.best_val:.4f} nats/char "
-               f"({bits(result.best_val):.3f} bits/char); checkpoints in {result.run_dir}",
-               err=True)
+    if distributed.world().leader:
+        click.echo(f"done: step {result.step}, best validation loss {result.best_val:.4f} "
+                   f"nats/char ({bits(result.best_val):.3f} bits/char); checkpoints in "
+                   f"{result.run_dir}", err=True)
 
 
 def _dry_run(cfg, paths, vocab):
@@ -310,6 +245,10 @@ def tune_cmd(ctx, corpus, space, trials, out, study_name, storage, pruner, prune
     Start the same command on several machines (with a shared --storage) to share one study.
     Needs Optuna: pip install 'charrnn[tune]'.
     """
+    if distributed.world().size > 1:
+        raise distributed.world().error(
+            "charrnn tune runs each trial in one process; instead of mpiexec, start one "
+            "`charrnn tune` per machine with a shared --storage (docs/parallel.md)")
     if report_dir is not None:
         if corpus or space or trials or out:
             raise click.UsageError("--report takes no CORPUS, --space, --trials or --out")

@@ -148,6 +148,12 @@ def windows_per_epoch(n_train, batch_size, seq_len):
     return (S - 1) // seq_len if S >= seq_len + 1 else 0
 
 
+def block(n, k, K):
+    """The k-th of K contiguous blocks of n rows (streams), as equal as integers allow: a slice
+    (empty when n < K leaves block k nothing)."""
+    return slice(k * n // K, (k + 1) * n // K)
+
+
 class Batches:
     """N contiguous streams over the training ids, walked window by window.
 

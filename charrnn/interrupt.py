@@ -4,6 +4,9 @@ The first signal only sets a flag that the training loop reads after each step. 
 cut in half (its in-place update would leave the weights half changed), and the loop saves
 last.npz before it returns. Later signals are acknowledged and otherwise ignored until the loop
 is done, so a second Ctrl-C cannot break the save. Exit codes follow the shell: 128 + signal.
+
+When several processes train one model, each turns what it received into votes that the step's
+collective sums, so that all stop after the same step, whichever got the signal first.
 """
 import signal
 import threading
@@ -18,6 +21,11 @@ class StopRequests:
         self.echo = echo or (lambda text: None)
         self.signum = None
         self._previous = {}
+
+    def votes(self, out_of_time):
+        """This process's votes to stop before the next step: whether its clock says the time
+        limit has passed, then, for each of SIGNALS, whether it is the first signal it got."""
+        return [int(out_of_time)] + [int(self.signum == s) for s in SIGNALS]
 
     def _handle(self, signum, frame):
         if self.signum is None:
@@ -40,3 +48,11 @@ class StopRequests:
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
         self._previous = {}
         return False
+
+
+def voted_signal(votes):
+    """The first of SIGNALS that some process voted with (votes as StopRequests.votes gives
+    them, summed over the processes), else None."""
+    if votes is None:
+        return None
+    return next((s for s, n in zip(SIGNALS, votes[1:]) if n), None)

@@ -10,21 +10,8 @@ def log_softmax(logits):
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def softmax_cross_entropy(logits, targets):
-    """Mean negative log-likelihood and its gradient.
-
-    logits (M, V), targets (M,) ints -> (loss in nats/char, dlogits (M, V)) where the loss is the
-    mean over the M characters, so dlogits = (softmax - one_hot) / M. logits is left unchanged.
-    """
-    M = logits.shape[0]
-    dlogits = logits.copy()
-    nll = np.empty(M, dtype=logits.dtype)
-    softmax_cross_entropy_rows(dlogits, targets, M, nll)
-    return float(np.mean(nll)), dlogits
-
-
 def softmax_cross_entropy_rows(logits, targets, M, nll):
-    """The work of softmax_cross_entropy on a block of its rows, in place.
+    """Softmax cross-entropy and its gradient on a block of rows, in place.
 
     logits (m, V) becomes dlogits = (softmax - one_hot) / M for those rows and nll (m,) receives
     each row's negative log-likelihood. Rows are independent, so blocks may run side by side.
@@ -41,9 +28,16 @@ def softmax_cross_entropy_rows(logits, targets, M, nll):
 
 
 def nll_sum(logits, targets):
-    """Summed negative log-likelihood in nats (float64), for evaluation: logits (M, V), targets (M,)."""
-    lp = log_softmax(logits)
-    return float(-lp[np.arange(len(targets)), targets].sum(dtype=np.float64))
+    """Summed negative log-likelihood in nats (float64), for evaluation: logits (M, V), targets (M,).
+
+    Each target's log-probability is log_softmax's to the bit, but only the M of them are formed:
+    one (M, V) temporary where log_softmax makes three.
+    """
+    rows = np.arange(len(targets))
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    picked = shifted[rows, targets]
+    sums = np.exp(shifted, out=shifted).sum(axis=1)
+    return float(-(picked - np.log(sums)).sum(dtype=np.float64))
 
 
 def bits(nats):

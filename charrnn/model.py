@@ -1,23 +1,30 @@
 """The language model: one-hot input -> stacked recurrent layers -> linear output -> softmax.
 
-Two stacks: "plain" (below), and "residual" (residual.py: an embedding, pre-norm residual blocks
-around each cell with an optional MLP, a final norm), chosen by ModelSpec.stack; the output layer
-and the loss are the same for both.
-
 Parameters are one flat dict whose names double as checkpoint keys: `l{i}.{name}` for layer i's
 cell parameters (see cells/) and `Wy` (H, V), `by` (V,) for the output layer. Shape letters:
 T time, N batch, H hidden, V vocabulary. Logits y_t = h_t Wy + by on the last layer's output.
 Dropout (inverted, rate `dropout`) is applied to each layer's output, i.e. between layers and
 before the output layer, only when a dropout generator is passed (training).
+
+Two stacks: "plain" (above), and "residual" (residual.py: an embedding, pre-norm residual blocks
+around each cell with an optional MLP, a final norm), chosen by ModelSpec.stack; the output layer
+and the loss are the same for both.
 """
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from . import residual, runtime
+from . import blas, residual, runtime
 from .cells import CELLS
-from .loss import softmax_cross_entropy_rows
+from .loss import nll_sum, softmax_cross_entropy_rows
+
+# The output layer and the softmax run on chunks of the window's T*N rows whose (rows, V) logits
+# take at most this many bytes, and each chunk's gradients are taken at once, so that a window
+# never holds (T*N, V) logits or their gradient: at V = 5,000, batch 64 x 100, float32 those
+# are 128 MB each (benchmarks/RESULTS.md, "Big vocabularies in bounded memory"). Small
+# vocabularies fit in one chunk (V = 65 at 64 x 100: 1.7 MB) and run as before, to the bit.
+OUTPUT_CHUNK_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,8 @@ def spec_of(cfg, vocab_size):
 
 class WindowCache(NamedTuple):
     """What backward needs from forward over a window."""
-    top: np.ndarray  # (T*N, H): the last layer's output, after dropout
-    dlogits: np.ndarray  # (T*N, V): d(mean loss)/d(logits)
+    dtop: np.ndarray  # (T*N, H): d(mean loss)/d(the last layer's output, after dropout)
+    output_grads: dict  # {"Wy": (H, V), "by": (V,)}: the output layer's, taken in forward
     layers: object  # each layer's cell cache (plain), or residual.StackCache
     masks: list  # each layer's dropout mask (T, N, H), or None (residual: None)
     shape: tuple  # (T, N)
@@ -107,10 +114,11 @@ def zero_state(spec, N):
     return [tuple(np.zeros(shape, dtype=spec.dtype) for _ in names) for _ in range(spec.layers)]
 
 
-def _layers_forward(params, spec, x, state, dropout_rng):
-    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks."""
+def _layers_forward(params, spec, x, state, dropout_rng, part=None):
+    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks; part as in
+    forward."""
     if spec.stack == "residual":
-        top, new_state, cache = residual.forward(params, spec, x, state, dropout_rng)
+        top, new_state, cache = residual.forward(params, spec, x, state, dropout_rng, part)
         return top, new_state, cache, None
     cell, inp = spec.cell_module, x
     caches, masks, new_state = [], [], []
@@ -119,7 +127,9 @@ def _layers_forward(params, spec, x, state, dropout_rng):
         mask = None
         if dropout_rng is not None and spec.dropout > 0:
             keep = 1.0 - spec.dropout
-            mask = dropout_rng.random(hs.shape, dtype=hs.dtype) < keep
+            T, N, H = hs.shape
+            rows, N_all = part or (slice(None), N)
+            mask = dropout_rng.random((T, N_all, H), dtype=hs.dtype)[:, rows] < keep
             mask = mask.astype(hs.dtype) * hs.dtype.type(1.0 / keep)
             hs = hs * mask
         caches.append(cache)
@@ -130,11 +140,18 @@ def _layers_forward(params, spec, x, state, dropout_rng):
 
 
 def output_layer(params, top):
-    """top (T, N, H), the last layer's output -> logits (T*N, V) = top Wy + by."""
-    T, N, H = top.shape
-    out = runtime.matmul(top.reshape(T * N, H), params["Wy"])
+    """top (..., H), the last layer's output -> logits (rows, V) = top Wy + by, one row per
+    position (T*N rows for a window's (T, N, H))."""
+    out = runtime.matmul(top.reshape(-1, top.shape[-1]), params["Wy"])
     out += params["by"]
     return out
+
+
+def output_chunks(rows, V, itemsize):
+    """The slices of rows whose logits a pass makes at a time: as few equal chunks as keep each
+    (chunk, V) array within OUTPUT_CHUNK_BYTES, one for small vocabularies."""
+    k = max(1, min(rows, -(-rows * V * itemsize // OUTPUT_CHUNK_BYTES)))
+    return [slice(i * rows // k, (i + 1) * rows // k) for i in range(k)]
 
 
 def logits(params, spec, x, state):
@@ -143,39 +160,87 @@ def logits(params, spec, x, state):
     return output_layer(params, top), new_state
 
 
-def forward(params, spec, x, y, state, dropout_rng=None):
+def window_nll(params, spec, x, y, state):
+    """Forward without dropout, scored: x, y (T, N) ids -> (summed NLL of y in nats (float64),
+    new state), the logits made one chunk of rows at a time (output_chunks)."""
+    top, new_state, _, _ = _layers_forward(params, spec, x, state, None)
+    top2, targets = top.reshape(-1, spec.hidden_size), y.reshape(-1)
+    total = 0.0
+    for rows in output_chunks(len(targets), spec.vocab_size, top.itemsize):
+        total += nll_sum(output_layer(params, top2[rows]), targets[rows])
+    return total, new_state
+
+
+def output_forward_backward(params, top2, targets, M):
+    """The output layer, the softmax cross-entropy and their gradients, one chunk of rows at a
+    time (output_chunks), so that only one chunk's logits exist at once.
+
+    top2 (R, H), targets (R,) ids, M the count the loss's mean is over. Returns nll (R,) each
+    row's loss, dtop (R, H) = dlogits Wy^T, and {"Wy": top2^T dlogits, "by": dlogits summed over
+    rows}, where dlogits = (softmax - one_hot) / M. Over several chunks dWy and dby are sums of
+    the chunks' products, so they differ from one product's in rounding only.
+    """
+    R, H = top2.shape
+    Wy = params["Wy"]
+    WyT = np.ascontiguousarray(Wy.T)  # products run faster than against a .T view
+    nll, dtop = np.empty(R, dtype=top2.dtype), np.empty((R, H), dtype=top2.dtype)
+    dWy = dby = None
+    for rows in output_chunks(R, Wy.shape[1], top2.itemsize):
+        top_c, targets_c, nll_c = top2[rows], targets[rows], nll[rows]
+        d = output_layer(params, top_c)  # (rows, V) logits, then dlogits in place
+        runtime.run(lambda b: softmax_cross_entropy_rows(d[b], targets_c[b], M, nll_c[b]),
+                    runtime.blocks(len(d)))
+        if dWy is None:
+            dWy, dby = runtime.matmul(top_c.T, d), d.sum(axis=0)
+        else:
+            dWy += runtime.matmul(top_c.T, d)
+            dby += d.sum(axis=0)
+        runtime.matmul(d, WyT, out=dtop[rows])
+    return nll, dtop, {"Wy": dWy, "by": dby}
+
+
+def forward(params, spec, x, y, state, dropout_rng=None, part=None):
     """Loss of a window and what backward needs.
 
     x, y (T, N) ids (y is x shifted by one); state from zero_state or a previous window.
     Returns (loss in nats/char, new state, cache). Passing dropout_rng turns dropout on.
+    The output layer's gradients are taken here, chunk by chunk, and kept in the cache instead
+    of the (T*N, V) logits' (output_forward_backward).
+
+    part (rows, N_all): x, y and state hold only these rows of a batch of N_all streams (one
+    process's share in data-parallel training). The loss and gradients are then this part's
+    share of the whole batch's mean, its sum over T*N_all characters, so the parts add up to
+    the batch's; each dropout mask is drawn for all N_all rows and cut to these, so the random
+    numbers do not depend on how the batch is shared out.
     """
-    top, new_state, caches, masks = _layers_forward(params, spec, x, state, dropout_rng)
+    top, new_state, caches, masks = _layers_forward(params, spec, x, state, dropout_rng, part)
     T, N, H = top.shape
-    top2 = top.reshape(T * N, H)
-    out = output_layer(params, top)
-    # the softmax and its gradient row by row, in place: out becomes dlogits
-    targets, nll = y.reshape(-1), np.empty(T * N, dtype=out.dtype)
-    runtime.run(lambda rows: softmax_cross_entropy_rows(out[rows], targets[rows], T * N,
-                                                          nll[rows]),
-                  runtime.blocks(T * N))
-    return float(np.mean(nll)), new_state, WindowCache(top2, out, caches, masks, (T, N))
+    M = T * (part[1] if part else N)  # the characters the mean is over
+    nll, dtop, output_grads = output_forward_backward(params, top.reshape(T * N, H),
+                                                      y.reshape(-1), M)
+    cache = WindowCache(dtop, output_grads, caches, masks, (T, N))
+    # np.sum then / M: the bits of np.mean when M = T*N (one division, correctly rounded)
+    return float(np.sum(nll) / M), new_state, cache
 
 
 def backward(params, spec, cache):
     """Gradients of forward's loss: a dict with the keys of params, and d(initial state)."""
-    top2, dlogits, caches, masks, (T, N) = cache
-    grads = {"Wy": runtime.matmul(top2.T, dlogits), "by": dlogits.sum(axis=0)}
-    WyT = np.ascontiguousarray(params["Wy"].T)  # products run faster than against a .T view
-    dh = runtime.matmul(dlogits, WyT).reshape(T, N, spec.hidden_size)
+    dtop, output_grads, caches, masks, (T, N) = cache
+    # copies, so that the cache stays as forward left it whatever is done to the gradients (the
+    # top layer's dropout mask below scales dh in place; clipping scales grads in place)
+    grads = {k: v.copy() for k, v in output_grads.items()}
+    dh = dtop.reshape(T, N, spec.hidden_size)
     return grads, _layers_backward(params, spec, caches, masks, dh, grads)
 
 
 def _layers_backward(params, spec, caches, masks, dh, grads):
-    """Backward through the stack given dh (T, N, H) = dLoss/d(top): the layers' gradients go
-    into grads; returns d(initial state), one tuple per layer."""
+    """Backward through the stack given dh (T, N, H) = dLoss/d(top), which it leaves as it
+    was: the layers' gradients go into grads; returns d(initial state), one tuple per layer."""
     if spec.stack == "residual":
         return residual.backward(params, spec, caches, dh, grads)
     cell = spec.cell_module
+    if masks[-1] is not None:
+        dh = dh.copy()
     dstate0 = [None] * spec.layers
     for layer in range(spec.layers - 1, -1, -1):
         if masks[layer] is not None:
@@ -206,7 +271,7 @@ def stepper(params, spec):
     the input table and each layer's parameter views are made once here instead of on every
     character, and the BLAS runs on one thread: a (1, H) product is too small to share.
     """
-    one_thread = runtime.one_blas_thread()
+    one_thread = blas.one_blas_thread()
     if spec.stack == "residual":
         stack_step, Wy, by = residual.stepper(params, spec), params["Wy"], params["by"]
 

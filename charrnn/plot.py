@@ -6,14 +6,18 @@ drawn, so reading the metrics and the rest of charrnn work without it.
 import math
 import os
 
+from typing import Callable, Optional
+
 from . import rundir
+from .arguments import PathLike, checked
 from .errors import CharrnnError
 from .loss import LN2
 
 INSTALL_HINT = "charrnn plot needs matplotlib, an optional extra: pip install 'charrnn[plot]'"
 
 
-def plot_run(run, output=None, warn=None):
+@checked
+def plot_run(run: PathLike, output: Optional[PathLike] = None, warn: Optional[Callable] = None):
     """Draw the loss curves of the run in folder `run` (or of the run a file in it belongs to:
     RUN/best.npz, RUN/metrics.jsonl) into output (default RUN/loss.png); returns its path.
 

@@ -56,13 +56,12 @@ def estimate(cfg, n_chars, vocab_size):
     """What a run of cfg on a corpus of n_chars characters and vocab_size would be: a dict.
 
     The memory estimate is the arrays a training step holds: weights, gradients and optimizer
-    slots, and one window's activations, about T N (layers 5 G E / 2 + 3 V) floats for cells of
-    G gates and width E (the forward cache and its gradients; the logits, their softmax and its
-    gradient), with 3.5 H + 4 M more per layer in the residual stack (the stream, its norms,
-    the MLP of width M), which is what tracemalloc measures around model.forward and backward
-    (within 5% for a 3 x 256 residual mingru, and minlstm with expand 2, mlp 4), plus the
-    interpreter.
-    The ids are memory-mapped and not counted.
+    slots, and one window's activations, about T N (layers 5 G E / 2 + H) floats for cells of
+    G gates and width E (the forward cache and its gradients, and the output layer's gradient
+    dtop), with 3.5 H + 4 M more per layer in the residual stack (the stream, its norms, the MLP
+    of width M), plus one chunk of logits (model.output_chunks: at most
+    model.OUTPUT_CHUNK_BYTES, whatever V), which is what tracemalloc measures around
+    model.forward and backward, plus the interpreter. The ids are memory-mapped and not counted.
     """
     spec = model.spec_of(cfg, vocab_size)
     P = n_params(spec)
@@ -74,7 +73,8 @@ def estimate(cfg, n_chars, vocab_size):
     per_layer = E * 5 * G // 2
     if cfg.stack == "residual":  # the stream, its norms and the out projection; the MLP's
         per_layer += 7 * H // 2 + 4 * cfg.mlp * H
-    step_bytes = T * N * (cfg.layers * per_layer + 3 * V) * itemsize
+    logits_bytes = min(T * N * V * itemsize, model.OUTPUT_CHUNK_BYTES + V * itemsize)
+    step_bytes = T * N * (cfg.layers * per_layer + H) * itemsize + logits_bytes
     windows = data.windows_per_epoch(n_train, N, T)
     return {
         "chars": n_chars, "vocab_size": V, "parameters": P, "train_chars": n_train,

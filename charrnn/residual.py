@@ -106,18 +106,23 @@ def _affine(x, W, b):
     return out
 
 
-def _dropout(a, rate, rng):
-    """a (T*N, H) with inverted dropout applied -> (a * mask, mask), or (a, None) without."""
+def _dropout(a, rate, rng, T, part):
+    """a (T*N, H) with inverted dropout applied -> (a * mask, mask), or (a, None) without.
+    With part (rows, N_all) the mask is drawn for all N_all rows and cut to these, as
+    model.forward's is, so the random numbers do not depend on how a batch is shared out."""
     if rng is None or rate <= 0:
         return a, None
     keep = 1.0 - rate
-    mask = rng.random(a.shape, dtype=a.dtype) < keep
+    N, H = len(a) // T, a.shape[1]
+    rows, N_all = part or (slice(None), N)
+    mask = rng.random((T, N_all, H), dtype=a.dtype)[:, rows].reshape(T * N, H) < keep
     mask = mask.astype(a.dtype) * a.dtype.type(1.0 / keep)
     return a * mask, mask
 
 
-def forward(params, spec, ids, state, dropout_rng):
-    """ids (T, N) -> top (T, N, H) (the final norm's output), the new state, a StackCache."""
+def forward(params, spec, ids, state, dropout_rng, part=None):
+    """ids (T, N) -> top (T, N, H) (the final norm's output), the new state, a StackCache;
+    part (rows, N_all) as in model.forward."""
     T, N = ids.shape
     H = spec.hidden_size
     cell = spec.cell_module
@@ -129,7 +134,7 @@ def forward(params, spec, ids, state, dropout_rng):
                                          state[k])
         hs = hs.reshape(T * N, -1)
         out, mask = _dropout(_affine(hs, params[f"l{k}.Wo"], params[f"l{k}.bo"]), spec.dropout,
-                             dropout_rng)
+                             dropout_rng, T, part)
         x = x + out
         mlp = None
         if spec.mlp:
@@ -137,7 +142,7 @@ def forward(params, spec, ids, state, dropout_rng):
             a1 = _affine(v, params[f"l{k}.W1"], params[f"l{k}.b1"])
             m, t = layers.gelu(a1)
             out, mmask = _dropout(_affine(m, params[f"l{k}.W2"], params[f"l{k}.b2"]),
-                                  spec.dropout, dropout_rng)
+                                  spec.dropout, dropout_rng, T, part)
             x = x + out
             mlp = MlpCache(mnorm, v, a1, t, m, mmask)
         caches.append(LayerCache(norm, ccache, hs, mask, mlp))

@@ -63,6 +63,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import blas as blas_mod
+
 # rows per block below which a block's thread costs more than it saves. Measured with
 # `benchmarks/bench_threads.py min-rows` (RESULTS.md, 2026-12-01): at H = 256 a second block pays
 # from 2-4 rows (1.3-1.6x at 8 rows, RNN and LSTM); at H = 64 only from 32 rows, since what
@@ -83,86 +85,6 @@ def available_cpus():
         return os.cpu_count() or 1
 
 
-# ---------------------------------------------------------------- the BLAS, through threadpoolctl
-
-class _Blas:
-    """The BLAS libraries threadpoolctl can control, found once (a scan of the loaded libraries
-    takes milliseconds); getting and setting their thread counts then costs microseconds."""
-
-    def __init__(self):
-        try:
-            from threadpoolctl import ThreadpoolController
-            self.libs = ThreadpoolController().select(user_api="blas").lib_controllers
-        except Exception:  # threadpoolctl missing, or a platform it cannot scan
-            self.libs = []
-        # an OpenBLAS on OpenMP takes its thread count per calling thread, not per process
-        self.per_thread = any(getattr(lib, "threading_layer", None) == "openmp"
-                              for lib in self.libs)
-        self.calls = [_direct(lib) or (lib.get_num_threads, lib.set_num_threads)
-                      for lib in self.libs]
-
-    def hold(self, n):
-        """Set every BLAS to n threads; returns what restore() needs."""
-        old = [get() for get, _ in self.calls]
-        for (_, set_), k in zip(self.calls, old):
-            if k != n:
-                set_(n)
-        return old
-
-    def restore(self, old, held):
-        """Undo hold(held), given what it returned."""
-        for (_, set_), k in zip(self.calls, old):
-            if k != held:
-                set_(k)
-
-    def describe(self):
-        if not self.libs:
-            return ("BLAS: no thread control found (threadpoolctl sees none); "
-                    "the loops run with the BLAS as it is")
-        parts = []
-        for lib in self.libs:
-            info = lib.info()
-            kernel = info.get("architecture") or info.get("threading_layer") or ""
-            parts.append(" ".join(str(s) for s in (info["internal_api"], info["version"], kernel)
-                                  if s))
-        return "BLAS: " + "; ".join(parts)
-
-
-def _direct(lib):
-    """(get, set) of an OpenBLAS on its own threads (pthreads) as plain ctypes calls into the
-    library threadpoolctl found, or None for any other BLAS.
-
-    The controller's own methods check, on every call, which Python thread may set OpenBLAS's
-    process-wide count; that nearly doubles the cost of a hold (7.0 against 4.2 us measured here), a
-    quarter of a batch-1 generation step, which holds once per character. Every hold here is
-    undone before its caller returns, so that bookkeeping has nothing to protect.
-    """
-    if lib.internal_api != "openblas" or getattr(lib, "threading_layer", None) == "openmp":
-        return None
-    for prefix in ("", "scipy_"):
-        for suffix in ("", "64_", "_64"):
-            get = getattr(lib.dynlib, f"{prefix}openblas_get_num_threads{suffix}", None)
-            set_ = getattr(lib.dynlib, f"{prefix}openblas_set_num_threads{suffix}", None)
-            if get is not None and set_ is not None:
-                get.restype, get.argtypes = ctypes.c_int, []
-                set_.restype, set_.argtypes = None, [ctypes.c_int]
-                return get, set_
-    return None
-
-
-_blas_instance = None
-_blas_lock = threading.Lock()
-
-
-def _blas():
-    global _blas_instance
-    if _blas_instance is None:
-        with _blas_lock:
-            if _blas_instance is None:
-                _blas_instance = _Blas()
-    return _blas_instance
-
-
 # ---------------------------------------------------------------- the layout
 
 _default = None
@@ -177,7 +99,7 @@ def threads():
     if n is not None:
         return n
     if _default is None:
-        _default = 2 if _blas().libs and available_cpus() >= 2 else 1
+        _default = 2 if blas_mod.get().libs and available_cpus() >= 2 else 1
     return _default
 
 
@@ -187,7 +109,7 @@ def use_threads(n):
     thread count and the layout are what they were before."""
     if n < 1:
         raise ValueError(f"threads must be at least 1, got {n}")
-    blas = _blas()
+    blas = blas_mod.get()
     old = blas.hold(n) if blas.libs else None
     token = _layout.set(int(n))
     try:
@@ -250,7 +172,7 @@ def run(fn, slices):
         for rows in slices:
             fn(rows)
         return
-    blas = _blas()
+    blas = blas_mod.get()
     with _window_lock:  # one window at a time holds the BLAS; re-entrant for the same thread
         pool = _workers(len(slices) - 1)
         old = blas.hold(1) if blas.libs else None
@@ -291,26 +213,12 @@ def matmul(a, b, out=None):
     return out
 
 
-class one_blas_thread:
-    """Context in which the BLAS uses one thread: for products too small to share (batch-1
-    generation), where more BLAS threads only add their barrier, and its stalls on a busy
-    machine. Cheap enough to enter once per generated character."""
-
-    def __enter__(self):
-        blas = _blas()
-        self.old = blas.hold(1) if blas.libs else None
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            _blas().restore(self.old, 1)
-
-
 def describe(n, N):
     """One line for the first lines of a training run: the thread layout for batch N on n
     threads, and the BLAS (name, version, kernel) or that none could be controlled."""
     K = max(1, min(n, N // MIN_ROWS))
     layout = f"threads: {n} (batch in {K} block{'s' if K > 1 else ''})"
-    return f"{layout}, {_blas().describe()}"
+    return f"{layout}, {blas_mod.describe()}"
 
 
 # ---------------------------------------------------------------- the heap

@@ -99,11 +99,13 @@ class Pacer:
     start_step: the run's step when this invocation began; wall_start: perf_counter() when the
     time limit began; eval_time: the probe's evaluation time when `steps: auto` was fitted by
     fit_steps in this invocation (then the run is fitted again at its first evaluation), else
-    None.
+    None. agree(cfg): the config every process of a group takes from the second fit (the first
+    process's), when several train one model.
     """
 
-    def __init__(self, cfg, start_step, wall_start, eval_time=None):
+    def __init__(self, cfg, start_step, wall_start, eval_time=None, agree=lambda cfg: cfg):
         self.start_step, self.wall_start, self.eval_time = start_step, wall_start, eval_time
+        self.agree = agree
         self.notice_at = (start_step + NOTICE_AFTER_STEPS
                           if cfg.time_limit is not None and cfg.lr_schedule in ANNEALING else None)
         self.refit_at = (cfg.eval_every if eval_time is not None and cfg.eval_every < cfg.steps
@@ -128,7 +130,8 @@ class Pacer:
             if line:
                 lines.append(line)
         if step == self.refit_at:
-            refitted = refit_steps(cfg, step, train_seconds, self.eval_time, self.wall())
+            refitted = self.agree(refit_steps(cfg, step, train_seconds, self.eval_time,
+                                              self.wall()))
             if refitted.steps != cfg.steps:
                 lines.append(f"steps: auto -> {refitted.steps:,} at step {step:,} (a step took "
                              f"{train_seconds / step * 1e3:,.1f} ms so far)")

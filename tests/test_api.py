@@ -3,18 +3,23 @@ and a process left as it was found."""
 import dataclasses
 import json
 import os
+import pathlib
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import typing
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import charrnn
-from charrnn import runtime
+from charrnn import arguments, runtime
 from charrnn.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,9 +115,11 @@ def test_bad_options_and_text_raise_charrnn_errors(trained):
     model = charrnn.load(trained)
     assert issubclass(charrnn.CharrnnError, Exception)
     for bad in (dict(temperature=float("nan")), dict(temperature=float("inf")),
-                dict(top_p=0), dict(top_p=float("nan")), dict(length=-1), dict(top_k=1.5)):
+                dict(top_p=0), dict(top_p=float("nan")), dict(length=-1)):
         with pytest.raises(charrnn.CharrnnError):
             model.sample(**bad)
+    with pytest.raises(TypeError, match="top_k must be int"):  # a value of the wrong kind
+        model.sample(top_k=1.5)
     with pytest.raises(charrnn.CharrnnError, match="not in the vocabulary"):
         model.score("caf\u00e9")
     with pytest.raises(charrnn.CharrnnError, match="too short"):
@@ -229,3 +236,68 @@ def test_train_flags_are_the_schema(tmp_path):
         flag = "--" + f.name.replace("_", "-")
         default = "none" if f.default is None else f.default
         assert re.search(rf"{flag}\b.*?\[default: {re.escape(str(default))}\]", help_text), flag
+
+
+# ---- arguments: one type check at the edge of every public function ----------------------------
+
+WRONG = [None, b"ROMEO:", 5, 2.5, True, [], {}, object(), "x", np.array([1.5]), -1, 10**20]
+
+
+def public_calls(model, corpus, tmp):
+    """name -> (function, valid arguments by name): every public call of the library."""
+    import charrnn.plot
+    import charrnn.tune
+    import charrnn.viz
+    return {
+        "sample": (model.sample, dict(length=5, prime="KING", temperature=1.0, top_k=0,
+                                      top_p=1.0, stop="\n", seed=1)),
+        "stream": (model.stream, dict(length=5, prime="", seed=1)),
+        "score": (model.score, dict(text=TEXT)),
+        "trace": (model.trace, dict(text=TEXT)),
+        "load": (charrnn.load, dict(path=str(model.checkpoint_path))),
+        "train": (charrnn.train, dict(corpus=str(corpus), config=TINY, progress=False,
+                                      overwrite=False, out=str(tmp / "run"), steps=2)),
+        "write_page": (charrnn.viz.write_page, dict(model=model, text=TEXT,
+                                                    path=str(tmp / "v.html"), chars=50)),
+        "plot_run": (charrnn.plot.plot_run, dict(run=str(tmp / "none"))),
+        "tune.run": (charrnn.tune.run, dict(corpus=str(corpus), space={"lr": [1e-3, 2e-3]},
+                                            out=str(tmp / "sweep"), trials=1, pruner="median",
+                                            seed=0)),
+        "tune.report": (charrnn.tune.report, dict(out=str(tmp / "sweep"))),
+    }
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_a_wrong_type_to_any_public_function_is_named_before_any_work(trained, corpus,
+                                                                        tmp_path, data):
+    """Any one argument of any public call given a value its annotation does not admit: a
+    TypeError naming that argument, before anything is written; never an error from deep in
+    NumPy (an AttributeError, an IndexError ...). Every public function is checked."""
+    model = charrnn.load(trained)
+    model.checkpoint_path = trained
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        calls = public_calls(model, corpus, tmp)
+        name = data.draw(st.sampled_from(sorted(calls)))
+        fn, kwargs = calls[name]
+        hints = typing.get_type_hints(fn.__wrapped__)  # every public function is @checked
+        arg = data.draw(st.sampled_from(sorted(k for k in kwargs if k in hints)))
+        value = data.draw(st.sampled_from(WRONG))
+        if arguments.matches(value, hints[arg]):
+            return  # a value of the right kind: the function's own checks take it from here
+        with pytest.raises(TypeError, match=f"{arg} must be"):
+            result = fn(**{**kwargs, arg: value})
+            if name == "stream":
+                "".join(result)
+        assert not os.listdir(tmp), (name, arg, os.listdir(tmp))
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.sample(prime=b"ROMEO:"), lambda m: m.sample(stop=5),
+    lambda m: m.sample(prime=None), lambda m: m.score(None),
+    lambda m: __import__("charrnn.viz").viz.write_page(m, None, "x.html")])
+def test_the_calls_of_the_issue_name_their_argument(trained, call):
+    with pytest.raises(TypeError, match=r"(prime|stop|text) must be (str|Union)"):
+        call(charrnn.load(trained))

@@ -1,4 +1,5 @@
-"""The command line end to end on small runs: train, sample, eval, and user errors."""
+"""The command line end to end on small runs: train, sample, eval, user errors, and outputs
+that cannot be written (a run folder under a file or read-only, a full disk)."""
 import json
 import os
 import subprocess
@@ -6,17 +7,10 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from charrnn.cli import main
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
-TINY = os.path.join(ROOT, "configs", "tiny.yaml")
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+from clihelp import (ROOT, SHAKESPEARE as CORPUS, TEN_STEPS, TINY, assert_one_line_error,
+                     one_line_error, run, run_overwriting)
+from test_resume import read_only
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +83,6 @@ def test_same_seed_same_weights_bit_for_bit(tmp_path):
     assert losses[0] == losses[1]
 
 
-def _assert_one_line_error(result, *fragments, code=1):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
 def test_user_errors(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
@@ -112,22 +97,22 @@ def test_user_errors(tmp_path):
     corrupt = tmp_path / "corrupt.npz"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
     out = tmp_path / "out"
-    _assert_one_line_error(run("train", tmp_path / "missing.txt", "--out", out), "does not exist")
-    _assert_one_line_error(run("train", empty, "--out", out), "empty")
-    _assert_one_line_error(run("train", short, "--config", TINY, "--out", out), "fewer than one batch")
-    _assert_one_line_error(run("train", bad_utf8, "--out", out), "byte offset 5")
-    _assert_one_line_error(run("train", CORPUS, "--config", bad_key, "--out", out), "hidden_sise")
-    _assert_one_line_error(run("train", CORPUS, "--config", bad_type, "--out", out), "hidden_size")
-    _assert_one_line_error(run("sample", "--ckpt", tmp_path / "none.npz"), "does not exist")
-    _assert_one_line_error(run("sample", "--ckpt", corrupt), "corrupt.npz")
-    _assert_one_line_error(run("eval", "--ckpt", corrupt, CORPUS), "corrupt.npz")
+    one_line_error(run("train", tmp_path / "missing.txt", "--out", out), "does not exist")
+    one_line_error(run("train", empty, "--out", out), "empty")
+    one_line_error(run("train", short, "--config", TINY, "--out", out), "fewer than one batch")
+    one_line_error(run("train", bad_utf8, "--out", out), "byte offset 5")
+    one_line_error(run("train", CORPUS, "--config", bad_key, "--out", out), "hidden_sise")
+    one_line_error(run("train", CORPUS, "--config", bad_type, "--out", out), "hidden_size")
+    one_line_error(run("sample", "--ckpt", tmp_path / "none.npz"), "does not exist")
+    one_line_error(run("sample", "--ckpt", corrupt), "corrupt.npz")
+    one_line_error(run("eval", "--ckpt", corrupt, CORPUS), "corrupt.npz")
     assert run("train").exit_code == 2  # usage error: no corpus
 
 
 def test_train_refuses_to_replace_an_existing_run(tiny_run):
     before = (tiny_run / "last.npz").read_bytes()
     result = run("train", CORPUS, "--config", TINY, "--out", tiny_run, "--steps", 2)
-    _assert_one_line_error(result, "already holds a run", "--resume", "--overwrite")
+    one_line_error(result, "already holds a run", "--resume", "--overwrite")
     assert (tiny_run / "last.npz").read_bytes() == before
 
 
@@ -163,3 +148,35 @@ def test_a_command_whose_stdout_is_gone_says_so_in_one_line(tiny_run, tmp_path, 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1, result.stderr
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+
+
+def test_output_path_under_a_file(corpus, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("keep me")
+    assert_one_line_error(run_overwriting("train", corpus, *TEN_STEPS, "--out", blocker),
+                          "not writable")
+    assert_one_line_error(run_overwriting("train", corpus, *TEN_STEPS, "--out", blocker / "run"),
+                          "not writable")
+    assert blocker.read_text() == "keep me"
+
+
+def test_output_path_read_only(corpus, unchanged):
+    with read_only(unchanged):
+        result = run_overwriting("train", corpus, *TEN_STEPS, "--out", unchanged)
+        nested = run_overwriting("train", corpus, *TEN_STEPS, "--out", unchanged / "new")
+    assert_one_line_error(result, "not writable")
+    assert_one_line_error(nested, "not writable")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command", [["sample", "--length", 5000], ["eval", "--json"]])
+def test_output_to_a_full_disk(corpus, saved_run, command):
+    args = [*command[:1], "--ckpt", str(saved_run / "last.npz"), *map(str, command[1:])]
+    if command[0] == "eval":
+        args.append(str(corpus))
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "charrnn", *args], cwd=ROOT, stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: input/output failed: No space left on device"], result.stderr

@@ -1,5 +1,6 @@
 """Corpora from files and folders: streaming passes, UTF-8 checks across chunks, the id cache,
-memory-mapped views and memory that does not grow with the corpus."""
+memory-mapped views and memory that does not grow with the corpus; the corpora `train` refuses in
+one line, and characters (a BOM, CRLF) it keeps as they are."""
 import hashlib
 import os
 import subprocess
@@ -8,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from charrnn import corpus, data, idcache
+from charrnn import checkpoint, corpus, data, idcache
 from charrnn.errors import CharrnnError
+from clihelp import TEN_STEPS, assert_one_line_error, run_overwriting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXT = "Grüße, wörld ✓ 😀 naïve café\n\tend.\n" * 7  # 1-, 2-, 3- and 4-byte characters
@@ -263,3 +265,28 @@ def test_training_on_a_damaged_cache_equals_a_clean_run(tmp_path, how):
     warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: corpus")]
     assert warnings == [f"Warning: corpus cache {cache_file} did not match its checksum; rebuilt"]
     assert_same_run(tmp_path / "run", tmp_path / "clean")
+
+
+@pytest.mark.parametrize("content, fragments", [
+    (b"", ["empty"]),
+    (b"to be or not to be\n" * 3, ["fewer than one batch"]),
+    (b"hello\xc3\x28 world" * 200, ["not valid UTF-8", "byte offset 5"]),
+    (b"fine text\n" * 50 + b"\xff\xfe broken", ["byte offset 500"]),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 20, ["binary"]),
+])
+def test_bad_corpus(unchanged, tmp_path, content, fragments):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(content)
+    assert_one_line_error(run_overwriting("train", path, *TEN_STEPS, "--out", unchanged),
+                          *fragments)
+
+
+def test_bom_and_crlf_are_kept_as_characters(tmp_path):
+    text = "\ufeff" + "First line.\r\nSecond line, longer.\r\n" * 100
+    path = tmp_path / "windows.txt"
+    path.write_bytes(text.encode("utf-8"))
+    out = tmp_path / "run"
+    assert run_overwriting("train", path, *TEN_STEPS, "--out", out).exit_code == 0
+    vocab = checkpoint.load(out / "last.npz").vocab
+    assert "\ufeff" in vocab and "\r" in vocab and "\n" in vocab
+    assert set(vocab) == set(text)

@@ -4,8 +4,7 @@ import pytest
 
 from charrnn import model
 from charrnn.cells import CELLS
-from charrnn.loss import softmax_cross_entropy
-from gradcheck import numeric_grad, rel_error
+from gradcheck import numeric_grad, rel_error, softmax_cross_entropy
 
 T, N, H, V = 4, 3, 5, 7
 

@@ -92,18 +92,21 @@ def test_split_product(shape, threads):
 
 
 def test_split_softmax_gives_the_bits_of_one():
-    """model.forward runs the softmax and its gradient on blocks of the rows: the loss and
-    dlogits must be exactly those of the whole-array function."""
+    """model.forward runs the softmax and its gradient on blocks of the rows: the loss, and the
+    output layer's gradients it takes from dlogits, must be exactly those of the whole-array
+    function."""
     from charrnn import model
-    from charrnn.loss import softmax_cross_entropy
+    from gradcheck import softmax_cross_entropy
     spec = model.ModelSpec("rnn", V, H, 1, 0.0, "float32")
     rng = np.random.default_rng(3)
     params = model.init_params(spec, rng)
     x, y = rng.integers(0, V, size=(T, N)), rng.integers(0, V, size=(T, N))
     state = model.zero_state(spec, N)
     logits, _ = model.logits(params, spec, x, state)
+    whole_loss, whole_dlogits = softmax_cross_entropy(logits, y.reshape(-1))
     with runtime.use_threads(2):
         loss, _, cache = model.forward(params, spec, x, y, state)
-    whole_loss, whole_dlogits = softmax_cross_entropy(logits, y.reshape(-1))
+        dtop = runtime.matmul(whole_dlogits, np.ascontiguousarray(params["Wy"].T))
     assert loss == whole_loss
-    np.testing.assert_array_equal(cache.dlogits, whole_dlogits)
+    np.testing.assert_array_equal(cache.output_grads["by"], whole_dlogits.sum(axis=0))
+    np.testing.assert_array_equal(cache.dtop, dtop)

@@ -6,8 +6,8 @@ import threading
 import numpy as np
 import pytest
 
-from charrnn import model, optim, runtime
-from charrnn.cells import CELLS, _input
+from charrnn import blas, model, optim, runtime
+from charrnn.cells import _input
 
 T, N, H = 20, 64, 32  # configs/tiny.yaml's hidden size and window; a batch of 4 blocks
 
@@ -71,10 +71,10 @@ def test_blocks_follow_threads_and_min_rows():
 
 
 def _blas_threads():
-    return [lib.get_num_threads() for lib in runtime._blas().libs]
+    return [lib.get_num_threads() for lib in blas.get().libs]
 
 
-@pytest.mark.skipif(not runtime._blas().libs, reason="no BLAS threadpoolctl can control")
+@pytest.mark.skipif(not blas.get().libs, reason="no BLAS threadpoolctl can control")
 def test_blas_held_in_a_window_and_restored_after():
     before = _blas_threads()
     seen = []
@@ -84,7 +84,7 @@ def test_blas_held_in_a_window_and_restored_after():
         assert _blas_threads() == [2] * len(before)
     assert _blas_threads() == before
     assert seen and all(s == [1] * len(before) for s in seen if s)
-    with runtime.one_blas_thread():
+    with blas.one_blas_thread():
         assert _blas_threads() == [1] * len(before)
     assert _blas_threads() == before
 
@@ -120,9 +120,9 @@ def test_a_threaded_product_inside_a_window_does_not_deadlock():
 
 
 def test_without_blas_control_the_blocks_still_run_on_threads(monkeypatch):
-    no_blas = runtime._Blas.__new__(runtime._Blas)
+    no_blas = blas.Blas.__new__(blas.Blas)
     no_blas.libs, no_blas.per_thread = [], False
-    monkeypatch.setattr(runtime, "_blas_instance", no_blas)
+    monkeypatch.setattr(blas, "_instance", no_blas)
     idents = set()
     with runtime.use_threads(2):
         runtime.run(lambda rows: idents.add(threading.get_ident()), runtime.blocks(N))

@@ -16,10 +16,14 @@ import time
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import charrnn
 from charrnn import checkpoint, config, tune
 from charrnn.cli import main
 from charrnn.tune import parse_space
+from clihelp import without_package
 
 try:
     import optuna
@@ -87,10 +91,18 @@ def check_two_workers(corpus, tmp_path, n, storage=None):
     """Two workers at once on one study: exactly n finished trials between them, each in a
     folder of its own whose trial.json agrees with the storage; the report lists them all and
     its best.yaml trains."""
-    space, out = write_space(tmp_path), tmp_path / "sweep"
+    # trials of about a second, and the second worker started once the first has begun its
+    # first trial: the first cannot finish every trial while the second is still starting
+    # (importing Optuna, opening the storage), as it could with trials of a tenth of a second
+    space, out = write_space(tmp_path, steps=300, eval_every=150), tmp_path / "sweep"
     extra = ("--storage", storage) if storage else ()
-    procs = [worker(corpus, "--space", space, "--trials", n, "--out", out, "--seed", 3, *extra)
-             for _ in range(2)]
+    args = (corpus, "--space", space, "--trials", n, "--out", out, "--seed", 3, *extra)
+    procs = [worker(*args)]
+    deadline = time.monotonic() + 60
+    while not (out / "trial-0000").exists():
+        assert procs[0].poll() is None and time.monotonic() < deadline, procs[0].communicate()
+        time.sleep(0.02)
+    procs.append(worker(*args))
     for proc in procs:
         code, _, err = finish(proc)
         assert code == 0, err
@@ -183,7 +195,7 @@ def postgres_server():
 @needs_optuna
 def test_two_workers_share_a_postgresql_study(corpus, tmp_path):
     with postgres_server() as url:
-        check_two_workers(corpus, tmp_path, n=4, storage=url)
+        check_two_workers(corpus, tmp_path, n=6, storage=url)
         assert json.loads((tmp_path / "sweep" / tune.STUDY).read_text())["storage"] == url
         assert run("tune", "--report", tmp_path / "sweep").exit_code == 0  # the URL recorded
 
@@ -323,14 +335,68 @@ def test_a_space_is_read_as_a_config_is():
     ("lr: [0.01\n", "is not valid YAML"),
     ("- lr", "must be a mapping"),
     ("lr: [0.01]\nlr: [0.02]", "duplicate key 'lr'"),
+    # the space checked whole, as each trial's config will be
+    ("steps: auto\nlr: [0.01, 0.02]", "steps: auto needs a time_limit"),
+    ("eval_chars: 1\nlr: [0.01, 0.02]", "'eval_chars' must be 0 (all) or at least 2"),
+    ("dropout: 1.5\nlr: [0.01, 0.02]", "'dropout' must be in [0, 1), got 1.5"),
+    ("lr_min: 0.005\nlr: {low: 0.001, high: 0.1, log: true}", "a trial with lr 0.001"),
+    ("steps: auto\ntime_limit: [null, 30]", "a trial with time_limit None would be refused"),
 ])
-def test_space_errors_are_one_line(corpus, tmp_path, text, fragment):
+def test_space_errors_are_one_line(corpus, tmp_path, text, fragment, monkeypatch):
+    """Every space error is found before Optuna is imported: with it made unimportable, the
+    same one line."""
+    real_import = builtins.__import__
+
+    def no_optuna(name, *args, **kwargs):
+        if name == "optuna" or name.startswith("optuna."):
+            raise AssertionError("a space error must need no Optuna")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_optuna)
     (tmp_path / "space.yaml").write_text(text)
     result = run("tune", corpus, "--space", tmp_path / "space.yaml", "--trials", 2,
                  "--out", tmp_path / "sweep")
     one_line_error(result, fragment)
     assert "space.yaml" in result.stderr
     assert not (tmp_path / "sweep").exists()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text(max_size=60) | st.builds(
+    lambda scheme, user, pw, host, port, rest: f"{scheme}://{user}:{pw}@{host}:{port}{rest}",
+    st.sampled_from(["postgresql", "postgres", "mysql", "sqlite", "x", "", "1a"]),
+    st.text(max_size=8), st.text(max_size=8), st.sampled_from(["localhost", "[::1", "[::1]",
+                                                                "h", ""]),
+    st.one_of(st.integers(-10, 10**6).map(str), st.sampled_from(["PORT", "", "5432"])),
+    st.text(max_size=12)))
+def test_any_storage_url_gives_one_line_and_never_shows_its_password(url):
+    """parse_storage, the one reader of --storage: a form to print, or a CharrnnError; either
+    way without the password of a user:password@ part."""
+    try:
+        shown = tune.parse_storage(url)
+    except charrnn.CharrnnError as e:
+        shown = str(e)
+    if "://" in url and "@" in url.split("://", 1)[1]:
+        head = url.split("://", 1)[1]
+        userinfo = head[:head.rfind("@", 0, len(head.split("?")[0].split("#")[0]))]
+        if ":" in userinfo and len(userinfo.split(":", 1)[1]) >= 4:
+            assert f":{userinfo.split(':', 1)[1]}@" not in shown, (url, shown)
+
+
+@pytest.mark.parametrize("url, fragment", [
+    ("postgresql://u:secret@localhost:PORT/db", "Port could not be cast"),
+    ("postgresql://u:secret@localhost:70000/db", "out of range"),
+    ("postgresql://u:secret@[::1/db", "Invalid IPv6 URL"),
+    ("://u:secret@host/db", "no valid scheme"),
+])
+def test_storage_urls_that_cannot_be_read_are_one_line(corpus, tmp_path, url, fragment):
+    space = write_space(tmp_path)
+    for args in (("tune", corpus, "--space", space, "--trials", 1, "--out", tmp_path / "s",
+                  "--storage", url), ("tune", "--report", tmp_path / "s", "--storage", url)):
+        result = run(*args)
+        one_line_error(result, fragment)
+        assert "secret" not in result.stderr
+    assert not (tmp_path / "s").exists()
 
 
 @needs_optuna
@@ -350,22 +416,20 @@ def test_usage_and_folder_errors(corpus, tmp_path):
     one_line_error(run("tune", "--report", tmp_path / "s", "--study", "other"),
                    "no study 'other'")
     other = write_space(tmp_path, searched={"lr": [0.01, 0.02]})
+    journal = (tmp_path / "s" / tune.JOURNAL).read_bytes()
     one_line_error(run("tune", corpus, "--space", other, "--trials", 2, "--out", tmp_path / "s"),
                    "started with another search space")
+    assert (tmp_path / "s" / tune.JOURNAL).read_bytes() == journal  # refused without a write
+    with pytest.raises(charrnn.CharrnnError, match="unknown pruner 'xx'"):
+        tune.run(str(corpus), str(space), str(tmp_path / "x"), 1, pruner="xx")
+    assert not (tmp_path / "x").exists()  # refused before the sweep's folder is made
     one_line_error(run("tune", corpus, "--space", space, "--trials", 1, "--out", tmp_path / "p",
                        "--storage", "postgresql://nobody@/none?host=/nonexistent"),
                    "cannot open storage")
 
 
 def test_tune_without_optuna_says_how_to_install_it(corpus, tmp_path, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_optuna(name, *args, **kwargs):
-        if name == "optuna" or name.startswith("optuna."):
-            raise ImportError("No module named 'optuna'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_optuna)
+    without_package(monkeypatch, "optuna")
     space = write_space(tmp_path)
     result = run("tune", corpus, "--space", space, "--trials", 2, "--out", tmp_path / "sweep")
     one_line_error(result, "charrnn tune needs Optuna: pip install 'charrnn[tune]'")

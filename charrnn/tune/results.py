@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .. import atomic, config as config_mod
+from ..arguments import PathLike, checked
 from ..errors import CharrnnError
 from ..loss import bits
 from . import storage as storage_mod
@@ -87,11 +88,10 @@ def of_study(study):
                   seconds_saved=seconds_saved, surplus=len(trials) - len(shown), counts=counts)
 
 
-def report(out, *, study=None, storage=None):
+@checked
+def report(out: PathLike, *, study: Optional[str] = None, storage: Optional[str] = None):
     """The Report of the sweep in folder `out` (its study.json says which study and storage,
     unless given). Reads only: best.yaml is written by write_best."""
-    if not isinstance(out, (str, os.PathLike)):
-        raise TypeError(f"out must be a folder path (str), got {type(out).__name__}")
     name, url = storage_mod.recorded(out, study, storage)
     if url is not None:
         storage_mod.parse_storage(url)
@@ -107,7 +107,8 @@ def report(out, *, study=None, storage=None):
         return of_study(the_study)
 
 
-def write_best(rep, out):
+@checked
+def write_best(rep: Report, out: PathLike):
     """Write the best complete trial's config as out/best.yaml (its `out` set to out/best),
     note its path in rep.best_yaml and return it; None when no trial has completed."""
     best = rep.best

@@ -9,12 +9,15 @@ import os
 import signal
 import socket
 
+from typing import Callable, Optional, Sequence, Union
+
 import numpy as np
 
 from .. import api, atomic, config as config_mod, interrupt, rundir
+from ..arguments import PathLike, checked
 from ..errors import CharrnnError
 from . import results, storage as storage_mod
-from .space import load_space
+from .space import Space, load_space
 
 TRIAL = "trial.json"
 PRUNERS = ("none", "median", "hyperband")
@@ -85,28 +88,24 @@ def _write_trial(path, info):
     atomic.write_text_atomic(path, json.dumps(info, indent=1, default=str) + "\n")
 
 
-def _check_arguments(corpus, out, trials, study, pruner, pruner_startup, pruner_warmup, seed):
-    """Everything run() is given, checked before Optuna is imported or anything is written."""
-    paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else corpus
-    if not isinstance(paths, (list, tuple)) or not paths or not all(
-            isinstance(p, (str, os.PathLike)) for p in paths):
-        raise TypeError(f"corpus must be a path (str) or a list of paths, got {corpus!r}")
+def _check_values(corpus, trials, study, pruner, pruner_startup, pruner_warmup, seed):
+    """run()'s values (their types are checked by @checked), before Optuna is imported or
+    anything is written."""
+    paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
+    if not paths:
+        raise CharrnnError("no corpus given")
     for p in paths:
         if not os.path.exists(p):
             raise CharrnnError(f"corpus {p} does not exist")
-    if not isinstance(out, (str, os.PathLike)):
-        raise TypeError(f"out must be a folder path (str), got {type(out).__name__}")
     for name, value, low in (("trials", trials, 1), ("pruner_startup", pruner_startup, 0),
                              ("pruner_warmup", pruner_warmup, 0), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
         if value < low:
             raise CharrnnError(f"{name} must be at least {low}, got {value}")
-    if study is not None and (not isinstance(study, str) or not study):
-        raise CharrnnError(f"study must be a non-empty name, got {study!r}")
+    if study is not None and not study:
+        raise CharrnnError("study must be a non-empty name")
     if pruner not in PRUNERS:
         raise CharrnnError(f"unknown pruner {pruner!r} (known: {', '.join(PRUNERS)})")
-    return list(paths)
+    return paths
 
 
 def _open_study(optuna, st, name, pruner):
@@ -119,8 +118,11 @@ def _open_study(optuna, st, name, pruner):
                                    pruner=pruner, load_if_exists=True)
 
 
-def run(corpus, space, out, trials, *, study=None, storage=None, pruner="median",
-        pruner_startup=5, pruner_warmup=0, seed=0, log=None):
+@checked
+def run(corpus: Union[PathLike, Sequence[PathLike]], space: Union[PathLike, dict, Space],
+        out: PathLike, trials: int, *, study: Optional[str] = None,
+        storage: Optional[str] = None, pruner: str = "median", pruner_startup: int = 5,
+        pruner_warmup: int = 0, seed: int = 0, log: Optional[Callable] = None):
     """Run trials of `space` (a SPACE.yaml path, a dict of its form or a Space) on corpus until
     the study has `trials` finished ones (complete, pruned or failed by an error; counted over
     every worker of the study), each an ordinary charrnn run in out/trial-NNNN. Writes
@@ -134,8 +136,7 @@ def run(corpus, space, out, trials, *, study=None, storage=None, pruner="median"
     SweepStopped; running again continues the study. log(text) receives one line per trial.
     Every argument, the space and the storage URL are checked before anything is written.
     """
-    paths = _check_arguments(corpus, out, trials, study, pruner, pruner_startup, pruner_warmup,
-                             seed)
+    paths = _check_values(corpus, trials, study, pruner, pruner_startup, pruner_warmup, seed)
     space = load_space(space)
     if storage is not None:
         storage_mod.parse_storage(storage)

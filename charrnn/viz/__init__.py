@@ -16,6 +16,8 @@ from importlib import resources
 
 import numpy as np
 
+from ..api import Model
+from ..arguments import PathLike, checked
 from ..errors import CharrnnError
 from ..layers import NORM_EPS
 from ..loss import bits
@@ -121,7 +123,8 @@ def render_page(model, text, chars=3000, live=False):
     return re.sub(r"\{\{(\w+)\}\}", lambda m: parts[m.group(1)], page)
 
 
-def write_page(model, text, path, chars=3000, live=False):
+@checked
+def write_page(model: Model, text: str, path: PathLike, chars: int = 3000, live: bool = False):
     """Write the page for the first `chars` characters of text to path; returns its size in
     bytes. Characters outside the model's vocabulary, an empty text or weights over LIVE_LIMIT
     with live raise CharrnnError."""

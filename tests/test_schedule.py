@@ -1,5 +1,6 @@
-"""`steps: auto`: the schedule sized to the time limit at the machine's measured pace, fixed in
-config.yaml and the checkpoint, kept on resume, and reproducible from the resolved config."""
+"""charrnn.schedule: `steps: auto`, the schedule sized to the time limit at the machine's
+measured pace, fixed in config.yaml and the checkpoint, kept on resume, and reproducible from the
+resolved config; and the notice when a time limit will cut an annealing schedule short."""
 import os
 import time
 
@@ -8,7 +9,7 @@ import pytest
 import yaml
 
 import charrnn
-from charrnn import config, resume as resume_mod, schedule, training
+from charrnn import config, optim, resume as resume_mod, schedule, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
@@ -21,9 +22,9 @@ LIMIT = 5.0
 def slow_steps(monkeypatch):
     real = training.Run.train_step
 
-    def slow(self):
+    def slow(self, *votes):
         time.sleep(DELAY)
-        return real(self)
+        return real(self, *votes)
     monkeypatch.setattr(training.Run, "train_step", slow)
 
 
@@ -105,10 +106,10 @@ def slower_after_the_probe(monkeypatch):
     probe then overestimates the steps that fit, as on a machine that slows down after it."""
     real = training.Run.train_step
 
-    def slow(self):
+    def slow(self, *votes):
         if self.cfg.steps != 1:
             time.sleep(DELAY)
-        return real(self)
+        return real(self, *votes)
     monkeypatch.setattr(training.Run, "train_step", slow)
 
 
@@ -160,3 +161,18 @@ def test_refit_keeps_a_schedule_whose_past_rates_would_change():
     # wsd whose decay would have begun before step 20 at the new length: kept
     late = config.build({**base, "lr_schedule": "wsd", "lr_decay_frac": 0.95})
     assert schedule.refit_steps(late, 20, 1.0, 0.1, 1.0) is late
+
+
+def test_time_limit_notice_when_a_cosine_schedule_would_be_cut():
+    cfg = config.build({"lr": 1e-3, "lr_schedule": "cosine", "lr_min": 1e-5, "steps": 10_000,
+                        "time_limit": 10})
+    # 50 steps in 1 s: the other 9 s reach about step 500 of 10,000
+    line = schedule.time_limit_notice(cfg, 0, 50, 1.0)
+    assert "near step 500 of 10,000" in line and "--steps 400" in line
+    assert f"lr {optim.lr_at(500, 1e-3, 'cosine', 10_000, 0, 1e-5):.2g}" in line
+    assert schedule.time_limit_notice(cfg, 0, 50, 0.04) is None  # 12,500 steps fit in 10 s
+    resumed = schedule.time_limit_notice(cfg, 9_100, 9_150, 1.0)  # the limit counts from now
+    assert resumed is None
+    held = config.build({"lr": 1e-3, "lr_schedule": "wsd", "steps": 10_000, "time_limit": 10})
+    line = schedule.time_limit_notice(held, 0, 50, 1.0)  # a cut wsd has not begun its decay
+    assert "the wsd schedule is still at lr 0.001" in line

@@ -1,0 +1,92 @@
+"""The Click group every `charrnn` command runs in: where an error becomes one line `Error: ...`
+and an exit code (a CharrnnError or an out-of-memory 1, Ctrl-C outside training 130, a failed
+write to a full disk or a closed stdout 1), and where the ranks of an MPI job other than rank 0
+stay quiet about usage errors."""
+import errno
+import io
+import os
+import sys
+
+import click
+
+from . import distributed
+from .errors import CharrnnError
+
+
+class _ClosedStream(io.TextIOBase):
+    """sys.stdout when file descriptor 1 was closed (`>&-`), where Python sets it to None and
+    every write would vanish or fail as an AttributeError: a write is the OSError a closed
+    descriptor gives, which ends the command with one line like any other failed write."""
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
+class Group(click.Group):
+    """Turns CharrnnError into Click's one-line error, wherever a command raises it."""
+
+    def main(self, *args, standalone_mode=True, **kwargs):
+        if sys.stdout is None:
+            sys.stdout = _ClosedStream()
+        try:
+            if not standalone_mode or distributed.launcher_rank() == 0:
+                return super().main(*args, standalone_mode=standalone_mode, **kwargs)
+            # another rank of an MPI job: rank 0 shows usage errors, this one exits with their
+            # code
+            try:
+                code = super().main(*args, standalone_mode=False, **kwargs)
+            except click.ClickException as e:
+                sys.exit(e.exit_code)
+            except click.exceptions.Abort:
+                sys.exit(1)
+            sys.exit(code if isinstance(code, int) else 0)
+        except OSError as e:  # a write before any command ran: --version, --help
+            if e.errno == errno.EPIPE:
+                raise
+            click.echo(f"Error: {_io_error(e)}", err=True)
+            sys.exit(1)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except distributed.GroupError as e:
+            if not e.shown:  # another rank of an MPI job reports it: once is enough
+                ctx.exit(1)
+            raise click.ClickException(str(e)) from None
+        except CharrnnError as e:
+            raise click.ClickException(str(e)) from None
+        except MemoryError:
+            # e.g. a hidden_size of 1e9 in a config: a user's mistake, not a crash
+            raise click.ClickException("out of memory: the model, batch or corpus is too large "
+                                       "for this machine") from None
+        except KeyboardInterrupt:
+            # Ctrl-C outside the training loop (which saves and exits by itself): nothing of
+            # this command was saved; 130 as the shell would report it, not Click's 1
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise  # stdout closed early (`| head`): Click ends quietly
+            raise click.ClickException(_io_error(e)) from None
+
+
+def _io_error(e):
+    """The one line for a failed write or read: stdout closed (`>&-`), or e.g. redirected to a
+    full disk. The text still buffered for stdout would fail again at exit with a second
+    message, so it is sent to /dev/null first."""
+    if e.errno == errno.EBADF and isinstance(sys.stdout, _ClosedStream):
+        return "cannot write to standard output: it is closed (>&-); redirect it to a file instead"
+    _silence_stdout()
+    where = f" ({e.filename})" if e.filename else ""
+    return f"input/output failed{where}: {e.strerror or e}"
+
+
+def _silence_stdout():
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # no real stdout (e.g. under a test runner): nothing will be flushed to it

@@ -1,0 +1,73 @@
+"""Which group this process belongs to: the launcher's environment variables, read before MPI
+starts, and mpi4py, imported only when they say this process is one of several."""
+import os
+
+from .group import ALONE, GroupError
+from .mpi import TIMEOUT, MPIGroup, library_name
+
+# what launchers put in each process's environment: the job's size, or at least a rank
+SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+INSTALL = "pip install 'charrnn[mpi]'"
+
+
+def _launcher():
+    """(variable, size) of the launcher that started this process, size None when only a rank
+    is given; None when no launcher did."""
+    for var in SIZE_VARIABLES:
+        if os.environ.get(var, "").isdigit():
+            return var, int(os.environ[var])
+    for var in RANK_VARIABLES:
+        if var in os.environ:
+            return var, None
+    return None
+
+
+def launcher_rank():
+    """This process's rank as its launcher's environment gives it (0 without a launcher): known
+    before MPI starts, so that only rank 0 reports what fails before then."""
+    for var in RANK_VARIABLES:
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
+_world = None
+
+
+def world():
+    """This process's group: ALONE unless an MPI launcher started several processes, else the
+    MPIGroup of MPI_COMM_WORLD (made once). A CharrnnError when a launcher started several but
+    mpi4py is missing, or when the launcher and mpi4py's MPI disagree on the job's size."""
+    global _world
+    if _world is not None:
+        return _world
+    found = _launcher()
+    if found is None or found[1] == 1:
+        _world = ALONE
+        return _world
+    var, size = found
+    try:
+        from mpi4py import MPI
+    except (ImportError, RuntimeError, OSError) as e:
+        shown = launcher_rank() == 0
+        raise GroupError(f"this process was started by an MPI launcher ({var} is set) but mpi4py "
+                         f"cannot be used ({type(e).__name__}: {e}); install it with {INSTALL}",
+                         shown=shown) from None
+    seen = MPI.COMM_WORLD.Get_size()
+    if size is not None and seen != size:
+        raise GroupError(f"the launcher started {size} processes ({var}) but MPI sees {seen}: "
+                         f"the mpiexec on PATH belongs to another MPI than mpi4py's "
+                         f"({library_name(MPI)}); use that one's mpiexec",
+                         shown=launcher_rank() == 0)
+    if seen == 1:
+        _world = ALONE
+        return _world
+    timeout = os.environ.get("CHARRNN_MPI_TIMEOUT", "")
+    try:
+        timeout = float(timeout) if timeout else TIMEOUT
+    except ValueError:
+        raise GroupError(f"CHARRNN_MPI_TIMEOUT must be a number of seconds, got {timeout!r}",
+                         shown=launcher_rank() == 0) from None
+    _world = MPIGroup(MPI, timeout)
+    return _world
