@@ -5,6 +5,7 @@ and the scan measurement behind charrnn/cells/_scan.py.
     python benchmarks/bench_min.py                      # GRU 2 x 256 and its equal-size peers
     python benchmarks/bench_min.py --gru 2x384 --rounds 3 --steps 5
     python benchmarks/bench_min.py scan                 # the loop against the log-space form
+    python benchmarks/bench_min.py cpu --steps 6        # CPU seconds a step, one thread
 
 The GEMM-only bound of a model replays, on preallocated arrays, exactly the matrix products one
 training step of it must do: for the GRU those of bench_train.py (recurrent products step by
@@ -148,6 +149,30 @@ def scan(args):
                   f"{product * 1e3:.1f} ms; log space differs by {err:.1e} (relative)")
 
 
+def cpu(args):
+    """CPU seconds of one training step (time.process_time, best of --steps after two warm-up
+    steps) of each model in --models, one at a time on one thread: a figure that other
+    processes on the machine move far less than wall time. Models as CELL:LAYERSxHIDDEN with
+    :residual and :mlpM appended as wanted, e.g. gru:2x256 mingru:3x256:residual."""
+    ids, V = corpus_ids(CORPUS, 65)
+    N, T = args.batch_size, args.seq_len
+    with runtime.use_threads(1):
+        for name in args.models:
+            cell, size, *more = name.split(":")
+            L, H = (int(v) for v in size.split("x"))
+            kw = {"stack": "residual"} if "residual" in more else {}
+            kw.update({"mlp": int(m[3:]) for m in more if m.startswith("mlp")})
+            spec = model.ModelSpec(cell, V, H, L, 0.1, "float32", **kw)
+            step = trainer(spec, ids, N, T)
+            step(), step()
+            times = []
+            for _ in range(args.steps):
+                t0 = time.process_time()
+                step()
+                times.append(time.process_time() - t0)
+            print(f"{str(spec):45s} {min(times):.3f} CPU s/step (batch {N} x {T}, one thread)")
+
+
 def best_of(fn, n):
     fn()
     times = []
@@ -160,7 +185,11 @@ def best_of(fn, n):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", nargs="?", default="speed", choices=["speed", "scan"])
+    ap.add_argument("what", nargs="?", default="speed", choices=["speed", "scan", "cpu"])
+    ap.add_argument("--models", nargs="+", default=["gru:2x256", "gru:2x256:residual",
+                                                    "mingru:3x256:residual",
+                                                    "minlstm:3x256:residual"],
+                    help="cpu: the models, CELL:LAYERSxHIDDEN[:residual][:mlpM]")
     ap.add_argument("--gru", default="2x256", help="the GRU, LAYERSxHIDDEN")
     ap.add_argument("--min-layers", type=int, default=3)
     ap.add_argument("--expand", type=int, default=1)
@@ -172,7 +201,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     args = ap.parse_args()
-    (scan if args.what == "scan" else speed)(args)
+    {"speed": speed, "scan": scan, "cpu": cpu}[args.what](args)
 
 
 if __name__ == "__main__":
