@@ -1,6 +1,7 @@
 """Training speed of mingru and minlstm (in the residual stack) against the GRU at an equal
-parameter count (and the GRU itself in the residual stack), on 1 and 2 threads, each as chars/s and as a share of its own GEMM-only bound;
-and the scan measurement behind charrnn/cells/_scan.py.
+parameter count (and the GRU itself in the residual stack), on 1 and 2 threads, each as chars/s
+and as a share of its own GEMM-only bound; the scan measurement behind charrnn/cells/_scan.py;
+and the CPU time a step takes.
 
     python benchmarks/bench_min.py                      # GRU 2 x 256 and its equal-size peers
     python benchmarks/bench_min.py --gru 2x384 --rounds 3 --steps 5

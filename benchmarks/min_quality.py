@@ -7,10 +7,11 @@ be estimated on a quiet machine.
     python benchmarks/min_quality.py mingru-3x256 mingru-3x256-plain --steps 400 --out q.jsonl
     python benchmarks/min_quality.py --table q.jsonl
 
+Every variant trains with `charrnn.train` on one thread (`threads: 1`, leaving the other core
+to others) from the same seed and batches (BASE below: 64 streams x 100 characters, Adam, cosine
+from 2e-3 after 50 warm-up steps), scored on the whole validation split at every evaluation.
 Wall time on a shared machine says little; the CPU time of the whole run (training and its
-evaluations, one thread) says more. Every variant trains with `charrnn.train` on one thread (`threads: 1`, leaving the other core to
-others) from the same seed and batches (BASE below: 64 streams x 100 characters, Adam, cosine
-from 2e-3 after 50 warm-up steps), each over the whole validation split at every evaluation.
+evaluations, one thread) says more.
 A variant is config overrides, and optionally a patch of the code for a choice that is not a
 config key (the candidate's activation in mingru/minlstm, the MLP's activation, the norm), made
 here so that the measurement that decided it can be run again. (Until the candidate became tanh,

@@ -273,16 +273,7 @@ def stepper(params, spec):
     """
     one_thread = blas.one_blas_thread()
     if spec.stack == "residual":
-        stack_step, Wy, by = residual.stepper(params, spec), params["Wy"], params["by"]
-
-        def step(idx, state):
-            with one_thread:
-                top, new_state = stack_step(idx, state)
-                out = top[0] @ Wy
-            out += by
-            return out, new_state
-
-        return step
+        return residual.stepper(params, spec, one_thread)
     cell = spec.cell_module
     table = input_table(params)
     layers = [layer_params(params, layer) for layer in range(spec.layers)]

@@ -193,9 +193,10 @@ def backward(params, spec, cache, dtop, grads):
     return dstate0
 
 
-def stepper(params, spec):
-    """One generation step at batch 1: step(id, state) -> (top (1, H), new state), what forward
-    computes for x = [[id]], with each layer's parameters looked up once here."""
+def stepper(params, spec, one_thread):
+    """model.stepper for the residual stack: step(id, state) -> (logits (V,), new state), what
+    forward and the output layer compute for x = [[id]], with each layer's parameters looked up
+    once here; its products run inside one_thread (a context holding the BLAS at one thread)."""
     cell = spec.cell_module
     embed, final_norm = params["embed"], params["norm"]
     blocks = []
@@ -205,7 +206,16 @@ def stepper(params, spec):
         blocks.append((params[f"l{k}.norm"], _cell_params(params, spec, k), params[f"l{k}.Wo"],
                        params[f"l{k}.bo"], mlp))
 
+    Wy, by = params["Wy"], params["by"]
+
     def step(idx, state):
+        with one_thread:
+            top, new_state = layers_step(idx, state)
+            out = top[0] @ Wy
+        out += by
+        return out, new_state
+
+    def layers_step(idx, state):
         x = embed[idx:idx + 1]
         new_state = []
         for (g, p, Wo, bo, mlp), layer_state in zip(blocks, state):
