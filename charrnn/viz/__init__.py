@@ -4,10 +4,10 @@
     model = charrnn.load("runs/lstm/best.npz")
     charrnn.viz.write_page(model, open("play.txt").read(), "viz.html", chars=3000, live=True)
 
-The page is page.html with viz.css, viz.js and the data inlined: it works from file:// with no
+The page is page.html with viz.css, its scripts (net.js, live.js, saturation.js, viz.js) and the data inlined: it works from file:// with no
 network request (its Content-Security-Policy forbids every one). The data is Model.trace's,
 quantised (pack.py), with the ranked units and gate saturation of features.py; with live=True
-also the float32 weights, which viz.js runs forward in float64 to write text in the page.
+also the float32 weights, which net.js runs forward in float64 to write text in the page.
 """
 import json
 import math
@@ -114,6 +114,9 @@ def render_page(model, text, chars=3000, live=False):
         "title": f"charrnn viz: {model.spec}, step {meta['step']}",
         "css": files.joinpath("viz.css").read_text(encoding="utf-8"),
         "js": files.joinpath("viz.js").read_text(encoding="utf-8"),
+        "net_js": files.joinpath("net.js").read_text(encoding="utf-8"),
+        "live_js": files.joinpath("live.js").read_text(encoding="utf-8"),
+        "saturation_js": files.joinpath("saturation.js").read_text(encoding="utf-8"),
         # "</script" or "<!--" in the text would end or upset the script element: \u003c is
         # the same JSON string
         "meta": json.dumps(meta, ensure_ascii=False).replace("<", "\\u003c"),
