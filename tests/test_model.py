@@ -20,6 +20,28 @@ def _random_params(spec, rng):
     return params
 
 
+def _assert_backward_matches_finite_differences(params, spec, x, y, state):
+    """Every parameter's and every layer's initial-state gradient from model.backward against
+    centred differences of the loss, with the same dropout masks on every call (a fresh
+    generator with a fixed seed; no generator when the spec has no dropout)."""
+    def drop():
+        return np.random.default_rng(7) if spec.dropout else None
+
+    def loss():
+        return model.forward(params, spec, x, y, state, drop())[0]
+
+    _, _, cache = model.forward(params, spec, x, y, state, drop())
+    grads, dstate0 = model.backward(params, spec, cache)
+    assert set(grads) == set(params)
+    for k in params:
+        err = rel_error(grads[k], numeric_grad(loss, params[k]))
+        assert err < 1e-7, (k, err)
+    for layer, st in enumerate(state):
+        for i, s in enumerate(st):
+            err = rel_error(dstate0[layer][i], numeric_grad(loss, s))
+            assert err < 1e-7, (layer, i, err)
+
+
 @pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no-dropout", "dropout"])
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_model_backward_matches_finite_differences(name, dropout):
@@ -30,23 +52,7 @@ def test_model_backward_matches_finite_differences(name, dropout):
     x = rng.integers(0, V, size=(T, N))
     y = rng.integers(0, V, size=(T, N))
     state = [tuple(rng.standard_normal((N, H)) for _ in s) for s in model.zero_state(spec, N)]
-
-    def loss():
-        # the same dropout masks on every call: a fresh generator with a fixed seed
-        drop = np.random.default_rng(7) if dropout else None
-        return model.forward(params, spec, x, y, state, drop)[0]
-
-    drop = np.random.default_rng(7) if dropout else None
-    _, _, cache = model.forward(params, spec, x, y, state, drop)
-    grads, dstate0 = model.backward(params, spec, cache)
-    assert set(grads) == set(params)
-    for k in params:
-        err = rel_error(grads[k], numeric_grad(loss, params[k]))
-        assert err < 1e-7, (k, err)
-    for layer, st in enumerate(state):
-        for i, s in enumerate(st):
-            err = rel_error(dstate0[layer][i], numeric_grad(loss, s))
-            assert err < 1e-7, (layer, i, err)
+    _assert_backward_matches_finite_differences(params, spec, x, y, state)
 
 
 def test_rnn_forward_matches_naive_one_hot_loop():
@@ -118,19 +124,7 @@ def test_residual_model_backward_with_dropout_matches_finite_differences(name, s
     params = _random_params(spec, rng)
     x, y = rng.integers(0, V, size=(T, N)), rng.integers(0, V, size=(T, N))
     state = [tuple(rng.standard_normal(s.shape) for s in st) for st in model.zero_state(spec, N)]
-
-    def loss():
-        return model.forward(params, spec, x, y, state, np.random.default_rng(7))[0]
-
-    _, _, cache = model.forward(params, spec, x, y, state, np.random.default_rng(7))
-    grads, dstate0 = model.backward(params, spec, cache)
-    assert set(grads) == set(params)
-    for k in params:
-        err = rel_error(grads[k], numeric_grad(loss, params[k]))
-        assert err < 1e-7, (k, err)
-    for layer, st in enumerate(state):
-        err = rel_error(dstate0[layer][0], numeric_grad(loss, st[0]))
-        assert err < 1e-7, (layer, err)
+    _assert_backward_matches_finite_differences(params, spec, x, y, state)
 
 
 @pytest.mark.parametrize("stack", ["plain"] + sorted(RESIDUAL))

@@ -38,6 +38,13 @@ def project(Wx, b, x, out=None):
     return out
 
 
+def init_input(rng, D, G, dtype):
+    """The parameters of a cell that is only an input projection (minGRU, minLSTM): Wx (D, G)
+    uniform in +-1/sqrt(D), PyTorch's nn.Linear default, and b (G,) zero."""
+    k = 1.0 / np.sqrt(D)
+    return {"Wx": rng.uniform(-k, k, size=(D, G)).astype(dtype), "b": np.zeros(G, dtype=dtype)}
+
+
 # vocabularies above this many characters take the sorted segment sums, below it the dense 0/1
 # product (whose bits earlier versions gave): measured by benchmarks/bench_vocab.py --onehot
 DENSE_MAX_V = 128

@@ -23,7 +23,7 @@ import numpy as np
 from .. import runtime
 from . import _scan
 from ._activations import log_sigmoid, sigmoid
-from ._input import project_blocks, project_blocks_backward
+from ._input import init_input, project_blocks, project_blocks_backward
 
 STATE_NAMES = ("h",)
 GATES = 3
@@ -45,10 +45,7 @@ def param_shapes(D, H):
 
 
 def init(rng, D, H, dtype):
-    """Uniform(-1/sqrt(D), 1/sqrt(D)) for Wx, PyTorch's nn.Linear default, and b = 0."""
-    k = 1.0 / np.sqrt(D)
-    return {"Wx": rng.uniform(-k, k, size=(D, 3 * H)).astype(dtype),
-            "b": np.zeros(3 * H, dtype=dtype)}
+    return init_input(rng, D, 3 * H, dtype)
 
 
 def _gates(af, ai, z):
