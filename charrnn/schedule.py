@@ -23,14 +23,15 @@ NOTICE_AFTER_STEPS = 50  # steps timed before estimating where the time limit wi
 NOTICE_BELOW = 0.95  # share of `steps` under which the cut is worth a note (the estimate is rough)
 
 
-def time_limit_notice(cfg, start_step, step, wall):
+def time_limit_notice(cfg, start_step, step, seconds, time_left):
     """A line when cfg's time limit will stop an annealing schedule (cosine or wsd) well before
     its end, else None.
 
-    start_step..step took wall seconds; the steps left in the limit are estimated at that pace
-    (evaluations will make it a little slower). The suggested --steps leaves a tenth for them.
+    start_step..step took `seconds`; the steps that fit the `time_left` seconds of the limit are
+    estimated at that pace (evaluations will make it a little slower). The suggested --steps
+    leaves a tenth for them.
     """
-    reachable = step + int((cfg.time_limit - wall) * (step - start_step) / max(wall, 1e-9))
+    reachable = step + int(time_left * (step - start_step) / max(seconds, 1e-9))
     if reachable >= NOTICE_BELOW * cfg.steps:
         return None
     suggested = max(100, int(0.9 * reachable) // 100 * 100)
@@ -106,6 +107,9 @@ class Pacer:
     def __init__(self, cfg, start_step, wall_start, eval_time=None, agree=lambda cfg: cfg):
         self.start_step, self.wall_start, self.eval_time = start_step, wall_start, eval_time
         self.agree = agree
+        # the pace of the steps is timed from here: the time limit began earlier (at wall_start)
+        # and has paid for steps: auto's probe, which is not this run's pace
+        self.steps_began = self.wall()
         self.notice_at = (start_step + NOTICE_AFTER_STEPS
                           if cfg.time_limit is not None and cfg.lr_schedule in ANNEALING else None)
         self.refit_at = (cfg.eval_every if eval_time is not None and cfg.eval_every < cfg.steps
@@ -126,7 +130,9 @@ class Pacer:
         train_seconds in all (evaluations excluded)."""
         lines = []
         if step == self.notice_at:
-            line = time_limit_notice(cfg, self.start_step, step, self.wall())
+            wall = self.wall()
+            line = time_limit_notice(cfg, self.start_step, step, wall - self.steps_began,
+                                     cfg.time_limit - wall)
             if line:
                 lines.append(line)
         if step == self.refit_at:

@@ -167,12 +167,12 @@ def test_time_limit_notice_when_a_cosine_schedule_would_be_cut():
     cfg = config.build({"lr": 1e-3, "lr_schedule": "cosine", "lr_min": 1e-5, "steps": 10_000,
                         "time_limit": 10})
     # 50 steps in 1 s: the other 9 s reach about step 500 of 10,000
-    line = schedule.time_limit_notice(cfg, 0, 50, 1.0)
+    line = schedule.time_limit_notice(cfg, 0, 50, 1.0, 9.0)
     assert "near step 500 of 10,000" in line and "--steps 400" in line
     assert f"lr {optim.lr_at(500, 1e-3, 'cosine', 10_000, 0, 1e-5):.2g}" in line
-    assert schedule.time_limit_notice(cfg, 0, 50, 0.04) is None  # 12,500 steps fit in 10 s
-    resumed = schedule.time_limit_notice(cfg, 9_100, 9_150, 1.0)  # the limit counts from now
+    assert schedule.time_limit_notice(cfg, 0, 50, 0.04, 9.96) is None  # 12,500 steps fit in 10 s
+    resumed = schedule.time_limit_notice(cfg, 9_100, 9_150, 1.0, 9.0)  # the limit counts from now
     assert resumed is None
     held = config.build({"lr": 1e-3, "lr_schedule": "wsd", "steps": 10_000, "time_limit": 10})
-    line = schedule.time_limit_notice(held, 0, 50, 1.0)  # a cut wsd has not begun its decay
+    line = schedule.time_limit_notice(held, 0, 50, 1.0, 9.0)  # a cut wsd has not begun its decay
     assert "the wsd schedule is still at lr 0.001" in line

@@ -77,6 +77,16 @@ def test_time_limit_notice_in_a_run(books, tmp_path):
     assert fits.exit_code == 0 and "time limit stops" not in fits.stderr
 
 
+def test_steps_auto_is_not_told_that_its_limit_cuts_its_schedule(books, tmp_path):
+    """The notice times the run's own steps: steps: auto's probe (its steps and an evaluation)
+    also counts against the limit, but is not the run's pace (it once made every fitted cosine
+    run say that the limit would stop it near half its steps)."""
+    result = run("train", books, *QUICK, "--out", tmp_path, "--steps", "auto",
+                 "--lr-schedule", "cosine", "--time-limit", 4, "--eval-every", 10**6)
+    assert result.exit_code == 0, result.output
+    assert "steps: auto ->" in result.stderr and "time limit stops" not in result.stderr
+
+
 @pytest.mark.parametrize("steps", ["60", "auto"])
 def test_a_time_limit_shorter_than_a_step_still_trains_one_and_saves_it(books, tmp_path, steps):
     """A run never reports success with nothing saved: the limit is checked only after a first
