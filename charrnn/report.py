@@ -8,7 +8,10 @@ from .loss import bits
 
 PYTHON_AND_NUMPY_MB = 35  # resident size of an idle interpreter with NumPy loaded
 OPTIMIZER_SLOTS = {"adam": 2, "adagrad": 1, "sgd": 1}
-MIN_CHARS_PER_PARAM = 1.0  # below this the model can memorise its training text outright
+# below this the model can memorise its training text outright. Not 1.0: configs/best.yaml's
+# 2 x 384 GRU (0.7 per parameter on tiny Shakespeare, dropout 0.35) is the best 30-minute model
+# measured (benchmarks/RESULTS.md); with dropout a model somewhat larger than its text still pays
+MIN_CHARS_PER_PARAM = 0.5
 
 
 def n_params(spec):
@@ -105,7 +108,8 @@ def warnings(cfg, est):
         out.append(f"the model is far too large for the corpus: {est['parameters']:,} parameters "
                    f"for {est['train_chars']:,} training characters "
                    f"({est['chars_per_param']:.2g} per parameter); it will memorise the text "
-                   f"rather than learn it: use a smaller --hidden-size or --layers, or more text")
+                   f"rather than learn it: use a smaller --hidden-size or --layers, more --dropout, "
+                   f"or more text")
     return out
 
 
