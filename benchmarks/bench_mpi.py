@@ -9,7 +9,7 @@ Allreduce's share of a step, and a model of more ranks.
     python benchmarks/bench_mpi.py all --busy       # everything, as markdown (RESULTS.md)
     python benchmarks/bench_mpi.py all --small --steps 5 --rounds 1   # a check that it runs
 
-Models: RNN 1 x 384 (configs/rnn.yaml), GRU 2 x 256 (configs/best.yaml), LSTM 2 x 256
+Models: RNN 1 x 384 (configs/rnn.yaml), GRU 2 x 256 (configs/gru.yaml), LSTM 2 x 256
 (configs/lstm.yaml), each with its own batch and window; --small shrinks them to H = 32, batch 16,
 window 20 for a quick check. Needs charrnn[mpi] (mpi4py and an mpiexec).
 
@@ -58,7 +58,7 @@ from charrnn import blas, config, corpus as corpus_mod, distributed, model, opti
     runtime, training  # noqa: E402
 from common import CORPUS, busy  # noqa: E402
 
-CONFIGS = {"rnn 1 x 384": "rnn.yaml", "gru 2 x 256": "best.yaml", "lstm 2 x 256": "lstm.yaml"}
+CONFIGS = {"rnn 1 x 384": "rnn.yaml", "gru 2 x 256": "gru.yaml", "lstm 2 x 256": "lstm.yaml"}
 SMALL = {"hidden_size": 32, "batch_size": 16, "seq_len": 20}
 
 
