@@ -110,8 +110,12 @@ class Pacer:
         # the pace of the steps is timed from here: the time limit began earlier (at wall_start)
         # and has paid for steps: auto's probe, which is not this run's pace
         self.steps_began = self.wall()
+        # no notice for steps fitted by this invocation's probe: they were measured to fit the
+        # limit (and are refitted at the first evaluation); the first 50 steps, with their
+        # warm-up, are a rougher measure that once told short fitted runs they would be cut
         self.notice_at = (start_step + NOTICE_AFTER_STEPS
-                          if cfg.time_limit is not None and cfg.lr_schedule in ANNEALING else None)
+                          if cfg.time_limit is not None and cfg.lr_schedule in ANNEALING
+                          and eval_time is None else None)
         self.refit_at = (cfg.eval_every if eval_time is not None and cfg.eval_every < cfg.steps
                          else None)
 
