@@ -15,6 +15,7 @@ from ..errors import CharrnnError
 from .group import Group, GroupError
 
 TIMEOUT = 600.0  # seconds a rank may wait in one collective; see the package docstring
+ABORT_PAUSE = 0.5  # seconds between a rank's last words and its Abort (see _abort)
 
 
 class MPIGroup(Group):
@@ -55,6 +56,10 @@ class MPIGroup(Group):
         try:
             sys.stderr.write(message.rstrip("\n") + "\n")
             sys.stderr.flush()
+            # MPICH's launcher forwards a rank's stderr through a pipe to its proxy; an Abort
+            # right after the write killed the job before the line was forwarded in about one
+            # launch in four here (the message lost, the exit code kept). A pause lets it go.
+            time.sleep(ABORT_PAUSE)
         finally:
             self.comm.Abort(code)
 
