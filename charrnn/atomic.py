@@ -7,6 +7,8 @@ import tempfile
 
 from .errors import CharrnnError
 
+TEMPORARY_PREFIX = ".tmp-"  # write_atomic's files before their rename; a killed writer leaves one
+
 
 def _umask():
     mask = os.umask(0)
@@ -38,7 +40,7 @@ def write_atomic(path, write):
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=folder)
     try:
         # mkstemp makes the file private (0600); a saved file gets the usual umask-based mode
         os.fchmod(fd, 0o666 & ~_umask())

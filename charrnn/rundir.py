@@ -110,6 +110,7 @@ class RunDir:
             raise CharrnnError(f"run directory {self.path} is not writable: "
                                f"{e.strerror or e}") from None
         self._lock()
+        self._remove_leftovers()
         try:
             if fresh and not overwrite:
                 self.refuse_a_run()
@@ -117,6 +118,15 @@ class RunDir:
             self.release()
             raise
         return self
+
+    def _remove_leftovers(self):
+        """Remove the temporary files of a writer killed mid-save (SIGKILL, or mpiexec ending a
+        job whose rank died): only the lock's holder saves here, so none of them is live. (The
+        .write-test- probes are left alone: another process may be probing before its lock.)"""
+        for name in os.listdir(self.path):
+            if name.startswith(atomic.TEMPORARY_PREFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.file(name))
 
     def refuse_a_run(self):
         """A CharrnnError when the folder already holds a run (its last.npz)."""

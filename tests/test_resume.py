@@ -495,6 +495,20 @@ def test_pruning_ignores_checkpoints_past_the_current_step(tmp_path):
                                             "step-000040.npz", "step-000045.npz", "step-x.npz"]
 
 
+def test_taking_the_folder_removes_a_killed_writers_temporary_files(tmp_path):
+    """A writer killed between write_atomic's temporary file and its rename (SIGKILL, or an MPI
+    job ended mid-save) leaves the file behind; the next run to lock the folder removes it, since
+    only the lock's holder writes there. Nothing else in the folder is touched."""
+    from charrnn import atomic, rundir
+    stale = tmp_path / (atomic.TEMPORARY_PREFIX + "k1ll3d")
+    stale.write_bytes(b"half a checkpoint")
+    for name in ("last.npz", ".tmpfile-of-the-user", "notes.txt"):
+        (tmp_path / name).write_bytes(b"kept")
+    with rundir.RunDir(tmp_path).claim(fresh=False):
+        assert not stale.exists()
+    assert sorted(os.listdir(tmp_path)) == [".tmpfile-of-the-user", "last.npz", "notes.txt"]
+
+
 def record(step, val_loss=1.0):
     return {"step": step, "chars": 100 * step, "train_loss": 1.5, "val_loss": val_loss}
 
