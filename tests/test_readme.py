@@ -2,6 +2,7 @@
 and the Python example run as written; every command of the synopsis answers -h; the test
 command is the one .ci/run runs; every relative link resolves."""
 import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -72,6 +73,21 @@ def test_the_ten_minute_model_commands_run(workdir):
     commands[0] += " --steps 3 --eval-every 3 --sample-length 0"
     _, sample = run_all(commands, workdir)
     assert len(sample.stdout) == 501
+
+
+def test_the_mpiexec_command_runs(workdir):
+    """The README's mpiexec line, cut to a few steps, on a real mpiexec (the mpi extra's)."""
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    if not os.access(mpiexec, os.X_OK) or importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("needs mpi4py and mpiexec: pip install 'charrnn[mpi]'")
+    lines = [line for line in block("Every core", "sh").splitlines()
+             if line.startswith("mpiexec -n 2 charrnn train")]
+    assert len(lines) == 1
+    command = lines[0].replace("mpiexec ", f"{mpiexec} ", 1).replace(
+        "charrnn ", f"{sys.executable} -m charrnn ", 1)
+    result, = run_all([command + " --steps 3 --eval-every 3 --sample-length 0"], workdir)
+    assert result.stderr.startswith("ranks: 2 x 1 thread"), result.stderr[:300]
+    assert os.path.exists(workdir / "runs" / "gru" / "last.npz")
 
 
 def test_the_python_example_runs_as_written(workdir):
