@@ -1,8 +1,13 @@
 """What the tests that drive the command line share: the shipped paths, the options of a tiny
-run, running a command in-process and checking that it failed in one line."""
+run, running a command in-process and checking that it failed in one line, and the mpiexec of
+the tests that launch one."""
 import builtins
+import importlib.util
 import os
+import shutil
+import sys
 
+import pytest
 from click.testing import CliRunner
 
 from charrnn.cli import main
@@ -14,6 +19,18 @@ SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 QUICK = ("--config", TINY, "--sample-length", 0, "--val-frac", 0.1)
 # a whole tiny run of 10 steps
 TEN_STEPS = ("--config", TINY, "--steps", 10, "--eval-every", 5, "--sample-length", 0)
+
+
+def _mpiexec():
+    """The mpiexec beside this Python (the mpich wheel's), else the one on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+
+
+MPIEXEC = _mpiexec()
+needs_mpi = pytest.mark.skipif(
+    importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
+    reason="needs mpi4py and mpiexec: pip install 'charrnn[mpi]'")
 
 
 def run(*args):

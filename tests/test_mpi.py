@@ -5,10 +5,8 @@ rank that fails alone, a rank that stops answering, and errors reported once.
 Needs mpi4py and an mpiexec of the MPI it uses (`pip install 'charrnn[mpi]'`); without them
 those tests skip. The error for a launcher without mpi4py is tested everywhere.
 """
-import importlib.util
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,21 +17,11 @@ import pytest
 
 import charrnn
 from charrnn import checkpoint
+from clihelp import MPIEXEC, needs_mpi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "mpi_worker.py")
 
-
-def _mpiexec():
-    """The mpiexec beside this Python (the mpich wheel's), else the one on PATH."""
-    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    return beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
-
-
-MPIEXEC = _mpiexec()
-needs_mpi = pytest.mark.skipif(
-    importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
-    reason="needs mpi4py and mpiexec: pip install 'charrnn[mpi]'")
 
 # the model of the comparisons: small enough that a launch takes about a second
 MODEL = dict(hidden_size=32, layers=2, dropout=0.1, batch_size=16, seq_len=20, lr=5e-3,

@@ -2,7 +2,6 @@
 and the Python example run as written; every command of the synopsis answers -h; the test
 command is the one .ci/run runs; every relative link resolves."""
 import glob
-import importlib.util
 import os
 import re
 import shutil
@@ -10,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+
+from clihelp import MPIEXEC, needs_mpi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = [os.path.join(ROOT, "README.md"), *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))),
@@ -75,15 +76,13 @@ def test_the_ten_minute_model_commands_run(workdir):
     assert len(sample.stdout) == 501
 
 
+@needs_mpi
 def test_the_mpiexec_command_runs(workdir):
     """The README's mpiexec line, cut to a few steps, on a real mpiexec (the mpi extra's)."""
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    if not os.access(mpiexec, os.X_OK) or importlib.util.find_spec("mpi4py") is None:
-        pytest.skip("needs mpi4py and mpiexec: pip install 'charrnn[mpi]'")
     lines = [line for line in block("Every core", "sh").splitlines()
              if line.startswith("mpiexec -n 2 charrnn train")]
     assert len(lines) == 1
-    command = lines[0].replace("mpiexec ", f"{mpiexec} ", 1).replace(
+    command = lines[0].replace("mpiexec ", f"{MPIEXEC} ", 1).replace(
         "charrnn ", f"{sys.executable} -m charrnn ", 1)
     result, = run_all([command + " --steps 3 --eval-every 3 --sample-length 0"], workdir)
     assert result.stderr.startswith("ranks: 2 x 1 thread"), result.stderr[:300]
