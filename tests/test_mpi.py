@@ -302,6 +302,19 @@ def test_an_error_every_rank_meets_is_reported_once(tmp_path, args, fragment, co
 
 
 @needs_mpi
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf"])
+def test_a_bad_mpi_timeout_is_one_line(corpus, tmp_path, value):
+    """A negative limit would end every job at its first collective, nan none: both refused."""
+    failed = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "charrnn", "train",
+                             corpus, "--out", tmp_path / "run"], cwd=ROOT,
+                            env=env(timeout=value), capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "CHARRNN_MPI_TIMEOUT" in errors[0], failed.stderr
+    assert "Traceback" not in failed.stderr and not (tmp_path / "run").exists()
+
+
+@needs_mpi
 def test_steps_auto_is_fitted_by_rank_0_for_every_rank(corpus, tmp_path):
     out = tmp_path / "run"
     flags = []

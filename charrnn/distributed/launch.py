@@ -1,5 +1,6 @@
 """Which group this process belongs to: the launcher's environment variables, read before MPI
 starts, and mpi4py, imported only when they say this process is one of several."""
+import math
 import os
 
 from .group import ALONE, GroupError
@@ -65,9 +66,12 @@ def world():
         return _world
     timeout = os.environ.get("CHARRNN_MPI_TIMEOUT", "")
     try:
-        timeout = float(timeout) if timeout else TIMEOUT
+        seconds = float(timeout) if timeout else TIMEOUT
     except ValueError:
-        raise GroupError(f"CHARRNN_MPI_TIMEOUT must be a number of seconds, got {timeout!r}",
-                         shown=launcher_rank() == 0) from None
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):  # a negative limit ends every job at once
+        raise GroupError(f"CHARRNN_MPI_TIMEOUT must be a number of seconds, 0 or more (0: no "
+                         f"limit), got {timeout!r}", shown=launcher_rank() == 0)
+    timeout = seconds
     _world = MPIGroup(MPI, timeout)
     return _world
