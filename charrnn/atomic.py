@@ -3,11 +3,19 @@ file and sweep file goes through write_atomic, so a crash or a full disk never l
 written: the old file stays whole, or the new one is complete."""
 import contextlib
 import os
+import re
 import tempfile
 
 from .errors import CharrnnError
 
 TEMPORARY_PREFIX = ".tmp-"  # write_atomic's files before their rename; a killed writer leaves one
+# mkstemp adds 8 characters of this alphabet to the prefix: a user's own ".tmp-notes" never matches
+_TEMPORARY_NAME = re.compile(re.escape(TEMPORARY_PREFIX) + r"[a-z0-9_]{8}")
+
+
+def is_temporary(name):
+    """Whether a file name (no folder) is one of write_atomic's temporary files."""
+    return _TEMPORARY_NAME.fullmatch(name) is not None
 
 
 def _umask():

@@ -124,7 +124,7 @@ class RunDir:
         job whose rank died): only the lock's holder saves here, so none of them is live. (The
         .write-test- probes are left alone: another process may be probing before its lock.)"""
         for name in os.listdir(self.path):
-            if name.startswith(atomic.TEMPORARY_PREFIX):
+            if atomic.is_temporary(name):
                 with contextlib.suppress(OSError):
                     os.unlink(self.file(name))
 

@@ -498,15 +498,24 @@ def test_pruning_ignores_checkpoints_past_the_current_step(tmp_path):
 def test_taking_the_folder_removes_a_killed_writers_temporary_files(tmp_path):
     """A writer killed between write_atomic's temporary file and its rename (SIGKILL, or an MPI
     job ended mid-save) leaves the file behind; the next run to lock the folder removes it, since
-    only the lock's holder writes there. Nothing else in the folder is touched."""
+    only the lock's holder writes there. Nothing else in the folder is touched, a user's own
+    files named like it included."""
     from charrnn import atomic, rundir
-    stale = tmp_path / (atomic.TEMPORARY_PREFIX + "k1ll3d")
-    stale.write_bytes(b"half a checkpoint")
-    for name in ("last.npz", ".tmpfile-of-the-user", "notes.txt"):
+    pid = os.fork()
+    if pid == 0:  # a writer that dies in the middle of its save
+        try:
+            atomic.write_atomic(tmp_path / "last.npz", lambda f: os._exit(9))
+        finally:
+            os._exit(1)  # never back into pytest
+    os.waitpid(pid, 0)
+    stale, = os.listdir(tmp_path)
+    assert atomic.is_temporary(stale)
+    kept = ["last.npz", ".tmpfile-of-the-user", ".tmp-notes.txt", ".tmp-abc", "notes.txt"]
+    for name in kept:
         (tmp_path / name).write_bytes(b"kept")
     with rundir.RunDir(tmp_path).claim(fresh=False):
-        assert not stale.exists()
-    assert sorted(os.listdir(tmp_path)) == [".tmpfile-of-the-user", "last.npz", "notes.txt"]
+        assert not (tmp_path / stale).exists()
+    assert sorted(os.listdir(tmp_path)) == sorted(kept)
 
 
 def record(step, val_loss=1.0):
