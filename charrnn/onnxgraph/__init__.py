@@ -1,0 +1,80 @@
+"""A trained model as an ONNX file that ONNX Runtime runs in any language: the graph (stacks.py,
+cells.py), its description in the metadata, the check and the atomic write.
+
+The onnx package is the optional `export` extra, imported only here, so the rest of charrnn
+works without it.
+"""
+import json
+import math
+import os
+from importlib import metadata
+
+from ..atomic import write_atomic
+from ..errors import CharrnnError
+
+INSTALL_HINT = "charrnn export needs the onnx package, an optional extra: " \
+               "pip install 'charrnn[export]'"
+
+
+def _version():
+    try:
+        return metadata.version("charrnn")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
+def describe(ck, window):
+    """The metadata_props of ck's model: str -> str, the vocabulary as a JSON list of the
+    characters in id order."""
+    spec, vocab = ck.spec, ck.vocab
+    props = {
+        "vocab": json.dumps(list(vocab), ensure_ascii=False),
+        "start_id": str(vocab.find("\n") if "\n" in vocab else 0),
+        "graph": "window" if window else "step",
+        "model": str(spec), "cell": spec.cell, "stack": spec.stack, "layers": str(spec.layers),
+        "hidden_size": str(spec.hidden_size), "cell_size": str(spec.cell_size),
+        "vocab_size": str(spec.vocab_size), "dtype": spec.dtype,
+        "state": ",".join(spec.cell_module.STATE_NAMES),
+        "step": str(ck.step), "charrnn_version": _version(),
+    }
+    if spec.stack == "residual":
+        props.update(expand=str(spec.expand), mlp=str(spec.mlp))
+    if math.isfinite(ck.best_val):
+        props["validation_loss"] = repr(ck.best_val)  # nats/char, on the held-out text
+    return props
+
+
+def to_onnx(ck, window=False):
+    """The checked onnx.ModelProto of a Checkpoint's model: the step graph, or with window the
+    window graph (docs/export.md)."""
+    try:
+        import onnx
+    except ImportError:
+        raise CharrnnError(INSTALL_HINT) from None
+    from . import builder, stacks
+    make = stacks.window_graph if window else stacks.step_graph
+    opsets = [onnx.helper.make_opsetid("", builder.OPSET)]
+    model = onnx.helper.make_model(
+        make(ck.params, ck.spec), opset_imports=opsets, producer_name="charrnn",
+        producer_version=_version(),
+        # the oldest IR version that carries the opset, so older runtimes read the file too
+        ir_version=onnx.helper.find_min_ir_version_for(opsets),
+        doc_string=f"charrnn {ck.spec} character-level language model: next-character logits "
+                   f"and the new state from one character id per stream and the state")
+    onnx.helper.set_model_props(model, describe(ck, window))
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def export(ck, output, window=False):
+    """Write ck's model to the ONNX file output, whole or not at all; returns its size in
+    bytes. The graph is built and checked before anything is written."""
+    output = os.fspath(output)
+    data = to_onnx(ck, window).SerializeToString()
+    if os.path.isdir(output):
+        raise CharrnnError(f"could not write {output}: it is a folder")
+    try:
+        write_atomic(output, lambda f: f.write(data))
+    except OSError as e:
+        raise CharrnnError(f"could not write {output}: {e.strerror or e}") from None
+    return len(data)
