@@ -8,6 +8,7 @@ import json
 import math
 import os
 from importlib import metadata
+from typing import NamedTuple
 
 from ..atomic import write_atomic
 from ..errors import CharrnnError
@@ -66,15 +67,32 @@ def to_onnx(ck, window=False):
     return model
 
 
+class Exported(NamedTuple):
+    """What export wrote: the file, its size in bytes, which graph, and each input's and
+    output's shape by name ({"ids": ["N"], "h0": [2, "N", 128], ...})."""
+    path: str
+    size: int
+    graph: str
+    inputs: dict
+    outputs: dict
+
+
+def _shapes(values):
+    return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in values}
+
+
 def export(ck, output, window=False):
-    """Write ck's model to the ONNX file output, whole or not at all; returns its size in
-    bytes. The graph is built and checked before anything is written."""
+    """Write ck's model to the ONNX file output, whole or not at all -> Exported. The graph is
+    built and checked before anything is written."""
     output = os.fspath(output)
-    data = to_onnx(ck, window).SerializeToString()
+    model = to_onnx(ck, window)
+    data = model.SerializeToString()
     if os.path.isdir(output):
-        raise CharrnnError(f"could not write {output}: it is a folder")
+        raise CharrnnError(f"could not write {output}: it is a directory")
     try:
         write_atomic(output, lambda f: f.write(data))
     except OSError as e:
         raise CharrnnError(f"could not write {output}: {e.strerror or e}") from None
-    return len(data)
+    return Exported(output, len(data), "window" if window else "step",
+                    _shapes(model.graph.input), _shapes(model.graph.output))
