@@ -1,0 +1,280 @@
+"""charrnn export: the ONNX file gives Model.trace's probabilities, samples the text `charrnn
+sample` prints (through the loop of docs/export.md, run as written), carries its vocabulary and
+passes onnx's full check, for every cell and both stacks; bad input gets one line and no file."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+import charrnn
+from clihelp import SHAKESPEARE, assert_one_line_error, run, without_package
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm")
+# each case its own layer count, and in the residual stack its own widths, so that every count
+# and both MLP settings go through the export
+SIZES = {
+    "plain": {"rnn": {"layers": 1}, "lstm": {"layers": 2}, "gru": {"layers": 3},
+              "mingru": {"layers": 2}, "minlstm": {"layers": 3}},
+    "residual": {"rnn": {"layers": 2, "mlp": 2}, "lstm": {"layers": 2, "expand": 2},
+                 "gru": {"layers": 3, "mlp": 2}, "mingru": {"layers": 2, "expand": 2, "mlp": 2},
+                 "minlstm": {"layers": 1, "expand": 2, "mlp": 4}},
+}
+CASES = [(cell, stack, dtype) for stack in SIZES for cell in CELLS
+         for dtype in ("float32", "float64")]
+TOLERANCE = {"float32": 1e-5, "float64": 1e-9}  # on each next-character probability
+
+
+def case_id(case):
+    return "-".join(case)
+
+
+@pytest.fixture(scope="module")
+def onnx():
+    return pytest.importorskip("onnx", reason="export needs onnx: pip install '.[export]'")
+
+
+@pytest.fixture(scope="module")
+def ort():
+    return pytest.importorskip("onnxruntime",
+                               reason="running the file needs onnxruntime: pip install '.[test]'")
+
+
+@pytest.fixture(scope="module")
+def text():
+    with open(SHAKESPEARE, encoding="utf-8") as f:
+        return f.read(20_500)[20_000:]  # 500 characters the models never saw whole
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """case -> the best.npz of a tiny run of that cell, stack and dtype (trained once)."""
+    runs = {}
+
+    def get(cell, stack, dtype):
+        if (cell, stack, dtype) not in runs:
+            out = tmp_path_factory.mktemp(f"{cell}-{stack}-{dtype}")
+            charrnn.train(SHAKESPEARE, os.path.join(ROOT, "configs", "tiny.yaml"), out=out,
+                          progress=False, cell=cell, stack=stack, dtype=dtype, hidden_size=16,
+                          steps=40, eval_every=40, lr=1e-2, sample_length=0,
+                          **SIZES[stack][cell])
+            runs[cell, stack, dtype] = out / "best.npz"
+        return runs[cell, stack, dtype]
+    return get
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory, onnx):
+    """(case, window) -> (Model, the path of its exported .onnx file)."""
+    files = {}
+
+    def get(case, window=False):
+        if (case, window) not in files:
+            path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+            charrnn.export(trained(*case), path, window=window)
+            files[case, window] = charrnn.load(trained(*case)), path
+        return files[case, window]
+    return get
+
+
+def session(ort, path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def softmax(logits):
+    z = logits.astype(np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def zero_state(model, N):
+    spec = model.spec
+    return {f"{name}0": np.zeros((spec.layers, N, spec.cell_size), spec.dtype)
+            for name in spec.cell_module.STATE_NAMES}
+
+
+def run_steps(sess, model, ids):
+    """ids (T, N) through the step graph one step at a time, the state carried -> logits
+    (T, N, V) and the last state (a list: h, and c for the LSTM)."""
+    state, out = zero_state(model, ids.shape[1]), []
+    for row in ids.astype(np.int64):
+        logits, *new = sess.run(None, {"ids": row, **state})
+        state = dict(zip(state, new))
+        out.append(logits)
+    return np.array(out), list(state.values())
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_step_graph_gives_the_probabilities_of_trace(case, exported, ort, text):
+    model, path = exported(case)
+    trace = model.trace(text)  # probs (500, V)
+    probs = softmax(run_steps(session(ort, path), model, trace.ids[:, None])[0])[:, 0]
+    assert probs.shape == trace.probs.shape == (500, len(model.vocab))
+    error = float(np.abs(probs - trace.probs).max())
+    assert error < TOLERANCE[case[2]], error
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_window_graph_gives_the_probabilities_of_trace(case, exported, ort, text):
+    model, path = exported(case, window=True)
+    trace = model.trace(text)
+    ids = trace.ids.astype(np.int64)
+    logits, *state = session(ort, path).run(None, {"ids": ids[:, None], **zero_state(model, 1)})
+    assert logits.shape == (500, 1, len(model.vocab))
+    error = float(np.abs(softmax(logits[:, 0]) - trace.probs).max())
+    assert error < TOLERANCE[case[2]], error
+    # the state after the window is the step graph's after the same characters
+    step_model, step_path = exported(case)
+    _, step_state = run_steps(session(ort, step_path), step_model, ids[:, None])
+    assert len(state) == len(step_state) == len(model.spec.cell_module.STATE_NAMES)
+    for a, b in zip(state, step_state):
+        assert a.shape == (model.spec.layers, 1, model.spec.cell_size)
+        assert np.abs(a - b).max() < TOLERANCE[case[2]]
+
+
+def test_the_batch_is_any_number_of_streams(exported, ort, text):
+    """Three texts side by side in one step graph, each as trace gives it alone."""
+    model, path = exported(("lstm", "residual", "float64"))
+    texts = [text[:100], text[100:200], text[200:300]]
+    ids = np.stack([model.trace(t).ids for t in texts], axis=1)  # (100, 3)
+    probs = softmax(run_steps(session(ort, path), model, ids)[0])
+    for k, t in enumerate(texts):
+        error = float(np.abs(probs[:, k] - model.trace(t).probs).max())
+        assert error < 1e-9, (k, error)
+
+
+def docs_loop():
+    """The Python block of docs/export.md and the sample(...) call its last line prints."""
+    with open(os.path.join(ROOT, "docs", "export.md"), encoding="utf-8") as f:
+        code = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
+    call = re.fullmatch(r"print\(sample\((.*)\)\)", code.strip().splitlines()[-1]).group(1)
+    return code, call
+
+
+def test_the_docs_loop_is_short_and_reads_only_onnxruntime_and_numpy():
+    code, call = docs_loop()
+    assert len([line for line in code.splitlines() if line.strip()]) <= 36
+    assert set(re.findall(r"^import (\w+)", code, re.M)) == {"json", "numpy", "onnxruntime"}
+    assert "charrnn" not in code
+    assert "top_k=" in call and "temperature=" in call and "prime=" in call and "seed=" in call
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_the_docs_loop_samples_what_charrnn_samples(case, exported, ort, tmp_path, monkeypatch,
+                                                   capsys):
+    """The block as written, in a folder holding the case's model.onnx, prints the text
+    Model.sample gives for its call's options and seed (charrnn sample's text)."""
+    model, path = exported(case)
+    code, call = docs_loop()
+    (tmp_path / "model.onnx").write_bytes(path.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/export.md", "exec"), {"__name__": "__main__"})
+    printed = capsys.readouterr().out
+    expected = eval(f"model.sample({call})", {"model": model})
+    assert printed == expected + "\n" and len(expected) == len("ROMEO:") + 300
+
+
+def test_charrnn_sample_prints_the_docs_loops_text(exported, trained, ort, tmp_path,
+                                                   monkeypatch, capsys):
+    case = ("gru", "plain", "float32")
+    _, path = exported(case)
+    code, call = docs_loop()
+    (tmp_path / "model.onnx").write_bytes(path.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/export.md", "exec"), {"__name__": "__main__"})
+    printed = capsys.readouterr().out
+    assert call == '300, prime="ROMEO:", temperature=0.8, top_k=10, seed=1'
+    result = run("sample", "--ckpt", trained(*case), "--length", 300, "--prime", "ROMEO:",
+                 "--temperature", 0.8, "--top-k", 10, "--seed", 1)
+    assert result.exit_code == 0 and result.stdout == printed
+
+
+@pytest.mark.parametrize("case", [("lstm", "plain", "float32"), ("minlstm", "residual", "float64")],
+                         ids=case_id)
+def test_metadata_and_names(case, exported, onnx, ort):
+    model, path = exported(case)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.opset_import[0].version >= 17
+    meta = session(ort, path).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["vocab"]) == list(model.vocab)  # the characters, in id order
+    assert "".join(json.loads(meta["vocab"])) == model.vocab
+    spec = model.spec
+    assert (meta["cell"], meta["stack"], meta["dtype"]) == case
+    assert int(meta["layers"]) == spec.layers and int(meta["cell_size"]) == spec.cell_size
+    assert int(meta["vocab_size"]) == len(model.vocab) and meta["model"] == str(spec)
+    assert float(meta["validation_loss"]) == model.checkpoint.best_val
+    assert meta["charrnn_version"] and int(meta["step"]) == model.checkpoint.step
+    assert model.vocab[int(meta["start_id"])] == "\n"
+    sess = session(ort, path)
+    H, L = spec.cell_size, spec.layers
+    names = spec.cell_module.STATE_NAMES
+    assert {i.name: i.shape for i in sess.get_inputs()} == {
+        "ids": ["N"], **{f"{n}0": [L, "N", H] for n in names}}
+    assert {o.name: o.shape for o in sess.get_outputs()} == {
+        "logits": ["N", len(model.vocab)], **{f"{n}1": [L, "N", H] for n in names}}
+
+
+def test_the_command_writes_a_checked_file_and_says_what_it_holds(trained, onnx, tmp_path):
+    ckpt = trained("lstm", "plain", "float32")
+    out = tmp_path / "model.onnx"
+    result = run("export", "--ckpt", ckpt, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"wrote {out} (")
+    assert "ids [N], h0 [2, N, 16], c0 [2, N, 16] -> logits [N, 65], h1 [2, N, 16], c1 [2, N, " \
+           "16]" in result.stderr
+    onnx.checker.check_model(str(out), full_check=True)
+    assert os.listdir(tmp_path) == ["model.onnx"]
+
+
+# ---- bad input: one line, exit 1 (2 for a usage error), nothing written -----------------------
+
+@pytest.fixture
+def kept(tmp_path):
+    """An output path holding an earlier file that a failed export must leave as it was."""
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"an earlier export")
+    yield out
+    assert out.read_bytes() == b"an earlier export"
+    assert os.listdir(tmp_path) == ["model.onnx"]  # no temporary file left behind
+
+
+def test_a_damaged_checkpoint(trained, kept, tmp_path_factory):
+    damaged = tmp_path_factory.mktemp("bad") / "damaged.npz"
+    damaged.write_bytes(trained("gru", "plain", "float32").read_bytes()[:5000])
+    assert_one_line_error(run("export", "--ckpt", damaged, "-o", kept),
+                          "checkpoint", "not a readable charrnn .npz file")
+
+
+def test_a_foreign_checkpoint(kept, tmp_path_factory):
+    foreign = tmp_path_factory.mktemp("bad") / "foreign.npz"
+    np.savez(foreign, weights=np.ones(3))
+    assert_one_line_error(run("export", "--ckpt", foreign, "-o", kept), "checkpoint")
+
+
+def test_a_missing_checkpoint(kept, tmp_path_factory):
+    missing = tmp_path_factory.mktemp("bad") / "none.npz"
+    assert_one_line_error(run("export", "--ckpt", missing, "-o", kept),
+                          "does not exist")
+
+
+def test_an_output_that_cannot_be_written(trained, onnx, tmp_path):
+    ckpt = trained("rnn", "plain", "float32")
+    assert_one_line_error(run("export", "--ckpt", ckpt, "-o", tmp_path / "no" / "m.onnx"),
+                          "could not write", "No such file or directory")
+    assert_one_line_error(run("export", "--ckpt", ckpt, "-o", tmp_path), "is a directory")
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_unknown_option_is_a_usage_error(trained, kept):
+    result = run("export", "--ckpt", trained("rnn", "plain", "float32"), "-o", kept, "--fast")
+    assert result.exit_code == 2 and result.stderr.splitlines()[-1].startswith("Error: ")
+
+
+def test_without_onnx_the_command_says_how_to_get_it(trained, kept, monkeypatch):
+    without_package(monkeypatch, "onnx")
+    assert_one_line_error(run("export", "--ckpt", trained("rnn", "plain", "float32"), "-o",
+                              kept), "pip install 'charrnn[export]'")
