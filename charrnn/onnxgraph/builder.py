@@ -65,20 +65,21 @@ class Graph:
     def _fresh(self, what):
         base = f"{self.scope}.{what}" if self.scope else what
         name, k = base, 1
-        while name in self._names:
+        while name in self._names or name in self.weights.tensors:
             k += 1
             name = f"{base}_{k}"
         self._names.add(name)
         return name
 
+    def at(self, what):
+        """The name `scope.what` (l0.i: layer 0's input gate), numbered if it is taken."""
+        return self._fresh(what)
+
     def op(self, op_type, *inputs, out=None, n_out=1, **attrs):
-        """Append one node; returns its output's name (a list of n_out names when n_out > 1).
-        out names the outputs (a str, or a list of n_out str); by default `scope.op_type`."""
-        if out is None:
-            outputs = [self._fresh(op_type.lower()) for _ in range(n_out)]
-        else:
-            outputs = [out] if isinstance(out, str) else list(out)
-            self._names.update(outputs)
+        """Append one node -> its output's name, or a list of n_out names. out names a single
+        output; by default outputs are `scope.op_type`, numbered where the name repeats."""
+        outputs = [out] if out else [self._fresh(op_type.lower()) for _ in range(n_out)]
+        self._names.update(outputs)
         self.nodes.append(helper.make_node(op_type, list(inputs), outputs,
                                            name=f"{outputs[0]}:{op_type}", **attrs))
         return outputs[0] if len(outputs) == 1 else outputs

@@ -11,7 +11,7 @@ width, G = GATES * H.
 def rnn(g, p, a, state):
     """h = tanh(a + h_prev Wh)."""
     (h_prev,) = state
-    return (g.op("Tanh", g.add(g.matmul(h_prev, p["Wh"]), a), out=g.scope + ".h"),)
+    return (g.op("Tanh", g.add(g.matmul(h_prev, p["Wh"]), a), out=g.at("h")),)
 
 
 def lstm(g, p, a, state):
@@ -19,9 +19,9 @@ def lstm(g, p, a, state):
     c = f * c_prev + i * g;  h = o * tanh(c)."""
     h_prev, c_prev = state
     a_i, a_f, a_o, a_g = g.split(g.add(g.matmul(h_prev, p["Wh"]), a), 4)
-    i, f, o = (g.op("Sigmoid", x) for x in (a_i, a_f, a_o))
-    c = g.add(g.mul(f, c_prev), g.mul(i, g.op("Tanh", a_g)), out=g.scope + ".c")
-    h = g.mul(o, g.op("Tanh", c), out=g.scope + ".h")
+    i, f, o = (g.op("Sigmoid", x, out=g.at(name)) for x, name in zip((a_i, a_f, a_o), "ifo"))
+    c = g.add(g.mul(f, c_prev), g.mul(i, g.op("Tanh", a_g, out=g.at("g"))), out=g.at("c"))
+    h = g.mul(o, g.op("Tanh", c), out=g.at("h"))
     return h, c
 
 
@@ -32,23 +32,24 @@ def gru(g, p, a, state):
     (h_prev,) = state
     a_r, a_z, a_n = g.split(a, 3)
     ah_r, ah_z, ah_n = g.split(g.matmul(h_prev, p["Wh"]), 3)
-    r = g.op("Sigmoid", g.add(a_r, ah_r))
-    z = g.op("Sigmoid", g.add(a_z, ah_z))
-    n = g.op("Tanh", g.add(a_n, g.mul(r, g.add(ah_n, p["bhn"]))))
-    return (g.add(n, g.mul(z, g.sub(h_prev, n)), out=g.scope + ".h"),)
+    r = g.op("Sigmoid", g.add(a_r, ah_r), out=g.at("r"))
+    z = g.op("Sigmoid", g.add(a_z, ah_z), out=g.at("z"))
+    n = g.op("Tanh", g.add(a_n, g.mul(r, g.add(ah_n, p["bhn"]))), out=g.at("n"))
+    return (g.add(n, g.mul(z, g.sub(h_prev, n)), out=g.at("h")),)
 
 
 def _mix(g, z, n, h_prev):
     """h = (1 - z) * h_prev + z * n: the linear recurrence of the minimal cells."""
     keep = g.sub(g.scalar(1.0), z)
-    return g.add(g.mul(z, n), g.mul(keep, h_prev), out=g.scope + ".h")
+    return g.add(g.mul(z, n), g.mul(keep, h_prev), out=g.at("h"))
 
 
 def mingru(g, p, a, state):
     """[z | n] blocks of a: z = sigmoid(a_z), n = tanh(a_n), h = (1 - z) h_prev + z n."""
     (h_prev,) = state
     a_z, a_n = g.split(a, 2)
-    return (_mix(g, g.op("Sigmoid", a_z), g.op("Tanh", a_n), h_prev),)
+    return (_mix(g, g.op("Sigmoid", a_z, out=g.at("z")), g.op("Tanh", a_n, out=g.at("n")),
+                 h_prev),)
 
 
 def _log_sigmoid(g, x):
@@ -64,8 +65,8 @@ def minlstm(g, p, a, state):
     both sigmoids round to 0); n = tanh(a_n), h = (1 - i') h_prev + i' n."""
     (h_prev,) = state
     a_f, a_i, a_n = g.split(a, 3)
-    z = g.op("Sigmoid", g.sub(_log_sigmoid(g, a_i), _log_sigmoid(g, a_f)))
-    return (_mix(g, z, g.op("Tanh", a_n), h_prev),)
+    z = g.op("Sigmoid", g.sub(_log_sigmoid(g, a_i), _log_sigmoid(g, a_f)), out=g.at("i"))
+    return (_mix(g, z, g.op("Tanh", a_n, out=g.at("n")), h_prev),)
 
 
 STEPS = {"rnn": rnn, "lstm": lstm, "gru": gru, "mingru": mingru, "minlstm": minlstm}

@@ -26,7 +26,7 @@ def _plain(g, spec, ids, state):
     for k in range(spec.layers):
         g.scope = f"l{k}"
         a = (g.op("Gather", "l0.table", ids, axis=0, out="l0.a") if k == 0 else
-             g.affine(inp, W.param(f"l{k}.Wx"), W.param(f"l{k}.b")))
+             g.affine(inp, W.param(f"l{k}.Wx"), W.param(f"l{k}.b"), out=g.at("a")))
         new = step(g, {n: W.param(f"l{k}.{n}") for n in recurrent}, a, state[k])
         new_state.append(new)
         inp = new[0]
@@ -58,13 +58,16 @@ def _residual(g, spec, ids, state):
     new_state = []
     for k in range(spec.layers):
         g.scope = f"l{k}"
-        P = lambda name: W.param(f"l{k}.{name}")  # noqa: E731
-        a = g.affine(_rms_norm(g, x, P("norm")), P("Wx"), P("b"))
+
+        def P(name, k=k):  # layer k's parameter `name`
+            return W.param(f"l{k}.{name}")
+        a = g.affine(_rms_norm(g, x, P("norm"), out=g.at("u")), P("Wx"), P("b"), out=g.at("a"))
         new = step(g, {n: P(n) for n in keys}, a, state[k])
         new_state.append(new)
         x = g.add(x, g.affine(new[0], P("Wo"), P("bo")), out=f"l{k}.x")
         if spec.mlp:
-            m = _gelu(g, g.affine(_rms_norm(g, x, P("mlp_norm")), P("W1"), P("b1")))
+            v = _rms_norm(g, x, P("mlp_norm"), out=g.at("mlp.v"))
+            m = _gelu(g, g.affine(v, P("W1"), P("b1"), out=g.at("mlp.a1")))
             x = g.add(x, g.affine(m, P("W2"), P("b2")), out=f"l{k}.mlp.x")
     g.scope = ""
     return _rms_norm(g, x, W.param("norm"), out="top"), new_state
