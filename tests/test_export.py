@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import charrnn
+from charrnn import checkpoint, config, model as model_mod, onnxgraph
 from clihelp import SHAKESPEARE, assert_one_line_error, run, without_package
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -215,6 +216,27 @@ def test_metadata_and_names(case, exported, onnx, ort):
         "ids": ["N"], **{f"{n}0": [L, "N", H] for n in names}}
     assert {o.name: o.shape for o in sess.get_outputs()} == {
         "logits": ["N", len(model.vocab)], **{f"{n}1": [L, "N", H] for n in names}}
+
+
+def test_any_vocabulary_round_trips(onnx, ort, tmp_path):
+    """Control characters, quotes, a backslash, accents and a character beyond 16 bits: the
+    metadata gives them back in id order, and the start id is the newline's."""
+    vocab = "".join(sorted("\x00\t\n \"'\\aé€\u2028𝄞"))
+    cfg = config.build({"cell": "gru", "hidden_size": 4})
+    params = model_mod.init_params(model_mod.spec_of(cfg, len(vocab)), np.random.default_rng(0))
+    ck = checkpoint.Checkpoint(config=cfg, vocab=vocab, params=params)
+    charrnn.export(charrnn.Model(ck), tmp_path / "model.onnx")
+    meta = session(ort, tmp_path / "model.onnx").get_modelmeta().custom_metadata_map
+    assert json.loads(meta["vocab"]) == list(vocab)
+    assert vocab[int(meta["start_id"])] == "\n"
+    assert "validation_loss" not in meta  # never evaluated
+
+
+def test_a_model_beyond_what_one_onnx_file_holds_is_refused(onnx, tmp_path):
+    huge = type("Huge", (), {"params": {"Wy": np.broadcast_to(np.float32(0), (2**29,))}})
+    with pytest.raises(charrnn.CharrnnError, match="2 GB an ONNX file holds"):
+        onnxgraph.export(huge, tmp_path / "model.onnx")
+    assert os.listdir(tmp_path) == []
 
 
 def test_the_command_writes_a_checked_file_and_says_what_it_holds(trained, onnx, tmp_path):

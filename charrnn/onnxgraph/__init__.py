@@ -53,6 +53,10 @@ def to_onnx(ck, window=False):
     except ImportError:
         raise CharrnnError(INSTALL_HINT) from None
     from . import builder, stacks
+    weights = sum(a.nbytes for a in ck.params.values())
+    if weights >= 2**31 - 2**20:
+        raise CharrnnError(f"the model's {weights / 2**30:.1f} GB of weights are more than the "
+                           f"2 GB an ONNX file holds in one piece")
     make = stacks.window_graph if window else stacks.step_graph
     opsets = [onnx.helper.make_opsetid("", builder.OPSET)]
     model = onnx.helper.make_model(
