@@ -1,9 +1,15 @@
 """charrnn export: the ONNX file gives Model.trace's probabilities, samples the text `charrnn
 sample` prints (through the loop of docs/export.md, run as written), carries its vocabulary and
 passes onnx's full check, for every cell and both stacks; bad input gets one line and no file."""
+import functools
+import http.server
 import json
 import os
 import re
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +17,7 @@ import pytest
 import charrnn
 from charrnn import checkpoint, config, model as model_mod, onnxgraph
 from clihelp import SHAKESPEARE, assert_one_line_error, run, without_package
+from viz_browser import CHROMIUM, Browser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm")
@@ -26,6 +33,9 @@ SIZES = {
 CASES = [(cell, stack, dtype) for stack in SIZES for cell in CELLS
          for dtype in ("float32", "float64")]
 TOLERANCE = {"float32": 1e-5, "float64": 1e-9}  # on each next-character probability
+# onnxruntime-web's dist/ folder (npm install onnxruntime-web), for the page of docs/export.md
+ORT_WEB = os.environ.get("CHARRNN_ORT_WEB", "")
+ORT_WEB_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs")
 
 
 def case_id(case):
@@ -146,10 +156,15 @@ def test_the_batch_is_any_number_of_streams(exported, ort, text):
         assert error < 1e-9, (k, error)
 
 
+def docs_blocks(lang):
+    """The ```lang blocks of docs/export.md, in order."""
+    with open(os.path.join(ROOT, "docs", "export.md"), encoding="utf-8") as f:
+        return re.findall(rf"```{lang}\n(.*?)```", f.read(), re.S)
+
+
 def docs_loop():
     """The Python block of docs/export.md and the sample(...) call its last line prints."""
-    with open(os.path.join(ROOT, "docs", "export.md"), encoding="utf-8") as f:
-        code = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
+    (code,) = docs_blocks("python")
     call = re.fullmatch(r"print\(sample\((.*)\)\)", code.strip().splitlines()[-1]).group(1)
     return code, call
 
@@ -250,6 +265,55 @@ def test_the_command_writes_a_checked_file_and_says_what_it_holds(trained, onnx,
            "16]" in result.stderr
     onnx.checker.check_model(str(out), full_check=True)
     assert os.listdir(tmp_path) == ["model.onnx"]
+
+
+@pytest.fixture
+def served(tmp_path):
+    """tmp_path served over HTTP on this machine (onnxruntime-web fetches its files, which a
+    page opened as a file may not) -> its URL."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM) or not all(
+    os.path.exists(os.path.join(ORT_WEB, f)) for f in ORT_WEB_FILES),
+    reason="needs /usr/bin/chromium and onnxruntime-web's dist/ folder in CHARRNN_ORT_WEB "
+           "(npm install onnxruntime-web)")
+def test_the_docs_page_samples_what_charrnn_samples_in_chromium(exported, tmp_path, served):
+    """docs/export.md's page as written, beside the model, the meta.json its command writes and
+    onnxruntime-web, in headless Chromium: given NumPy's uniforms for seed 1 it writes
+    Model.sample's text, and on its own a sample of the model's characters."""
+    model, path = exported(("lstm", "plain", "float32"))
+    (tmp_path / "model.onnx").write_bytes(path.read_bytes())
+    (page,) = docs_blocks("html")
+    (tmp_path / "sample.html").write_text(page, encoding="utf-8")
+    for name in ORT_WEB_FILES:
+        (tmp_path / name).write_bytes(open(os.path.join(ORT_WEB, name), "rb").read())
+    (command,) = [block.strip() for block in docs_blocks("sh") if "> meta.json" in block]
+    subprocess.run(command.replace("python ", f"{sys.executable} ", 1), shell=True, check=True,
+                   cwd=tmp_path)
+    with Browser(timeout=60) as b:
+        b.send("Page.navigate", {"url": f"{served}/sample.html"})
+        deadline = time.monotonic() + 60
+        while not b.eval('document.getElementById("text")?.textContent'):
+            assert time.monotonic() < deadline and not [m for m in b.console
+                                                        if m[0] == "exception"], b.console
+            time.sleep(0.2)
+        shown = b.eval('document.getElementById("text").textContent')
+        assert shown.startswith("ROMEO:") and len(shown) == 306 and set(shown) <= set(model.vocab)
+        u = json.dumps(np.random.default_rng(1).random(300).tolist())
+        text = b.eval(f'(() => {{ const u = {u}; let k = 0; '
+                      f'return sample(300, "ROMEO:", 0.8, 10, () => u[k++]); }})()')
+        assert text == model.sample(300, prime="ROMEO:", temperature=0.8, top_k=10, seed=1)
+        assert b.eval('sample(50, "", 0)') == model.sample(50, temperature=0)
+        assert not [m for m in b.console if m[0] == "exception"], b.console
 
 
 # ---- bad input: one line, exit 1 (2 for a usage error), nothing written -----------------------
