@@ -286,11 +286,14 @@ def served(tmp_path):
     os.path.exists(os.path.join(ORT_WEB, f)) for f in ORT_WEB_FILES),
     reason="needs /usr/bin/chromium and onnxruntime-web's dist/ folder in CHARRNN_ORT_WEB "
            "(npm install onnxruntime-web)")
-def test_the_docs_page_samples_what_charrnn_samples_in_chromium(exported, tmp_path, served):
+@pytest.mark.parametrize("case", [("lstm", "plain", "float32"), ("minlstm", "residual", "float64")],
+                         ids=case_id)
+def test_the_docs_page_samples_what_charrnn_samples_in_chromium(case, exported, tmp_path,
+                                                                served):
     """docs/export.md's page as written, beside the model, the meta.json its command writes and
     onnxruntime-web, in headless Chromium: given NumPy's uniforms for seed 1 it writes
     Model.sample's text, and on its own a sample of the model's characters."""
-    model, path = exported(("lstm", "plain", "float32"))
+    model, path = exported(case)
     (tmp_path / "model.onnx").write_bytes(path.read_bytes())
     (page,) = docs_blocks("html")
     (tmp_path / "sample.html").write_text(page, encoding="utf-8")
