@@ -233,8 +233,9 @@ def export_cmd(ckpt, output, window):
     def listed(values):
         return ", ".join(f"{name} [{', '.join(map(str, shape))}]"
                          for name, shape in values.items())
-    click.echo(f"wrote {done.path} ({done.size / 2**10:,.0f} KB), the {done.graph} graph: "
-               f"{listed(done.inputs)} -> {listed(done.outputs)}", err=True)
+    shown = f"{done.size / 2**20:.1f} MB" if done.size >= 2**20 else f"{done.size / 2**10:.0f} KB"
+    click.echo(f"wrote {done.path} ({shown}), the {done.graph} graph: {listed(done.inputs)} -> "
+               f"{listed(done.outputs)}", err=True)
 
 
 @main.command("tune", context_settings=CONTEXT)

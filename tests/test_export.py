@@ -265,6 +265,10 @@ def test_the_command_writes_a_checked_file_and_says_what_it_holds(trained, onnx,
            "16]" in result.stderr
     onnx.checker.check_model(str(out), full_check=True)
     assert os.listdir(tmp_path) == ["model.onnx"]
+    window = run("export", "--ckpt", ckpt, "-o", tmp_path / "window.onnx", "--window")
+    assert window.exit_code == 0 and "the window graph: ids [T, N], h0 [2, N, 16]" in window.stderr
+    assert "logits [T, N, 65]" in window.stderr
+    assert onnx.load(str(tmp_path / "window.onnx")).graph.node[0].op_type == "Scan"
 
 
 @pytest.fixture
@@ -282,7 +286,7 @@ def served(tmp_path):
     server.server_close()
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM) or not all(
+@pytest.mark.skipif(not os.path.exists(CHROMIUM) or not ORT_WEB or not all(
     os.path.exists(os.path.join(ORT_WEB, f)) for f in ORT_WEB_FILES),
     reason="needs /usr/bin/chromium and onnxruntime-web's dist/ folder in CHARRNN_ORT_WEB "
            "(npm install onnxruntime-web)")
