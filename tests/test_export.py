@@ -13,10 +13,12 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given
 
 import charrnn
 from charrnn import checkpoint, config, model as model_mod, onnxgraph
 from clihelp import SHAKESPEARE, assert_one_line_error, run, without_package
+from test_properties import damage, damages, examples
 from viz_browser import CHROMIUM, Browser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -340,6 +342,26 @@ def test_a_damaged_checkpoint(trained, kept, tmp_path_factory):
     damaged.write_bytes(trained("gru", "plain", "float32").read_bytes()[:5000])
     assert_one_line_error(run("export", "--ckpt", damaged, "-o", kept),
                           "checkpoint", "not a readable charrnn .npz file")
+
+
+@examples(30)
+@given(damages)
+def test_any_damage_is_refused_in_one_line_or_exports_the_same_file(trained, tmp_path_factory,
+                                                                    how):
+    """A checkpoint damaged any way (a flipped bit, cut short, zeroed, spliced, extended): one
+    line and no file, or, where it still reads, the very file its intact copy exports."""
+    ckpt = trained("gru", "residual", "float32")
+    folder = tmp_path_factory.mktemp("damaged")
+    raw = ckpt.read_bytes()
+    (folder / "damaged.npz").write_bytes(damage(raw, raw, *how))
+    result = run("export", "--ckpt", folder / "damaged.npz", "-o", folder / "model.onnx")
+    if result.exit_code == 0:
+        clean = run("export", "--ckpt", ckpt, "-o", folder / "clean.onnx")
+        assert clean.exit_code == 0
+        assert (folder / "model.onnx").read_bytes() == (folder / "clean.onnx").read_bytes()
+    else:
+        assert_one_line_error(result)
+        assert sorted(os.listdir(folder)) == ["damaged.npz"]
 
 
 def test_a_foreign_checkpoint(kept, tmp_path_factory):
