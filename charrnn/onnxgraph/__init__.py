@@ -1,8 +1,8 @@
 """A trained model as an ONNX file that ONNX Runtime runs in any language: the graph (stacks.py,
 cells.py), its description in the metadata, the check and the atomic write.
 
-The onnx package is the optional `export` extra, imported only here, so the rest of charrnn
-works without it.
+The onnx package is the optional `export` extra, imported only once a model is exported
+(to_onnx), so the rest of charrnn works without it.
 """
 import json
 import math
@@ -13,8 +13,8 @@ from typing import NamedTuple
 from ..atomic import write_atomic
 from ..errors import CharrnnError
 
-INSTALL_HINT = "charrnn export needs the onnx package, an optional extra: " \
-               "pip install 'charrnn[export]'"
+INSTALL_HINT = ("charrnn export needs the onnx package, an optional extra: "
+                "pip install 'charrnn[export]'")
 
 
 def _version():

@@ -15,11 +15,14 @@ from . import cells
 from .builder import Graph, Weights
 
 
+def _recurrent_keys(spec):
+    """The names of a cell's parameters besides its input projection's Wx and b (Wh, bhn)."""
+    return [n for n in spec.cell_module.param_shapes(1, 1) if n not in ("Wx", "b")]
+
+
 def _plain(g, spec, ids, state):
     """One-hot input (a row lookup of x Wx + b) -> stacked cells -> top (N, H), new state."""
-    step = cells.STEPS[spec.cell]
-    recurrent = [n for n in spec.cell_module.param_shapes(1, 1) if n not in ("Wx", "b")]
-    W = g.weights
+    step, recurrent, W = cells.STEPS[spec.cell], _recurrent_keys(spec), g.weights
     if "l0.table" not in W.tensors:  # one row per character: x Wx + b for the one-hot x
         W.add("l0.table", model_mod.input_table(W.params))
     inp, new_state = None, []
@@ -51,9 +54,7 @@ def _gelu(g, a):
 def _residual(g, spec, ids, state):
     """embed[ids] -> per layer x += cell(norm(x)) Wo + bo, and x += mlp(norm(x)) -> top (N, H),
     new state."""
-    step = cells.STEPS[spec.cell]
-    keys = [n for n in spec.cell_module.param_shapes(1, 1) if n not in ("Wx", "b")]
-    W = g.weights
+    step, recurrent, W = cells.STEPS[spec.cell], _recurrent_keys(spec), g.weights
     x = g.op("Gather", W.param("embed"), ids, axis=0, out="embed.x")
     new_state = []
     for k in range(spec.layers):
@@ -62,7 +63,7 @@ def _residual(g, spec, ids, state):
         def P(name, k=k):  # layer k's parameter `name`
             return W.param(f"l{k}.{name}")
         a = g.affine(_rms_norm(g, x, P("norm"), out=g.at("u")), P("Wx"), P("b"), out=g.at("a"))
-        new = step(g, {n: P(n) for n in keys}, a, state[k])
+        new = step(g, {n: P(n) for n in recurrent}, a, state[k])
         new_state.append(new)
         x = g.add(x, g.affine(new[0], P("Wo"), P("bo")), out=f"l{k}.x")
         if spec.mlp:
