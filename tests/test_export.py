@@ -216,6 +216,13 @@ def test_metadata_and_names(case, exported, onnx, ort):
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
     assert proto.opset_import[0].version >= 17
+    # shape inference follows the graph through: each layer's new h is [N, H] of the file's type
+    inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    shapes = {v.name: ([d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim],
+                       v.type.tensor_type.elem_type) for v in inferred.graph.value_info}
+    elem = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(case[2]))
+    for k in range(model.spec.layers):
+        assert shapes[f"l{k}.h"] == (["N", model.spec.cell_size], elem)
     meta = session(ort, path).get_modelmeta().custom_metadata_map
     assert json.loads(meta["vocab"]) == list(model.vocab)  # the characters, in id order
     assert "".join(json.loads(meta["vocab"])) == model.vocab
