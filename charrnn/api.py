@@ -128,6 +128,19 @@ def load(path: PathLike):
 
 
 @checked
+def export(ckpt: Union[PathLike, Model], output: PathLike, *, window: bool = False):
+    """Write the model of checkpoint `ckpt` (a path, or a loaded Model) as the ONNX file
+    `output`, as `charrnn export` does, whole or not at all: the step graph (ids [N] and each
+    layer's state -> the next-character logits [N, V] and the new state), or with window the
+    window graph (ids [T, N] -> logits [T, N, V] and the last state). The vocabulary and the
+    model's sizes are in its metadata (docs/export.md). Needs the onnx package: pip install
+    'charrnn[export]'. Returns an Exported (path, size, graph, inputs, outputs)."""
+    from . import onnxgraph
+    ck = ckpt.checkpoint if isinstance(ckpt, Model) else checkpoint.load(ckpt)
+    return onnxgraph.export(ck, output, window=window)
+
+
+@checked
 def train(corpus: Union[PathLike, Sequence[PathLike]],
           config: Union[None, PathLike, dict, TrainConfig] = None, *, progress: bool = True,
           log: Optional[Callable] = None, on_eval: Optional[Callable] = None,

@@ -214,6 +214,30 @@ def viz(ckpt, textfile, output, chars, live):
     click.echo(f"wrote {output} ({shown})", err=True)
 
 
+@main.command("export", context_settings=CONTEXT)
+@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="checkpoint (.npz)")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="the ONNX file to write (replaced whole, or left as it was)")
+@click.option("--window", is_flag=True,
+              help="the window graph (ids [T, N] -> logits [T, N, V]) instead of one step")
+def export_cmd(ckpt, output, window):
+    """Write a checkpoint's model as an ONNX file, for ONNX Runtime in any language.
+
+    The step graph takes ids [N] and every layer's state (h0 [layers, N, H], c0 for the LSTM)
+    and gives the next character's logits [N, V] and the new state (h1, c1); the vocabulary
+    and the model's sizes are in its metadata (docs/export.md). Needs the onnx package: pip
+    install 'charrnn[export]'.
+    """
+    done = api.export(ckpt, output, window=window)
+
+    def listed(values):
+        return ", ".join(f"{name} [{', '.join(map(str, shape))}]"
+                         for name, shape in values.items())
+    shown = f"{done.size / 2**20:.1f} MB" if done.size >= 2**20 else f"{done.size / 2**10:.0f} KB"
+    click.echo(f"wrote {done.path} ({shown}), the {done.graph} graph: {listed(done.inputs)} -> "
+               f"{listed(done.outputs)}", err=True)
+
+
 @main.command("tune", context_settings=CONTEXT)
 @click.argument("corpus", nargs=-1, type=click.Path())
 @click.option("--space", type=click.Path(dir_okay=False),

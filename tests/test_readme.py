@@ -101,7 +101,8 @@ def test_the_python_example_runs_as_written(workdir):
 
 def test_every_command_of_the_synopsis_answers_help():
     names = re.findall(r"^charrnn (\w+)", block("Commands", "text"), re.M)
-    assert sorted(set(names)) == ["eval", "info", "plot", "sample", "train", "tune", "viz"]
+    assert sorted(set(names)) == ["eval", "export", "info", "plot", "sample", "train", "tune",
+                                 "viz"]
     env = dict(os.environ, PYTHONPATH=ROOT)
     for name in sorted(set(names)):
         result = subprocess.run([sys.executable, "-m", "charrnn", name, "-h"], capture_output=True,
