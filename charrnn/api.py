@@ -172,8 +172,9 @@ def train(corpus: Union[PathLike, Sequence[PathLike]],
         with _claimed(group, cfg, ck, text, resume, overwrite) as run_dir:
             if resume is not None and echo is not None:
                 echo(resume_mod.describe(ck, cfg))
-            return training.train(cfg, text, run_dir, resume=ck if resume is not None else None,
-                                  init_from=ck if init_from is not None else None,
+            return training.train(cfg, text, run_dir,
+                                  resume_ck=ck if resume is not None else None,
+                                  init_ck=ck if init_from is not None else None,
                                   progress=progress, echo=echo, on_eval=on_eval if leader else None,
                                   group=group)
 
