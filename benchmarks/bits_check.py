@@ -49,7 +49,10 @@ def train(cell, threads, steps=5):
               else contextlib.nullcontext())
     with layout:
         for x in ids:
-            _, state, cache = model.forward(params, spec, x[:-1], x[1:], state, drop)
+            # a checkout before issue 29 draws the masks inside forward, from the generator
+            masks = (model.dropout_masks(spec, T, N, drop) if hasattr(model, "dropout_masks")
+                     else drop)
+            _, state, cache = model.forward(params, spec, x[:-1], x[1:], state, masks)
             grads, _ = model.backward(params, spec, cache)
             optim.clip(grads, "norm", 5.0)
             optim.apply("adam", params, grads, opt, 5e-3)

@@ -69,10 +69,8 @@ class Run:
         not taken, and every process stops after the same step for the same reason.
 
         This process computes its rows of the batch; the group sums the gradients, the loss and
-        the votes in one collective, so every process clips and updates the same weights. The
-        step's time goes to `elapsed`, its loss to the sums of the metrics line.
+        the votes in one collective, so every process clips and updates the same weights.
         """
-        t0 = time.perf_counter()
         votes = np.asarray(vote)
         known = self.group.sum_here(votes)
         if known is not None and np.any(known):  # known without the step: no need to take it
@@ -97,9 +95,18 @@ class Run:
         self._update(grads, loss, norm, lr)
         s.carried_state, s.data_position = new_state, position
         s.chars += x.shape[0] * self.cfg.batch_size
-        s.elapsed += time.perf_counter() - t0
-        s.loss_sum, s.loss_count = s.loss_sum + loss, s.loss_count + 1
         return loss, None
+
+    def timed_step(self, lr, vote=interrupt.NO_VOTE):
+        """train_step, with its time added to `elapsed` and its loss to the sums of the next
+        metrics line when it is taken."""
+        t0 = time.perf_counter()
+        loss, stop = self.train_step(lr, vote)
+        if stop is None:
+            s = self.state
+            s.elapsed += time.perf_counter() - t0
+            s.loss_sum, s.loss_count = s.loss_sum + loss, s.loss_count + 1
+        return loss, stop
 
     def _update(self, grads, loss, norm, lr):
         """The optimizer's update of the weights, refused when the step went non-finite."""

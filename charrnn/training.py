@@ -133,7 +133,7 @@ def _train(run, pacer, writer, requests, progress):
     ended_by, evaluated_at = STEPS, s.step
     with Progress(pacer.steps, s.step, progress) as bar:
         while s.step < pacer.steps:
-            loss, stop = run.train_step(pacer.lr(s.step),
+            loss, stop = run.timed_step(pacer.lr(s.step),
                                         requests.vote(pacer.out_of_time(s.step)))
             if stop is not None:
                 ended_by = stop

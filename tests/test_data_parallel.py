@@ -1,6 +1,7 @@
-"""A batch shared out in parts (data-parallel training, without MPI): the parts' losses and
-gradients add up to the whole batch's, their dropout masks are the whole batch's rows, and the
-parts of an evaluation add up to the whole score; a group of one changes nothing."""
+"""Data-parallel training without MPI: a batch shared out in parts (rows of the batch, the
+whole batch's dropout masks cut to them, the loss a share of the batch's mean) gives losses and
+gradients that add up to the whole batch's, the blocks of an evaluation's streams add up to the
+whole score, and a group of one changes nothing. tests/test_mpi.py runs the real thing."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -21,12 +22,16 @@ def _setup(cell, dropout, dtype="float64", **stack):
 
 
 def _window(spec, params, x, state, rows, seed):
-    """Loss, gradients and new state of rows of the batch, dropout drawn from seed."""
-    part = None if rows is None else (rows, N)
-    rows = rows or slice(None)
-    loss, new_state, cache = model.forward(
-        params, spec, x[:-1, rows], x[1:, rows], [tuple(s[rows] for s in layer) for layer in state],
-        np.random.default_rng(seed), part)
+    """Loss, gradients and new state of rows of the batch (None: all of it, as one process
+    trains it), the whole batch's dropout masks drawn from seed and cut to the rows."""
+    masks = model.dropout_masks(spec, T, N, np.random.default_rng(seed))
+    if rows is None:
+        loss, new_state, cache = model.forward(params, spec, x[:-1], x[1:], state, masks)
+    else:
+        loss, new_state, cache = model.forward(
+            params, spec, x[:-1, rows], x[1:, rows],
+            [tuple(s[rows] for s in layer) for layer in state], [m[:, rows] for m in masks],
+            mean_over=T * N)
     grads, _ = model.backward(params, spec, cache)
     return loss, grads, new_state
 
@@ -71,9 +76,13 @@ def test_evaluation_parts_add_up_to_the_whole_score(L, n_streams, seq_len, K):
     params = model.init_params(spec, np.random.default_rng(1))
     ids = np.random.default_rng(L).integers(0, V, L)
     total, n = evaluate.score(params, spec, ids, n_streams, seq_len)
-    parts = [evaluate.score(params, spec, ids, n_streams, seq_len, part=(k, K)) for k in range(K)]
-    assert all(m == n for _, m in parts)
-    assert sum(t for t, _ in parts) == pytest.approx(total, rel=1e-12)
+    streams = evaluate.cut(ids, n_streams, seq_len)
+    n_cut = len(streams.x)
+    parts = [evaluate.score_streams(params, spec, streams.x[rows], streams.y[rows], seq_len,
+                                    streams.rest if rows.stop == n_cut else None)
+             for rows in (data.block(n_cut, k, K) for k in range(K))]
+    assert n == L - 1
+    assert sum(parts) == pytest.approx(total, rel=1e-12)
 
 
 def test_blocks_cover_the_rows_once_in_order():
@@ -97,3 +106,14 @@ def test_a_group_of_one_is_the_identity():
     assert group.on_leader(lambda: 4) == 4 and group.everywhere(lambda: 5) == 5
     error = group.error("boom")
     assert isinstance(error, distributed.GroupError) and error.shown
+
+
+def test_a_leader_only_object_runs_on_the_one_process():
+    calls = []
+
+    class Writer:
+        def write(self, text):
+            calls.append(text)
+            return len(text)
+    writer = distributed.ALONE.leader_only(Writer)
+    assert writer.write("abc") == 3 and calls == ["abc"]
