@@ -1,12 +1,11 @@
 """Data-parallel training without MPI: a batch shared out in parts (rows of the batch, the
 whole batch's dropout masks cut to them, the loss a share of the batch's mean) gives losses and
-gradients that add up to the whole batch's, the blocks of an evaluation's streams add up to the
-whole score, and a group of one changes nothing. tests/test_mpi.py runs the real thing."""
+gradients that add up to the whole batch's, and a group of one changes nothing (the blocks of
+an evaluation's streams are tests/test_evaluate.py's). tests/test_mpi.py runs the real thing."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
 
-from charrnn import data, distributed, evaluate, model
+from charrnn import data, distributed, model
 
 T, N, H, V = 6, 12, 8, 11
 
@@ -66,23 +65,6 @@ def test_a_part_of_all_rows_is_the_whole_batch_bit_for_bit():
     assert part[0] == whole[0]
     for name in whole[1]:
         np.testing.assert_array_equal(part[1][name], whole[1][name])
-
-
-@settings(max_examples=40, deadline=None)
-@given(L=st.integers(2, 400), n_streams=st.integers(1, 9), seq_len=st.integers(1, 30),
-       K=st.integers(1, 6))
-def test_evaluation_parts_add_up_to_the_whole_score(L, n_streams, seq_len, K):
-    spec = model.ModelSpec("gru", V, H, 1, 0.0, "float64")
-    params = model.init_params(spec, np.random.default_rng(1))
-    ids = np.random.default_rng(L).integers(0, V, L)
-    total, n = evaluate.score(params, spec, ids, n_streams, seq_len)
-    streams = evaluate.cut(ids, n_streams, seq_len)
-    n_cut = len(streams.x)
-    parts = [evaluate.score_streams(params, spec, streams.x[rows], streams.y[rows], seq_len,
-                                    streams.rest if rows.stop == n_cut else None)
-             for rows in (data.block(n_cut, k, K) for k in range(K))]
-    assert n == L - 1
-    assert sum(parts) == pytest.approx(total, rel=1e-12)
 
 
 def test_blocks_cover_the_rows_once_in_order():
