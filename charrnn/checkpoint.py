@@ -44,7 +44,7 @@ class Field(NamedTuple):
     """How one field of a Checkpoint is stored. key: its .npz key, or the prefix of its arrays
     (ending in "/"); write(value, ck) -> {key: array}; read(arrays, found, path) -> the value,
     checked (found: the fields read before it, in FIELDS' order); required: a checkpoint without
-    the key is refused (else the field keeps its default; a group of arrays is always read)."""
+    the key is refused (else the field keeps its default; a prefix's arrays are always read)."""
     key: str
     write: Callable
     read: Callable

@@ -103,8 +103,8 @@ class Pacer:
     start_step: the run's step when this invocation began; wall_start: perf_counter() when the
     time limit began; eval_time: the probe's evaluation time when `steps: auto` was fitted by
     fit_steps in this invocation (then the run is fitted again at its first evaluation), else
-    None. agree(cfg): the config every process of a group takes from the second fit (the first
-    process's), when several train one model.
+    None. agree(cfg): the config every process takes from the second fit (the first process's),
+    when several train one model.
     """
 
     def __init__(self, cfg, start_step, wall_start, eval_time=None, agree=lambda cfg: cfg):
