@@ -76,17 +76,13 @@ class Run:
         if known is not None and np.any(known):  # known without the step: no need to take it
             return None, interrupt.agreed(known)
         s = self.state
-        x, y, wrapped, position = self.batches.at(s.data_position)
         rng_state = s.rng.bit_generator.state
-        masks = model.dropout_masks(self.spec, *x.shape, s.rng)  # the whole batch's, (T, N, H)
-        x, y = np.ascontiguousarray(x[:, self.rows]), np.ascontiguousarray(y[:, self.rows])
+        x, y, wrapped, position = self.batches.at(s.data_position)
         # overflow ends as a non-finite loss or norm, refused below with one clear message;
         # numpy's warnings on the way would only bury it
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            loss, new_state, cache = model.forward(
-                s.params, self.spec, x, y, self.zero_state() if wrapped else s.carried_state,
-                masks and [m[:, self.rows] for m in masks], x.shape[0] * self.cfg.batch_size)
-            grads, _ = model.backward(s.params, self.spec, cache)
+            loss, new_state, grads = self._gradients(
+                x, y, self.zero_state() if wrapped else s.carried_state)
             grads, loss, votes = self.group.sum_step(grads, loss, votes)
             if np.any(votes):
                 s.rng.bit_generator.state = rng_state
@@ -94,8 +90,22 @@ class Run:
             norm = optim.clip(grads, self.cfg.clip_mode, self.cfg.clip)
         self._update(grads, loss, norm, lr)
         s.carried_state, s.data_position = new_state, position
-        s.chars += x.shape[0] * self.cfg.batch_size
+        s.chars += x.size
         return loss, None
+
+    def _gradients(self, x, y, state):
+        """-> (loss, new state, gradients) of this process's rows of the window x, y (T, N)
+        from their carried state: their share of the batch's mean loss, under their rows of the
+        whole batch's dropout masks (so the masks do not depend on how the batch is shared)."""
+        T, N = x.shape
+        rows, s = self.rows, self.state
+        masks = model.dropout_masks(self.spec, T, N, s.rng)
+        loss, new_state, cache = model.forward(
+            s.params, self.spec, np.ascontiguousarray(x[:, rows]),
+            np.ascontiguousarray(y[:, rows]), state,
+            None if masks is None else [m[:, rows] for m in masks], mean_over=T * N)
+        grads, _ = model.backward(s.params, self.spec, cache)
+        return loss, new_state, grads
 
     def timed_step(self, lr, vote=interrupt.NO_VOTE):
         """train_step, with its time added to `elapsed` and its loss to the sums of the next
