@@ -6,6 +6,9 @@ counts) can be compared bit for bit.
     (cd /tmp && PYTHONPATH=/tmp/base python $OLDPWD/benchmarks/bits_check.py --out /tmp/old.npz)
     python benchmarks/bits_check.py --compare /tmp/old.npz /tmp/new.npz
 
+The same with --runs (and a --folder of their own when another check may run on the machine);
+a base checkout without a worktree: `mkdir /tmp/base && git archive BASE | tar -x -C /tmp/base`.
+
 With --runs, whole runs instead: `charrnn.train` of rnn, lstm, gru, mingru and the residual
 stack (mingru, expand 2, mlp 2) (2 layers, dropout, 30 steps with an evaluation every 10) on the
 first 200,000 characters of the shipped corpus; the gru run again stopped at step 20 and resumed
