@@ -210,7 +210,7 @@ FIELDS = {
     "params": Field("param/", _write_group("param/"), _params),
     "optim_state": Field("optim/", _write_group("optim/"), _optim_state),
     "carried_state": Field("state/", _write_carried, _carried_state),
-    "last_val": None,
+    "last_val": None,  # not saved: runstate.py says why
     "best_floor": None,
 }
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from . import blas, config as config_mod, distributed, interrupt, report, rundir, runtime, \
-    schedule
+from . import blas, config as config_mod, distributed, interrupt, report, resume as resume_mod, \
+    rundir, runtime, schedule
 from .loss import bits
 from .run import Run
 from .writer import RunWriter
@@ -75,15 +75,16 @@ def train(cfg, corpus, run_dir, resume_ck=None, progress=True, echo=None, init_c
     """
     echo = echo or (lambda text: None)
     wall_start = time.perf_counter()  # the time limit counts from here, steps: auto's probe too
+    lines = [] if resume_ck is None else [resume_mod.describe(resume_ck, cfg)]
     # `threads: none` is every CPU this process may use, fixed in config.yaml and the checkpoint
     # as the number it was: the same thread count gives the same bits. A process of a group
     # takes one: the launcher starts one process per core
     cfg = dataclasses.replace(cfg, threads=cfg.threads or (
         runtime.available_cpus() if group.size == 1 else 1))
     with runtime.use_threads(cfg.threads):
-        run, pacer, lines = _prepare(cfg, corpus, resume_ck, init_ck, wall_start, group)
+        run, pacer, auto_lines = _prepare(cfg, corpus, resume_ck, init_ck, wall_start, group)
         writer = group.leader_only(lambda: RunWriter(run_dir, echo, on_eval))
-        run.state.best_floor = writer.start(lines + _first_lines(run, run_dir, group),
+        run.state.best_floor = writer.start(lines + auto_lines + _first_lines(run, run_dir, group),
                                             pacer.cfg, resume_ck)
         with interrupt.StopRequests(echo) as requests:
             ended_by = _train(run, pacer, writer, requests, progress)
