@@ -56,16 +56,15 @@ def fit_steps(cfg, probe, wall_start):
     one evaluation with its checkpoint save and sample. The steps then fill what is left of the
     limit with an evaluation every eval_every steps and a closing one.
     """
-    probe_cfg = dataclasses.replace(cfg, steps=1)
     for _ in range(AUTO_WARMUP_STEPS):
-        probe.train_step(lr_for(probe_cfg, probe.state.step))
+        probe.train_step(lr_for(probe.cfg, probe.state.step))
     t0 = time.perf_counter()
     for _ in range(AUTO_TIMED_STEPS):
-        probe.train_step(lr_for(probe_cfg, probe.state.step))
+        probe.train_step(lr_for(probe.cfg, probe.state.step))
     step_time = (time.perf_counter() - t0) / AUTO_TIMED_STEPS
     t0 = time.perf_counter()
     probe.validation_loss()
-    checkpoint.to_bytes(probe.checkpoint(probe_cfg))
+    checkpoint.to_bytes(probe.checkpoint(probe.cfg))
     if cfg.sample_length:
         probe.sample_text()
     eval_time = time.perf_counter() - t0
