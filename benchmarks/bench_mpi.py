@@ -147,10 +147,10 @@ def share_worker(args):
         run = training.Run(cfg, text, group=group)
         with runtime.use_threads(1):
             for _ in range(3):
-                run.train_step()
+                run.train_step(cfg.lr)
             t0, comm.inside = time.perf_counter(), 0.0
             for _ in range(args.steps):
-                run.train_step()
+                run.train_step(cfg.lr)
             step = (time.perf_counter() - t0) / args.steps
             inside = comm.inside / args.steps
         buf = group._buffer[0]
@@ -198,9 +198,10 @@ def time_rows(spec, params, cfg, n, repeats):
     best = []
     for _ in range(repeats + 1):
         t0 = time.perf_counter()
+        masks = model.dropout_masks(spec, T, N, drop)
         _, _, cache = model.forward(params, spec, np.ascontiguousarray(x[:-1, rows]),
                                     np.ascontiguousarray(x[1:, rows]), state,
-                                    drop if spec.dropout else None, (rows, N))
+                                    masks and [m[:, rows] for m in masks], T * N)
         model.backward(params, spec, cache)
         best.append(time.perf_counter() - t0)
     return statistics.median(best[1:])  # the first pays for page faults

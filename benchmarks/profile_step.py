@@ -72,7 +72,8 @@ def main(argv=None):
         x, y, wrapped = batches.next()
         if wrapped:
             state[0] = model.zero_state(spec, args.batch_size)
-        loss, state[0], cache = model.forward(params, spec, x, y, state[0], dropout_rng)
+        masks = model.dropout_masks(spec, *x.shape, dropout_rng) if dropout_rng else None
+        loss, state[0], cache = model.forward(params, spec, x, y, state[0], masks)
         grads, _ = model.backward(params, spec, cache)
         clip(grads, "norm", 5.0)
         apply("adam", params, grads, opt, 2e-3)

@@ -177,18 +177,22 @@ def train(corpus: Union[PathLike, Sequence[PathLike]],
         text = group.everywhere(lambda: corpus_mod.open_corpus(
             paths, cfg.cache_dir, vocab=ck.vocab if ck else None, progress=progress,
             warn=log if leader else (lambda line: None)))
-        hashes = group.gather_rows(np.array([text.hash]))
-        if len(set(hashes)) > 1:
-            raise group.error(f"the ranks read different corpora (content hashes "
-                              f"{', '.join(hashes)}): every machine needs the same text at "
-                              f"{', '.join(map(str, paths))}")
+        _check_same_corpus(group, text, paths)
         with _claimed(group, cfg, ck, text, resume, overwrite) as run_dir:
-            if resume is not None and echo is not None:
-                echo(resume_mod.describe(ck, cfg))
-            return training.train(cfg, text, run_dir, resume=ck if resume is not None else None,
-                                  init_from=ck if init_from is not None else None,
+            return training.train(cfg, text, run_dir,
+                                  resume_ck=ck if resume is not None else None,
+                                  init_ck=ck if init_from is not None else None,
                                   progress=progress, echo=echo, on_eval=on_eval if leader else None,
                                   group=group)
+
+
+def _check_same_corpus(group, text, paths):
+    """An error on every rank when the ranks read different texts at paths."""
+    hashes = group.gather_rows(np.array([text.hash]))
+    if len(set(hashes)) > 1:
+        raise group.error(f"the ranks read different corpora (content hashes "
+                          f"{', '.join(hashes)}): every machine needs the same text at "
+                          f"{', '.join(map(str, paths))}")
 
 
 def _resolve(config, overrides, resume, init_from, overwrite):

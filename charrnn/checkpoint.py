@@ -1,8 +1,9 @@
 """The one owner of the .npz checkpoint format: writing it atomically, reading and checking it.
 
-A checkpoint is self-contained: weights, optimizer state, vocabulary, resolved config, step,
-data position, carried hidden state and random generator state, all plain arrays, so it loads
-with `np.load(path, allow_pickle=False)`. The README documents every key.
+A checkpoint is self-contained: a run's state (runstate.RunState: weights, optimizer state,
+carried hidden state, data position, random generator state, counters), its vocabulary and
+resolved config, all plain arrays, so it loads with `np.load(path, allow_pickle=False)`.
+docs/checkpoint.md documents every key.
 """
 import io
 import json
@@ -10,8 +11,8 @@ import math
 import os
 import re
 import zipfile
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -19,29 +20,18 @@ from . import config as config_mod
 from . import atomic, model
 from .errors import CharrnnError
 from .optim import SQUARES, init_state
+from .runstate import RunState
 
 FORMAT_VERSION = 1
+READS = (FORMAT_VERSION,)  # the format versions this charrnn reads
 
 
-@dataclass
-class Checkpoint:
+@dataclass(kw_only=True)
+class Checkpoint(RunState):
+    """A run's state, and what makes it usable alone: the model's config and vocabulary."""
     config: config_mod.TrainConfig
     vocab: str
-    params: dict
-    optim_state: dict = field(default_factory=dict)
-    step: int = 0
-    chars: int = 0
-    elapsed: float = 0.0
-    best_val: float = float("inf")
-    corpus_hash: str = ""
-    rng_state: dict = field(default_factory=dict)
-    carried_state: list = field(default_factory=list)
-    data_position: int = 0
-    # training loss summed since the last evaluation, so that a resumed run's next metrics line
-    # averages the same steps as an uninterrupted run's
-    loss_sum: float = 0.0
-    loss_count: int = 0
-    evals_since_best: int = 0  # evaluations without a new best, for `patience`
+    corpus_hash: str = ""  # of the text it was trained on (corpus.Corpus.hash)
     record: Optional[dict] = None  # the metrics line of the evaluation that saved it, if any
     format_version: int = FORMAT_VERSION  # as read; save() always writes FORMAT_VERSION
 
@@ -50,37 +40,188 @@ class Checkpoint:
         return model.spec_of(self.config, len(self.vocab))
 
 
-def _text(s):
-    return np.array(s)  # 0-d unicode array: readable without pickle
+class Field(NamedTuple):
+    """How one field of a Checkpoint is stored. key: its .npz key, or the prefix of its arrays
+    (ending in "/"); write(value, ck) -> {key: array}; read(arrays, found, path) -> the value,
+    checked (found: the fields read before it, in FIELDS' order); required: a checkpoint without
+    the key is refused (else the field keeps its default; a prefix's arrays are always read)."""
+    key: str
+    write: Callable
+    read: Callable
+    required: bool = False
+
+
+def _error(path, key, rule, value):
+    return CharrnnError(f"checkpoint {path}: key {key!r} must be {rule}, got {value!r}")
+
+
+def _scalar(arrays, key, kind, path):
+    a = arrays[key]
+    if a.shape != () or a.dtype.kind not in kind:
+        raise CharrnnError(f"checkpoint {path}: key {key!r} has the wrong shape or type")
+    return a.item()
+
+
+def _number(key, dtype, rule, valid, required=False):
+    """A scalar stored as dtype (int64 or float64), that valid(value) accepts."""
+    kind = "iu" if dtype == np.int64 else "f"
+
+    def read(arrays, found, path):
+        value = _scalar(arrays, key, kind, path)
+        if not valid(value):
+            raise _error(path, key, rule, value)
+        return value
+    return Field(key, lambda value, ck: {key: np.array(value, dtype=dtype)}, read, required)
+
+
+def _count(key, required=False):
+    return _number(key, np.int64, "0 or more", lambda v: v >= 0, required)
+
+
+def _text(key, parse, write=lambda value: value, required=False):
+    """A 0-d unicode array (readable without pickle): write(value) -> str, and
+    parse(text, found, path) -> the value, checked."""
+    return Field(key, lambda value, ck: {key: np.array(write(value))},
+                 lambda arrays, found, path: parse(_scalar(arrays, key, "U", path), found, path),
+                 required)
+
+
+def _format_version(arrays, found, path):
+    version = _scalar(arrays, "format_version", "iu", path)
+    if version not in READS:
+        raise CharrnnError(f"checkpoint {path}: key 'format_version' is {version}; this charrnn "
+                           f"reads format {', '.join(map(str, READS))}"
+                           + ("; upgrade charrnn" if version > FORMAT_VERSION else ""))
+    return version
+
+
+def _config(text, found, path):
+    try:
+        return config_mod.build(json.loads(text))
+    except (json.JSONDecodeError, CharrnnError) as e:
+        raise CharrnnError(f"checkpoint {path} has a bad config: {e}") from None
+
+
+def _corpus_hash(text, found, path):
+    if text and re.fullmatch(r"[0-9a-f]{16}", text) is None:
+        raise _error(path, "corpus_hash", "16 hex digits or empty", text)
+    return text
+
+
+def _rng(text, found, path):
+    """The generator state saved as JSON -> a generator in that state."""
+    rng = np.random.default_rng()
+    try:
+        rng.bit_generator.state = json.loads(text)
+    except (ValueError, TypeError, KeyError) as e:
+        raise CharrnnError(f"checkpoint {path}: key 'rng_state' is not a random generator "
+                           f"state ({e})") from None
+    return rng
+
+
+def _record(text, found, path):
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
+    if not (isinstance(record, dict) and record.get("step") == found["step"]):
+        raise CharrnnError(f"checkpoint {path}: key 'record' is not the metrics line of its step")
+    return record
+
+
+def _best_val(value):
+    return value >= 0 and not math.isnan(value) and value != -math.inf
+
+
+def _write_group(prefix):
+    return lambda value, ck: {f"{prefix}{k}": v for k, v in value.items()}
+
+
+def _write_vocab(vocab, ck):
+    return {"vocab": np.frombuffer(vocab.encode("utf-32-le"), dtype=np.uint32).copy()}
+
+
+def _write_carried(carried, ck):
+    names = ck.spec.cell_module.STATE_NAMES
+    return {f"state/l{layer}.{name}": v for layer, st in enumerate(carried)
+            for name, v in zip(names, st)}
+
+
+def _params(arrays, found, path):
+    spec = model.spec_of(found["config"], len(found["vocab"]))
+    return _checked_group(arrays, "param/", model.param_shapes(spec), found["config"].dtype, path)
+
+
+def _optim_state(arrays, found, path):
+    """The optimizer's slots, checked against what init_state makes for these weights ({} when
+    the checkpoint has none)."""
+    if not any(k.startswith("optim/") for k in arrays):
+        return {}
+    cfg = found["config"]
+    expected = init_state(cfg.optimizer, found["params"])
+    state = _checked_group(arrays, "optim/", {k: v.shape for k, v in expected.items()}, None, path)
+    t = state["t"]
+    if t.dtype.kind not in "iu" or t < 0:
+        raise CharrnnError(f"checkpoint {path}: key 'optim/t' must be a count of updates")
+    for k, v in state.items():
+        if k != "t" and v.dtype != np.dtype(cfg.dtype):
+            raise CharrnnError(f"checkpoint {path}: optim/{k} has dtype {v.dtype}, expected "
+                               f"{cfg.dtype}")
+        if k.split(".")[0] in SQUARES and (v < 0).any():
+            raise CharrnnError(f"checkpoint {path}: optim/{k} holds negative values (a sum "
+                               f"of squared gradients)")
+    return state
+
+
+def _carried_state(arrays, found, path):
+    """Per layer a tuple of (N, H) arrays ([] when the checkpoint has none)."""
+    if not any(k.startswith("state/") for k in arrays):
+        return []
+    cfg = found["config"]
+    spec = model.spec_of(cfg, len(found["vocab"]))
+    names = spec.cell_module.STATE_NAMES
+    shape = (cfg.batch_size, spec.cell_size)
+    flat = _checked_group(arrays, "state/", {f"l{i}.{n}": shape for i in range(cfg.layers)
+                                             for n in names}, cfg.dtype, path)
+    return [tuple(flat[f"l{i}.{n}"] for n in names) for i in range(cfg.layers)]
+
+
+# every field of a Checkpoint -> how it is stored and checked, in the order the .npz holds them
+# and load() reads them (a field may check itself against those read before it); None: not
+# saved. A checkpoint is read key by key against this table; any other key is refused, since
+# this version writes none and a newer format says so in format_version.
+FIELDS = {
+    "format_version": Field("format_version", lambda value, ck: {
+        "format_version": np.array(FORMAT_VERSION, dtype=np.int64)}, _format_version, True),
+    "config": _text("config", _config, lambda cfg: json.dumps(config_mod.to_dict(cfg)), True),
+    "vocab": Field("vocab", _write_vocab, lambda arrays, found, path: _vocab(arrays, path), True),
+    "step": _count("step", required=True),
+    "chars": _count("chars"),
+    "elapsed": _number("elapsed", np.float64, "finite, 0 or more",
+                       lambda v: math.isfinite(v) and v >= 0),
+    "best_val": _number("best_val", np.float64, "0 or more, or inf", _best_val),
+    "corpus_hash": _text("corpus_hash", _corpus_hash),
+    "rng": _text("rng_state", _rng, lambda rng: json.dumps(rng.bit_generator.state)),
+    "data_position": _count("data_position"),
+    "loss_sum": _number("loss_sum", np.float64, "finite", math.isfinite),
+    "loss_count": _count("loss_count"),
+    "evals_since_best": _count("evals_since_best"),
+    "record": _text("record", _record, json.dumps),
+    "params": Field("param/", _write_group("param/"), _params),
+    "optim_state": Field("optim/", _write_group("optim/"), _optim_state),
+    "carried_state": Field("state/", _write_carried, _carried_state),
+    "last_val": None,  # not saved: runstate.py says why
+    "best_floor": None,
+}
 
 
 def to_arrays(ck):
     """Checkpoint -> dict of key -> array, exactly what goes into the .npz."""
-    arrays = {
-        "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
-        "config": _text(json.dumps(config_mod.to_dict(ck.config))),
-        "vocab": np.frombuffer(ck.vocab.encode("utf-32-le"), dtype=np.uint32).copy(),
-        "step": np.array(ck.step, dtype=np.int64),
-        "chars": np.array(ck.chars, dtype=np.int64),
-        "elapsed": np.array(ck.elapsed, dtype=np.float64),
-        "best_val": np.array(ck.best_val, dtype=np.float64),
-        "corpus_hash": _text(ck.corpus_hash),
-        "rng_state": _text(json.dumps(ck.rng_state)),
-        "data_position": np.array(ck.data_position, dtype=np.int64),
-        "loss_sum": np.array(ck.loss_sum, dtype=np.float64),
-        "loss_count": np.array(ck.loss_count, dtype=np.int64),
-        "evals_since_best": np.array(ck.evals_since_best, dtype=np.int64),
-    }
-    if ck.record is not None:
-        arrays["record"] = _text(json.dumps(ck.record))
-    for k, v in ck.params.items():
-        arrays[f"param/{k}"] = v
-    for k, v in ck.optim_state.items():
-        arrays[f"optim/{k}"] = v
-    names = ck.spec.cell_module.STATE_NAMES
-    for layer, st in enumerate(ck.carried_state):
-        for name, v in zip(names, st):
-            arrays[f"state/l{layer}.{name}"] = v
+    arrays = {}
+    for name, stored in FIELDS.items():
+        value = getattr(ck, name)
+        if stored is not None and value is not None:
+            arrays.update(stored.write(value, ck))
     return arrays
 
 
@@ -121,70 +262,11 @@ def _read_npz(path):
                            f"({type(e).__name__}: {e})") from None
 
 
-def _scalar(arrays, key, kind, path):
-    a = arrays[key]
-    if a.shape != () or a.dtype.kind not in kind:
-        raise CharrnnError(f"checkpoint {path}: key {key!r} has the wrong shape or type")
-    return a.item()
-
-
-# every scalar key: (type kinds numpy may store it as, what its value must be). A checkpoint
-# is read key by key against this table; any other top-level key is refused, since this version
-# writes none and a newer format says so in format_version.
-SCALARS = {
-    "format_version": ("iu", "a format this charrnn reads"),
-    "step": ("iu", "0 or more"), "chars": ("iu", "0 or more"),
-    "data_position": ("iu", "0 or more"), "loss_count": ("iu", "0 or more"),
-    "evals_since_best": ("iu", "0 or more"),
-    "elapsed": ("f", "finite, 0 or more"), "loss_sum": ("f", "finite"),
-    "best_val": ("f", "0 or more, or inf"),
-    "config": ("U", "a config"), "corpus_hash": ("U", "16 hex digits or empty"),
-    "rng_state": ("U", "a random generator state"), "record": ("U", "the metrics line of its step"),
-}
-GROUPS = ("param/", "optim/", "state/")
-READS = (FORMAT_VERSION,)  # the format versions this charrnn reads
-
-
-def _valid(key, value):
-    rule = SCALARS[key][1]
-    if key == "format_version":
-        return value in READS
-    if rule == "0 or more":
-        return value >= 0
-    if key == "elapsed":
-        return math.isfinite(value) and value >= 0
-    if key == "loss_sum":
-        return math.isfinite(value)
-    if key == "best_val":
-        return value >= 0 and not math.isnan(value) and value != -math.inf
-    if key == "corpus_hash":
-        return value == "" or re.fullmatch(r"[0-9a-f]{16}", value) is not None
-    return True
-
-
-def _scalars(arrays, path):
-    """Every scalar key present, type- and range-checked -> {key: Python value}."""
-    unknown = sorted(k for k in arrays if k not in SCALARS and k != "vocab"
-                     and not k.startswith(GROUPS))
-    if unknown:
-        raise CharrnnError(f"checkpoint {path}: unexpected key {unknown[0]!r}")
-    for key in ("format_version", "config", "vocab", "step"):
-        if key not in arrays:
-            raise CharrnnError(f"checkpoint {path} lacks the key {key!r}")
-    found = {}
-    for key, (kind, rule) in SCALARS.items():
-        if key not in arrays:
-            continue
-        value = _scalar(arrays, key, kind, path)
-        if not _valid(key, value):
-            if key == "format_version":
-                raise CharrnnError(
-                    f"checkpoint {path}: key 'format_version' is {value}; this charrnn reads "
-                    f"format {', '.join(map(str, READS))}"
-                    + ("; upgrade charrnn" if value > FORMAT_VERSION else ""))
-            raise CharrnnError(f"checkpoint {path}: key {key!r} must be {rule}, got {value!r}")
-        found[key] = value
-    return found
+def _unknown_key(arrays):
+    """The first key of arrays that no field of FIELDS stores, else None."""
+    keys = [f.key for f in FIELDS.values() if f is not None]
+    prefixes = tuple(k for k in keys if k.endswith("/"))
+    return next((k for k in sorted(arrays) if k not in keys and not k.startswith(prefixes)), None)
 
 
 def _vocab(arrays, path):
@@ -206,69 +288,20 @@ def _vocab(arrays, path):
 
 
 def load(path):
-    """Read and check a checkpoint whole; any problem is a CharrnnError naming the key."""
+    """Read and check a checkpoint whole, field by field (FIELDS); any problem is a CharrnnError
+    naming the key."""
     arrays = _read_npz(path)
-    found = _scalars(arrays, path)
-    try:
-        cfg = config_mod.build(json.loads(found["config"]))
-    except (json.JSONDecodeError, CharrnnError) as e:
-        raise CharrnnError(f"checkpoint {path} has a bad config: {e}") from None
-    vocab = _vocab(arrays, path)
-    spec = model.spec_of(cfg, len(vocab))
-    params = _checked_group(arrays, "param/", model.param_shapes(spec), cfg.dtype, path)
-    ck = Checkpoint(config=cfg, vocab=vocab, params=params, step=found["step"],
-                    format_version=found["format_version"])
-    for key in ("chars", "elapsed", "best_val", "data_position", "corpus_hash", "loss_sum",
-                "loss_count", "evals_since_best"):
-        if key in found:
-            setattr(ck, key, found[key])
-    if "rng_state" in found:
-        ck.rng_state = _rng_state(found["rng_state"], path)
-    if "record" in found:
-        ck.record = _record(found["record"], ck.step, path)
-    optim_keys = [k for k in arrays if k.startswith("optim/")]
-    if optim_keys:
-        expected = init_state(cfg.optimizer, params)
-        ck.optim_state = _checked_group(
-            arrays, "optim/", {k: v.shape for k, v in expected.items()}, None, path)
-        t = ck.optim_state["t"]
-        if t.dtype.kind not in "iu" or t < 0:
-            raise CharrnnError(f"checkpoint {path}: key 'optim/t' must be a count of updates")
-        for k, v in ck.optim_state.items():
-            if k != "t" and v.dtype != np.dtype(cfg.dtype):
-                raise CharrnnError(f"checkpoint {path}: optim/{k} has dtype {v.dtype}, expected "
-                                   f"{cfg.dtype}")
-            if k.split(".")[0] in SQUARES and (v < 0).any():
-                raise CharrnnError(f"checkpoint {path}: optim/{k} holds negative values (a sum "
-                                   f"of squared gradients)")
-    names = spec.cell_module.STATE_NAMES
-    if any(k.startswith("state/") for k in arrays):
-        shape = (cfg.batch_size, spec.cell_size)
-        flat = _checked_group(arrays, "state/", {f"l{i}.{n}": shape for i in range(cfg.layers)
-                                                 for n in names}, cfg.dtype, path)
-        ck.carried_state = [tuple(flat[f"l{i}.{n}"] for n in names) for i in range(cfg.layers)]
-    return ck
-
-
-def _rng_state(text, path):
-    """The generator state saved as JSON, checked by loading it into a fresh generator."""
-    try:
-        state = json.loads(text)
-        np.random.default_rng().bit_generator.state = state
-    except (ValueError, TypeError, KeyError) as e:
-        raise CharrnnError(f"checkpoint {path}: key 'rng_state' is not a random generator "
-                           f"state ({e})") from None
-    return state
-
-
-def _record(text, step, path):
-    try:
-        record = json.loads(text)
-    except ValueError:
-        record = None
-    if not (isinstance(record, dict) and record.get("step") == step):
-        raise CharrnnError(f"checkpoint {path}: key 'record' is not the metrics line of its step")
-    return record
+    unknown = _unknown_key(arrays)
+    if unknown is not None:
+        raise CharrnnError(f"checkpoint {path}: unexpected key {unknown!r}")
+    for stored in FIELDS.values():
+        if stored is not None and stored.required and stored.key not in arrays:
+            raise CharrnnError(f"checkpoint {path} lacks the key {stored.key!r}")
+    found = {}
+    for name, stored in FIELDS.items():
+        if stored is not None and (stored.key in arrays or stored.key.endswith("/")):
+            found[name] = stored.read(arrays, found, path)
+    return Checkpoint(**found)
 
 
 def _checked_group(arrays, prefix, shapes, dtype, path):

@@ -159,8 +159,9 @@ class Batches:
 
     streams (N, S): stream k is ids[k*S:(k+1)*S]. A window at position p gives inputs
     streams[:, p:p+T] and targets shifted by one, both returned time-major (T, N). `position`
-    is the only state; when the next window would run past the end the streams wrap to 0 and
-    `wrapped` tells the caller to reset the carried hidden state.
+    is next()'s only state (at() takes it as an argument instead); when the next window would run
+    past the end the streams wrap to 0 and `wrapped` tells the caller to reset the carried
+    hidden state.
     """
 
     def __init__(self, ids, batch_size, seq_len, position=0):
@@ -176,14 +177,17 @@ class Batches:
         self.windows_per_epoch = windows_per_epoch(len(ids), batch_size, seq_len)
         self.position = position
 
-    def next(self):
-        """-> (x (T, N), y (T, N), wrapped): the next window and whether state must restart."""
+    def at(self, position):
+        """-> (x (T, N), y (T, N), wrapped, next position): the window at position, or at 0 when
+        it would run past the end (wrapped: the carried state must restart)."""
         T = self.seq_len
-        wrapped = self.position + T + 1 > self.streams.shape[1]
-        if wrapped:
-            self.position = 0
-        p = self.position
+        wrapped = position + T + 1 > self.streams.shape[1]
+        p = 0 if wrapped else position
         x = np.ascontiguousarray(self.streams[:, p:p + T].T)
         y = np.ascontiguousarray(self.streams[:, p + 1:p + T + 1].T)
-        self.position = p + T
+        return x, y, wrapped, p + T
+
+    def next(self):
+        """-> (x (T, N), y (T, N), wrapped): the window at `position`, which moves past it."""
+        x, y, wrapped, self.position = self.at(self.position)
         return x, y, wrapped

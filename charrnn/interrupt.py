@@ -5,13 +5,19 @@ cut in half (its in-place update would leave the weights half changed), and the 
 last.npz before it returns. Later signals are acknowledged and otherwise ignored until the loop
 is done, so a second Ctrl-C cannot break the save. Exit codes follow the shell: 128 + signal.
 
-When several processes train one model, each turns what it received into votes that the step's
-collective sums, so that all stop after the same step, whichever got the signal first.
+When several processes train one model, each turns what it received into a vote that the step's
+collective sums, so that all stop after the same step, whichever got the signal first: the time
+limit, which each process reads off its own clock, is agreed the same way.
 """
 import signal
 import threading
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+TIME_LIMIT = "time limit"
+# why a run may stop before a step, in a vote's order: the first that any process voted wins
+SIGNAL_NAMES = tuple(s.name for s in SIGNALS)
+REASONS = (TIME_LIMIT,) + SIGNAL_NAMES
+NO_VOTE = (0,) * len(REASONS)
 
 
 class StopRequests:
@@ -22,9 +28,10 @@ class StopRequests:
         self.signum = None
         self._previous = {}
 
-    def votes(self, out_of_time):
-        """This process's votes to stop before the next step: whether its clock says the time
-        limit has passed, then, for each of SIGNALS, whether it is the first signal it got."""
+    def vote(self, out_of_time):
+        """This process's vote to stop before the next step, a count for each of REASONS:
+        whether its clock says the time limit has passed, then whether each signal is the first
+        it got."""
         return [int(out_of_time)] + [int(self.signum == s) for s in SIGNALS]
 
     def _handle(self, signum, frame):
@@ -50,9 +57,7 @@ class StopRequests:
         return False
 
 
-def voted_signal(votes):
-    """The first of SIGNALS that some process voted with (votes as StopRequests.votes gives
-    them, summed over the processes), else None."""
-    if votes is None:
-        return None
-    return next((s for s, n in zip(SIGNALS, votes[1:]) if n), None)
+def agreed(votes):
+    """Why the run stops, from votes (StopRequests.vote's counts summed over the processes): the
+    first of REASONS that some process voted for, else None."""
+    return next((reason for reason, n in zip(REASONS, votes) if n), None)

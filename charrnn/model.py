@@ -4,7 +4,7 @@ Parameters are one flat dict whose names double as checkpoint keys: `l{i}.{name}
 cell parameters (see cells/) and `Wy` (H, V), `by` (V,) for the output layer. Shape letters:
 T time, N batch, H hidden, V vocabulary. Logits y_t = h_t Wy + by on the last layer's output.
 Dropout (inverted, rate `dropout`) is applied to each layer's output, i.e. between layers and
-before the output layer, only when a dropout generator is passed (training).
+before the output layer, only when the masks of dropout_masks are passed (training).
 
 Two stacks: "plain" (above), and "residual" (residual.py: an embedding, pre-norm residual blocks
 around each cell with an optional MLP, a final norm), chosen by ModelSpec.stack; the output layer
@@ -68,7 +68,7 @@ class WindowCache(NamedTuple):
     dtop: np.ndarray  # (T*N, H): d(mean loss)/d(the last layer's output, after dropout)
     output_grads: dict  # {"Wy": (H, V), "by": (V,)}: the output layer's, taken in forward
     layers: object  # each layer's cell cache (plain), or residual.StackCache
-    masks: list  # each layer's dropout mask (T, N, H), or None (residual: None)
+    masks: list  # each layer's dropout mask (T, N, H) or None (residual: None, its cache has them)
     shape: tuple  # (T, N)
 
 
@@ -114,26 +114,38 @@ def zero_state(spec, N):
     return [tuple(np.zeros(shape, dtype=spec.dtype) for _ in names) for _ in range(spec.layers)]
 
 
-def _layers_forward(params, spec, x, state, dropout_rng, part=None):
-    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks; part as in
-    forward."""
+def dropout_masks(spec, T, N, rng):
+    """The inverted-dropout masks of a training window of N streams, drawn from rng: one (T, N, H)
+    array of 0 and 1 / (1 - dropout) per place the stack applies dropout, in the order it applies
+    them (each layer's output; residual.dropout_places), or None when spec has no dropout.
+
+    The one place masks are drawn: a data-parallel run draws the whole batch's and gives each
+    process its rows, so the random numbers do not depend on how the batch is shared out."""
+    if spec.dropout <= 0:
+        return None
+    keep, dtype = 1.0 - spec.dropout, np.dtype(spec.dtype)
+    places = residual.dropout_places(spec) if spec.stack == "residual" else spec.layers
+    masks = []
+    for _ in range(places):
+        mask = rng.random((T, N, spec.hidden_size), dtype=dtype) < keep
+        masks.append(mask.astype(dtype) * dtype.type(1.0 / keep))
+    return masks
+
+
+def _layers_forward(params, spec, x, state, masks=None):
+    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks; masks as
+    dropout_masks gives them (None: no dropout)."""
     if spec.stack == "residual":
-        top, new_state, cache = residual.forward(params, spec, x, state, dropout_rng, part)
+        top, new_state, cache = residual.forward(params, spec, x, state, masks)
         return top, new_state, cache, None
     cell, inp = spec.cell_module, x
-    caches, masks, new_state = [], [], []
+    masks = masks or [None] * spec.layers
+    caches, new_state = [], []
     for layer in range(spec.layers):
         hs, final, cache = cell.forward(layer_params(params, layer), inp, state[layer])
-        mask = None
-        if dropout_rng is not None and spec.dropout > 0:
-            keep = 1.0 - spec.dropout
-            T, N, H = hs.shape
-            rows, N_all = part or (slice(None), N)
-            mask = dropout_rng.random((T, N_all, H), dtype=hs.dtype)[:, rows] < keep
-            mask = mask.astype(hs.dtype) * hs.dtype.type(1.0 / keep)
-            hs = hs * mask
+        if masks[layer] is not None:
+            hs = hs * masks[layer]
         caches.append(cache)
-        masks.append(mask)
         new_state.append(final)
         inp = hs
     return inp, new_state, caches, masks
@@ -199,23 +211,22 @@ def output_forward_backward(params, top2, targets, M):
     return nll, dtop, {"Wy": dWy, "by": dby}
 
 
-def forward(params, spec, x, y, state, dropout_rng=None, part=None):
+def forward(params, spec, x, y, state, masks=None, mean_over=None):
     """Loss of a window and what backward needs.
 
     x, y (T, N) ids (y is x shifted by one); state from zero_state or a previous window.
-    Returns (loss in nats/char, new state, cache). Passing dropout_rng turns dropout on.
-    The output layer's gradients are taken here, chunk by chunk, and kept in the cache instead
-    of the (T*N, V) logits' (output_forward_backward).
+    Returns (loss in nats/char, new state, cache). masks: the window's dropout masks
+    (dropout_masks; None for none). The output layer's gradients are taken here, chunk by
+    chunk, and kept in the cache instead of the (T*N, V) logits' (output_forward_backward).
 
-    part (rows, N_all): x, y and state hold only these rows of a batch of N_all streams (one
-    process's share in data-parallel training). The loss and gradients are then this part's
-    share of the whole batch's mean, its sum over T*N_all characters, so the parts add up to
-    the batch's; each dropout mask is drawn for all N_all rows and cut to these, so the random
-    numbers do not depend on how the batch is shared out.
+    mean_over: the number of characters the loss is the mean over, T*N when None. Rows of a
+    larger batch (one process's share in data-parallel training) pass the batch's count: the
+    loss and gradients are then these rows' share of the batch's mean, and the shares add up
+    to it.
     """
-    top, new_state, caches, masks = _layers_forward(params, spec, x, state, dropout_rng, part)
+    top, new_state, caches, masks = _layers_forward(params, spec, x, state, masks)
     T, N, H = top.shape
-    M = T * (part[1] if part else N)  # the characters the mean is over
+    M = mean_over or T * N
     nll, dtop, output_grads = output_forward_backward(params, top.reshape(T * N, H),
                                                       y.reshape(-1), M)
     cache = WindowCache(dtop, output_grads, caches, masks, (T, N))

@@ -106,26 +106,28 @@ def _affine(x, W, b):
     return out
 
 
-def _dropout(a, rate, rng, T, part):
-    """a (T*N, H) with inverted dropout applied -> (a * mask, mask), or (a, None) without.
-    With part (rows, N_all) the mask is drawn for all N_all rows and cut to these, as
-    model.forward's is, so the random numbers do not depend on how a batch is shared out."""
-    if rng is None or rate <= 0:
+def dropout_places(spec):
+    """How many dropout masks a window takes (model.dropout_masks): each block's cell output,
+    then its MLP's output when it has one."""
+    return spec.layers * (2 if spec.mlp else 1)
+
+
+def _dropped(a, mask):
+    """a (T*N, H) times its dropout mask (T, N, H) -> (a * mask, mask as (T*N, H)), or (a, None)
+    without one."""
+    if mask is None:
         return a, None
-    keep = 1.0 - rate
-    N, H = len(a) // T, a.shape[1]
-    rows, N_all = part or (slice(None), N)
-    mask = rng.random((T, N_all, H), dtype=a.dtype)[:, rows].reshape(T * N, H) < keep
-    mask = mask.astype(a.dtype) * a.dtype.type(1.0 / keep)
+    mask = mask.reshape(a.shape)
     return a * mask, mask
 
 
-def forward(params, spec, ids, state, dropout_rng, part=None):
+def forward(params, spec, ids, state, masks=None):
     """ids (T, N) -> top (T, N, H) (the final norm's output), the new state, a StackCache;
-    part (rows, N_all) as in model.forward."""
+    masks as model.dropout_masks gives them (None: no dropout)."""
     T, N = ids.shape
     H = spec.hidden_size
     cell = spec.cell_module
+    masks = iter(masks or [None] * dropout_places(spec))
     x = np.take(params["embed"], ids.reshape(-1), axis=0)  # (T*N, H)
     caches, new_state = [], []
     for k in range(spec.layers):
@@ -133,16 +135,15 @@ def forward(params, spec, ids, state, dropout_rng, part=None):
         hs, final, ccache = cell.forward(_cell_params(params, spec, k), u.reshape(T, N, H),
                                          state[k])
         hs = hs.reshape(T * N, -1)
-        out, mask = _dropout(_affine(hs, params[f"l{k}.Wo"], params[f"l{k}.bo"]), spec.dropout,
-                             dropout_rng, T, part)
+        out, mask = _dropped(_affine(hs, params[f"l{k}.Wo"], params[f"l{k}.bo"]), next(masks))
         x = x + out
         mlp = None
         if spec.mlp:
             v, mnorm = layers.rms_norm(x, params[f"l{k}.mlp_norm"])
             a1 = _affine(v, params[f"l{k}.W1"], params[f"l{k}.b1"])
             m, t = layers.gelu(a1)
-            out, mmask = _dropout(_affine(m, params[f"l{k}.W2"], params[f"l{k}.b2"]),
-                                  spec.dropout, dropout_rng, T, part)
+            out, mmask = _dropped(_affine(m, params[f"l{k}.W2"], params[f"l{k}.b2"]),
+                                  next(masks))
             x = x + out
             mlp = MlpCache(mnorm, v, a1, t, m, mmask)
         caches.append(LayerCache(norm, ccache, hs, mask, mlp))

@@ -1,5 +1,6 @@
-"""The one owner of a run directory RUN/: its file names, the atomic writer every saved file goes
-through, the lock that keeps one training per folder, and the metrics log.
+"""The one owner of a run directory RUN/: its file names, the lock that keeps one training per
+folder, the metrics log and the pruning of periodic checkpoints (each file written whole through
+atomic.py; a training run's writes come through writer.py).
 
 RUN/ holds config.yaml (the resolved config), metrics.jsonl (one JSON line per evaluation),
 last.npz, best.npz, the periodic step-NNNNNN.npz that `keep_last` prunes, and .lock.

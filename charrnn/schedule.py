@@ -4,7 +4,8 @@ an annealing schedule short.
 
 `steps: auto` is fitted twice in a fresh run: by a probe (a throwaway copy of the run) before
 it starts, then, where the schedule allows it, again at the first evaluation from the pace of
-the steps so far. Nothing here trains or writes: the training loop asks a Pacer after each step.
+the steps so far. Nothing here writes: the training loop asks a Pacer, the one owner of the
+run's length and its time limit, for each step's learning rate and whether time is up.
 """
 import dataclasses
 import time
@@ -46,32 +47,32 @@ AUTO_TIMED_STEPS = 50
 AUTO_SPARE = 0.02  # share of the time limit left unplanned, for the closing save and noise
 
 
-def fit_steps(cfg, probe, wall_start, echo):
-    """cfg with `steps: auto` replaced by the number of steps that fits its time limit, and the
-    seconds an evaluation took.
+def fit_steps(cfg, probe, wall_start):
+    """-> (cfg with `steps: auto` replaced by the number of steps that fits its time limit, the
+    seconds an evaluation took, the log line that says so).
 
-    probe: a throwaway training.Run of the same model, data and seed (so the real run is the run
+    probe: a throwaway run.Run of the same model, data and seed (so the real run is the run
     that the resolved config reproduces). It times AUTO_TIMED_STEPS steps after a warm-up, and
     one evaluation with its checkpoint save and sample. The steps then fill what is left of the
     limit with an evaluation every eval_every steps and a closing one.
     """
     for _ in range(AUTO_WARMUP_STEPS):
-        probe.train_step()
+        probe.train_step(lr_for(probe.cfg, probe.state.step))
     t0 = time.perf_counter()
     for _ in range(AUTO_TIMED_STEPS):
-        probe.train_step()
+        probe.train_step(lr_for(probe.cfg, probe.state.step))
     step_time = (time.perf_counter() - t0) / AUTO_TIMED_STEPS
     t0 = time.perf_counter()
     probe.validation_loss()
-    checkpoint.to_bytes(probe.checkpoint())
+    checkpoint.to_bytes(probe.checkpoint(probe.cfg))
     if cfg.sample_length:
         probe.sample_text()
     eval_time = time.perf_counter() - t0
     left = cfg.time_limit * (1 - AUTO_SPARE) - (time.perf_counter() - wall_start) - eval_time
     steps = max(1, int(left / (step_time + eval_time / cfg.eval_every)))
-    echo(f"steps: auto -> {steps:,} (a step took {step_time * 1e3:,.1f} ms and an evaluation "
-         f"{eval_time:,.2f} s here; {cfg.time_limit:g} s time limit)")
-    return dataclasses.replace(cfg, steps=steps), eval_time
+    line = (f"steps: auto -> {steps:,} (a step took {step_time * 1e3:,.1f} ms and an evaluation "
+            f"{eval_time:,.2f} s here; {cfg.time_limit:g} s time limit)")
+    return dataclasses.replace(cfg, steps=steps), eval_time, line
 
 
 def refit_steps(cfg, step, train_seconds, eval_time, wall):
@@ -94,17 +95,19 @@ def refit_steps(cfg, step, train_seconds, eval_time, wall):
 
 
 class Pacer:
-    """The clock of one invocation of a run: whether its time limit has passed, the note on an
-    annealing schedule the limit will cut, and the second fit of `steps: auto`.
+    """The schedule and the clock of one invocation of a run: its config `cfg`, whose `steps` it
+    alone may change (the second fit of `steps: auto`), each step's learning rate, whether the
+    time limit has passed, and the note on an annealing schedule the limit will cut.
 
     start_step: the run's step when this invocation began; wall_start: perf_counter() when the
     time limit began; eval_time: the probe's evaluation time when `steps: auto` was fitted by
     fit_steps in this invocation (then the run is fitted again at its first evaluation), else
-    None. agree(cfg): the config every process of a group takes from the second fit (the first
-    process's), when several train one model.
+    None. agree(cfg): the config every process takes from the second fit (the first process's),
+    when several train one model.
     """
 
     def __init__(self, cfg, start_step, wall_start, eval_time=None, agree=lambda cfg: cfg):
+        self.cfg = cfg
         self.start_step, self.wall_start, self.eval_time = start_step, wall_start, eval_time
         self.agree = agree
         # the pace of the steps is timed from here: the time limit began earlier (at wall_start)
@@ -112,38 +115,48 @@ class Pacer:
         self.steps_began = self.wall()
         # no notice for steps fitted by this invocation's probe: they were measured to fit the
         # limit (and are refitted at the first evaluation); the first 50 steps, with their
-        # warm-up, are a rougher measure that once told short fitted runs they would be cut
+        # warm-up, are too rough a measure to tell a short fitted run it will be cut
         self.notice_at = (start_step + NOTICE_AFTER_STEPS
                           if cfg.time_limit is not None and cfg.lr_schedule in ANNEALING
                           and eval_time is None else None)
         self.refit_at = (cfg.eval_every if eval_time is not None and cfg.eval_every < cfg.steps
                          else None)
 
+    @property
+    def steps(self):
+        """The run's length: the step it ends at."""
+        return self.cfg.steps
+
+    def lr(self, step):
+        """The learning rate of update number step (0-based)."""
+        return lr_for(self.cfg, step)
+
     def wall(self):
         return time.perf_counter() - self.wall_start
 
-    def out_of_time(self, cfg, step):
+    def out_of_time(self, step):
         """Whether the time limit has passed, at `step`. Never before this invocation's first
         step: a run ends with at least one step trained and saved, however short its limit
         (a run that stopped at once would report success with nothing to show)."""
-        return (cfg.time_limit is not None and step > self.start_step
-                and self.wall() >= cfg.time_limit)
+        return (self.cfg.time_limit is not None and step > self.start_step
+                and self.wall() >= self.cfg.time_limit)
 
-    def after_step(self, cfg, step, train_seconds):
-        """-> (cfg, or its refitted copy, log lines) after `step` steps that trained for
-        train_seconds in all (evaluations excluded)."""
-        lines = []
+    def after_step(self, step, train_seconds):
+        """-> (log lines, the new config or None) after `step` steps that trained for
+        train_seconds in all (evaluations excluded); a new config (`steps` fitted again) is
+        this pacer's from now on."""
+        lines, refitted = [], None
         if step == self.notice_at:
             wall = self.wall()
-            line = time_limit_notice(cfg, self.start_step, step, wall - self.steps_began,
-                                     cfg.time_limit - wall)
+            line = time_limit_notice(self.cfg, self.start_step, step, wall - self.steps_began,
+                                     self.cfg.time_limit - wall)
             if line:
                 lines.append(line)
         if step == self.refit_at:
-            refitted = self.agree(refit_steps(cfg, step, train_seconds, self.eval_time,
-                                              self.wall()))
-            if refitted.steps != cfg.steps:
-                lines.append(f"steps: auto -> {refitted.steps:,} at step {step:,} (a step took "
+            fitted = self.agree(refit_steps(self.cfg, step, train_seconds, self.eval_time,
+                                            self.wall()))
+            if fitted.steps != self.cfg.steps:
+                lines.append(f"steps: auto -> {fitted.steps:,} at step {step:,} (a step took "
                              f"{train_seconds / step * 1e3:,.1f} ms so far)")
-                cfg = refitted
-        return cfg, lines
+                self.cfg = refitted = fitted
+        return lines, refitted

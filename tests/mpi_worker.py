@@ -39,7 +39,7 @@ def fail(kwargs):
     real = training.Run.train_step
 
     def fails_on_rank_1(self, *votes):
-        if self.group.rank == 1 and self.step == 3:
+        if self.group.rank == 1 and self.state.step == 3:
             raise RuntimeError("a fault only rank 1 meets")
         return real(self, *votes)
     training.Run.train_step = fails_on_rank_1

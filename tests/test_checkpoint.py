@@ -108,3 +108,23 @@ def test_bad_checkpoint_in_a_run_directory_changes_nothing(corpus, saved_run, tm
 def test_missing_checkpoint_or_a_directory(saved_run):
     assert_one_line_error(run("sample", "--ckpt", saved_run / "nope.npz"), "does not exist")
     assert run("sample", "--ckpt", saved_run).exit_code == 2  # click.Path(dir_okay=False)
+
+
+def test_a_checkpoint_without_the_later_keys_loads_and_resumes(corpus, saved_run, tmp_path):
+    """Keys added to the format over time are optional: a checkpoint holding only the first
+    ones (config, vocabulary, weights, step) loads with every other field at its default, and
+    a run continues from it."""
+    from charrnn import checkpoint
+    a = _arrays(saved_run / "last.npz")
+    old = {k: v for k, v in a.items()
+           if k in ("format_version", "config", "vocab", "step") or k.startswith("param/")}
+    out = tmp_path / "run"
+    out.mkdir()
+    _write(out / "last.npz", old)
+    ck = checkpoint.load(out / "last.npz")
+    assert (ck.optim_state, ck.carried_state, ck.rng, ck.record, ck.loss_count) == ({}, [], None,
+                                                                                   None, 0)
+    assert ck.step == int(a["step"]) and ck.best_val == float("inf")
+    resumed = run("train", corpus, "--resume", out / "last.npz", "--steps", int(a["step"]) + 5)
+    assert resumed.exit_code == 0, resumed.output
+    assert checkpoint.load(out / "last.npz").step == int(a["step"]) + 5

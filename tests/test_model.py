@@ -22,10 +22,10 @@ def _random_params(spec, rng):
 
 def _assert_backward_matches_finite_differences(params, spec, x, y, state):
     """Every parameter's and every layer's initial-state gradient from model.backward against
-    centred differences of the loss, with the same dropout masks on every call (a fresh
-    generator with a fixed seed; no generator when the spec has no dropout)."""
+    centred differences of the loss, with the same dropout masks on every call (drawn from a
+    fresh generator with a fixed seed; none when the spec has no dropout)."""
     def drop():
-        return np.random.default_rng(7) if spec.dropout else None
+        return model.dropout_masks(spec, *x.shape, np.random.default_rng(7))
 
     def loss():
         return model.forward(params, spec, x, y, state, drop())[0]
@@ -105,7 +105,8 @@ def test_float32_stays_float32(name):
     rng = np.random.default_rng(3)
     params = model.init_params(spec, rng)
     x = rng.integers(0, V, size=(T, N)).astype(np.uint8)
-    _, state, cache = model.forward(params, spec, x, x, model.zero_state(spec, N), rng)
+    _, state, cache = model.forward(params, spec, x, x, model.zero_state(spec, N),
+                                    model.dropout_masks(spec, T, N, rng))
     grads, _ = model.backward(params, spec, cache)
     assert all(g.dtype == np.float32 for g in grads.values())
     assert all(s.dtype == np.float32 for layer in state for s in layer)

@@ -22,7 +22,7 @@ def _setup(cell, dtype, dropout):
 
 
 def _step(spec, params, x, y, state):
-    drop = np.random.default_rng(7) if spec.dropout else None  # the same masks every call
+    drop = model.dropout_masks(spec, T, N, np.random.default_rng(7))  # the same every call
     loss, new_state, cache = model.forward(params, spec, x, y, state, drop)
     grads, dstate0 = model.backward(params, spec, cache)
     nats, _ = model.window_nll(params, spec, x, y, state)
@@ -87,7 +87,8 @@ def test_backward_leaves_the_cache_as_it_was():
     """forward keeps the output layer's gradients in the cache; backward returns copies, and
     scales the top layer's dropout on its own copy of dtop: two calls, the same gradients."""
     spec, params, x, y, state = _setup("rnn", "float64", 0.3)
-    _, _, cache = model.forward(params, spec, x, y, state, np.random.default_rng(7))
+    _, _, cache = model.forward(params, spec, x, y, state,
+                                model.dropout_masks(spec, T, N, np.random.default_rng(7)))
     first, _ = model.backward(params, spec, cache)
     for g in first.values():
         g *= 0.5  # as clipping does
@@ -121,18 +122,19 @@ def test_window_nll_is_the_forward_loss(cell):
 
 
 def test_parts_in_chunks_add_up_to_the_batch(monkeypatch):
-    """Data-parallel parts (forward's part) chunked: each part's loss and output gradients are
-    its share of the whole batch's mean, so two halves add up to the batch in one chunk."""
+    """Data-parallel parts (rows of the batch with forward's mean_over) chunked: each part's loss
+    and output gradients are its share of the whole batch's mean, so two halves add up to the
+    batch in one chunk."""
     spec, params, x, y, state = _setup("gru", "float64", 0.3)
-    drop = np.random.default_rng(7)
-    whole_loss, _, whole = model.forward(params, spec, x, y, state, drop)
+    masks = model.dropout_masks(spec, T, N, np.random.default_rng(7))
+    whole_loss, _, whole = model.forward(params, spec, x, y, state, masks)
     whole_grads, _ = model.backward(params, spec, whole)
     monkeypatch.setattr(model, "OUTPUT_CHUNK_BYTES", 5 * V * 8)
     loss, grads = 0.0, {}
     for rows in (slice(0, N // 2), slice(N // 2, N)):
         part_state = [tuple(s[rows] for s in layer) for layer in state]
         part_loss, _, cache = model.forward(params, spec, x[:, rows], y[:, rows], part_state,
-                                            np.random.default_rng(7), part=(rows, N))
+                                            [m[:, rows] for m in masks], mean_over=T * N)
         loss += part_loss
         for k, g in model.backward(params, spec, cache)[0].items():
             grads[k] = grads.get(k, 0) + g

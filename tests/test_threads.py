@@ -23,7 +23,8 @@ def _train(cell, V, threads, steps=5, **stack):
     state = model.zero_state(spec, N)
     with runtime.use_threads(threads):
         for x in ids:
-            loss, state, cache = model.forward(params, spec, x[:-1], x[1:], state, drop)
+            loss, state, cache = model.forward(params, spec, x[:-1], x[1:], state,
+                                               model.dropout_masks(spec, T, N, drop))
             grads, _ = model.backward(params, spec, cache)
             optim.clip(grads, "norm", 5.0)
             optim.apply("adam", params, grads, opt, 5e-3)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from charrnn import checkpoint, config, corpus, optim, training
-from charrnn.evaluate import score
 from clihelp import QUICK, TEN_STEPS, TINY, assert_one_line_error, run, run_overwriting
 
 
@@ -36,18 +35,6 @@ def test_several_files_on_the_command_line(books, tmp_path):
                  "--out", tmp_path / "r", "--steps", 5, "--eval-every", 5, "--dry-run")
     assert result.exit_code == 0, result.output
     assert "2 files from" in result.stdout and "40,002 characters" in result.stdout
-
-
-def test_validation_scores_only_the_first_eval_chars(books, tmp_path):
-    c = corpus.open_corpus([books], cache_dir=tmp_path)
-    cfg = config.build(config.parse_yaml(open(TINY).read()), {"val_frac": 0.2, "eval_chars": 777})
-    r = training.Run(cfg, c)
-    assert len(r.val_ids) > 777
-    total, n = score(r.params, r.spec, r.val_ids[:777], cfg.batch_size, cfg.seq_len)
-    assert n == 776 and r.validation_loss() == pytest.approx(total / n)
-    r.cfg = config.build(config.to_dict(cfg), {"eval_chars": 0})  # 0: the whole split
-    total, n = score(r.params, r.spec, r.val_ids, cfg.batch_size, cfg.seq_len)
-    assert n == len(r.val_ids) - 1 and r.validation_loss() == pytest.approx(total / n)
 
 
 # ---- learning rate, time limit and early stopping -------------------------------------------

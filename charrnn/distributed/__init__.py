@@ -5,8 +5,9 @@ code path. Process-level like runtime.py: communication, never math.
 Data parallelism: every rank holds the whole model and optimizer state and takes a contiguous
 block of the batch's N streams (`rows`). A step's gradients, loss and stop votes are summed in
 one Allreduce of one flat buffer (`sum_step`), so every rank clips and updates identically.
-Rank 0 alone writes the run folder; what it does alone runs through `on_leader`, which tells
-every rank whether it succeeded, so a failure there ends every rank the same way.
+Rank 0 alone writes the run folder and the log, through an object that `leader_only` wraps; what
+it does alone runs through `on_leader`, which tells every rank whether it succeeded, so a
+failure there ends every rank the same way.
 
 How a job ends on a fault, with no rank left waiting at a collective:
 - an error every rank meets at the same point (a bad config, a failure of rank 0's save, a

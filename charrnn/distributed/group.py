@@ -69,6 +69,12 @@ class Group:
         point."""
         return fn()
 
+    def leader_only(self, make):
+        """An object whose method calls run on the leader alone, on make()'s object, each as
+        on_leader runs it (every rank returns its result, or raises when it raises). make is
+        called on the leader only: the other ranks hold an object that does nothing."""
+        return LeaderOnly(self, make() if self.leader else None)
+
     def everywhere(self, fn):
         """fn() on every rank; when it raises on any rank, every rank raises (rank 0 shows the
         first failing rank's error), so all stop at the same point."""
@@ -86,6 +92,18 @@ class Group:
     def together(self):
         """Context for the code every rank runs in step: see the module docstring."""
         yield
+
+
+class LeaderOnly:
+    """What Group.leader_only gives: obj's methods, called through group.on_leader."""
+
+    def __init__(self, group, obj):
+        self._group, self._obj = group, obj
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            return self._group.on_leader(lambda: getattr(self._obj, name)(*args, **kwargs))
+        return call
 
 
 ALONE = Group()

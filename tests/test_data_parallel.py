@@ -1,11 +1,11 @@
-"""A batch shared out in parts (data-parallel training, without MPI): the parts' losses and
-gradients add up to the whole batch's, their dropout masks are the whole batch's rows, and the
-parts of an evaluation add up to the whole score; a group of one changes nothing."""
+"""Data-parallel training without MPI: a batch shared out in parts (rows of the batch, the
+whole batch's dropout masks cut to them, the loss a share of the batch's mean) gives losses and
+gradients that add up to the whole batch's, and a group of one changes nothing (the blocks of
+an evaluation's streams are tests/test_evaluate.py's). tests/test_mpi.py runs the real thing."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
 
-from charrnn import data, distributed, evaluate, model
+from charrnn import data, distributed, model
 
 T, N, H, V = 6, 12, 8, 11
 
@@ -21,12 +21,16 @@ def _setup(cell, dropout, dtype="float64", **stack):
 
 
 def _window(spec, params, x, state, rows, seed):
-    """Loss, gradients and new state of rows of the batch, dropout drawn from seed."""
-    part = None if rows is None else (rows, N)
-    rows = rows or slice(None)
-    loss, new_state, cache = model.forward(
-        params, spec, x[:-1, rows], x[1:, rows], [tuple(s[rows] for s in layer) for layer in state],
-        np.random.default_rng(seed), part)
+    """Loss, gradients and new state of rows of the batch (None: all of it, as one process
+    trains it), the whole batch's dropout masks drawn from seed and cut to the rows."""
+    masks = model.dropout_masks(spec, T, N, np.random.default_rng(seed))
+    if rows is None:
+        loss, new_state, cache = model.forward(params, spec, x[:-1], x[1:], state, masks)
+    else:
+        loss, new_state, cache = model.forward(
+            params, spec, x[:-1, rows], x[1:, rows],
+            [tuple(s[rows] for s in layer) for layer in state], [m[:, rows] for m in masks],
+            mean_over=T * N)
     grads, _ = model.backward(params, spec, cache)
     return loss, grads, new_state
 
@@ -63,19 +67,6 @@ def test_a_part_of_all_rows_is_the_whole_batch_bit_for_bit():
         np.testing.assert_array_equal(part[1][name], whole[1][name])
 
 
-@settings(max_examples=40, deadline=None)
-@given(L=st.integers(2, 400), n_streams=st.integers(1, 9), seq_len=st.integers(1, 30),
-       K=st.integers(1, 6))
-def test_evaluation_parts_add_up_to_the_whole_score(L, n_streams, seq_len, K):
-    spec = model.ModelSpec("gru", V, H, 1, 0.0, "float64")
-    params = model.init_params(spec, np.random.default_rng(1))
-    ids = np.random.default_rng(L).integers(0, V, L)
-    total, n = evaluate.score(params, spec, ids, n_streams, seq_len)
-    parts = [evaluate.score(params, spec, ids, n_streams, seq_len, part=(k, K)) for k in range(K)]
-    assert all(m == n for _, m in parts)
-    assert sum(t for t, _ in parts) == pytest.approx(total, rel=1e-12)
-
-
 def test_blocks_cover_the_rows_once_in_order():
     for n in range(0, 20):
         for K in range(1, 7):
@@ -97,3 +88,14 @@ def test_a_group_of_one_is_the_identity():
     assert group.on_leader(lambda: 4) == 4 and group.everywhere(lambda: 5) == 5
     error = group.error("boom")
     assert isinstance(error, distributed.GroupError) and error.shown
+
+
+def test_a_leader_only_object_runs_on_the_one_process():
+    calls = []
+
+    class Writer:
+        def write(self, text):
+            calls.append(text)
+            return len(text)
+    writer = distributed.ALONE.leader_only(Writer)
+    assert writer.write("abc") == 3 and calls == ["abc"]
