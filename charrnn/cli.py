@@ -9,8 +9,8 @@ import sys
 
 import click
 
-from . import api, checkpoint, config as config_mod, corpus as corpus_mod, distributed, evaluate, \
-    report, rundir, runtime, sample as sample_mod, training, tune as tune_mod
+from . import api, checkpoint, config as config_mod, corpus as corpus_mod, data, distributed, \
+    evaluate, report, rundir, runtime, sample as sample_mod, training, tune as tune_mod
 from .cli_group import Group
 from .errors import CharrnnError
 from .loss import bits
@@ -155,20 +155,26 @@ def sample(ckpt, length, temperature, top_k, top_p, prime, prime_file, stop, num
               help=f"with --windows: how many windows  [default: {evaluate.NUM_WINDOWS:,}]")
 @click.option("--seed", type=click.IntRange(min=0), metavar="S",
               help="with --windows: which windows  [default: 0]")
-def eval_cmd(ckpt, textfile, as_json, windows, num_windows, seed):
+@click.option("--val", "val_only", is_flag=True,
+              help="score only TEXTFILE's validation split: its last val_frac (the "
+                   "checkpoint's), as training split it")
+def eval_cmd(ckpt, textfile, as_json, windows, num_windows, seed, val_only):
     """Loss of a checkpoint's model on TEXTFILE, from a zero state, the state carried (or, with
     --windows, the mean over random windows each scored from a zero state)."""
     if windows is None and (num_windows is not None or seed is not None):
         raise CharrnnError("--num-windows and --seed choose the windows of --windows; "
                            "give --windows W too")
     model = api.load(ckpt)
-    text = corpus_mod.load(textfile, vocab=model.vocab)
-    if len(text.ids) < 2:
-        raise CharrnnError(f"{textfile} is too short to score (it needs at least 2 characters)")
+    ids = corpus_mod.load(textfile, vocab=model.vocab).ids
+    if val_only:
+        ids = data.split(ids, model.config.val_frac)[1]
+    if len(ids) < 2:
+        what = f"{textfile}'s validation split" if val_only else textfile
+        raise CharrnnError(f"{what} is too short to score (it needs at least 2 characters)")
     if windows is None:
-        result = model.score(text.ids)
+        result = model.score(ids)
     else:
-        result = model.score(text.ids, windows=windows,
+        result = model.score(ids, windows=windows,
                              num_windows=num_windows or evaluate.NUM_WINDOWS, seed=seed or 0)
     if as_json:
         click.echo(json.dumps(result))

@@ -137,3 +137,19 @@ def test_window_options_without_windows_are_one_line(tiny_model, text_file):
     for flag in ("--seed", "--num-windows"):
         result = run("eval", "--ckpt", tiny_model, text_file, flag, 3)
         assert_one_line_error(result, "give --windows W too")
+
+
+def test_eval_val_scores_the_validation_split_training_read(tiny_model, text_file):
+    """--val: the last val_frac (the checkpoint's, 0.01 in tiny.yaml) of the file, under either
+    protocol."""
+    m = charrnn.load(tiny_model)
+    text = text_file.read_text(encoding="utf-8")
+    assert m.config.val_frac == 0.01
+    val = text[len(text) - int(len(text) * 0.01):]
+    for flags, expected in [((), m.score(val)),
+                            (("--windows", 16, "--num-windows", 9), m.score(val, windows=16,
+                                                                            num_windows=9))]:
+        result = run("eval", "--ckpt", tiny_model, text_file, "--val", "--json", *flags)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout) == expected
+    assert expected["chars"] == 9 * 16 and m.score(val)["chars"] == len(val) - 1
