@@ -8,7 +8,8 @@ from .errors import CharrnnError
 
 WINDOW = 256  # nanoGPT's shakespeare_char block_size
 NUM_WINDOWS = 200 * 64  # its eval_iters batches of batch_size windows
-WINDOWS_AT_ONCE = 64  # the batch N of each forward pass; the total does not depend on it
+ROWS_AT_ONCE = 64 * 256  # characters (T * N) of each forward pass; the total does not depend
+# on it, the memory does: nanoGPT's batch of 64 windows of 256, fewer windows when longer
 
 
 def score(params, spec, ids, n_streams=64, seq_len=100, part=(0, 1)):
@@ -69,13 +70,15 @@ def score_windows(params, spec, ids, window=WINDOW, num_windows=NUM_WINDOWS, see
     Returns (total_nats, chars_scored = num_windows * window); their ratio is nanoGPT's
     validation loss when ids is the validation split.
 
-    The windows run WINDOWS_AT_ONCE side by side: x, y (T, N) = (window, WINDOWS_AT_ONCE).
+    The windows run side by side, as many as fit ROWS_AT_ONCE characters (one at least):
+    x, y (T, N) = (window, ROWS_AT_ONCE // window).
     """
     starts = window_starts(len(ids), window, num_windows, seed)
     positions = np.arange(window)[:, None]  # (T, 1)
+    at_once = max(1, ROWS_AT_ONCE // window)
     total = 0.0
-    for i in range(0, num_windows, WINDOWS_AT_ONCE):
-        first = positions + starts[i:i + WINDOWS_AT_ONCE]  # (T, N) indices of the inputs
+    for i in range(0, num_windows, at_once):
+        first = positions + starts[i:i + at_once]  # (T, N) indices of the inputs
         nats, _ = model.window_nll(params, spec, ids[first], ids[first + 1],
                                    model.zero_state(spec, first.shape[1]))
         total += nats

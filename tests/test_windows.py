@@ -27,13 +27,14 @@ def _model(cell, stack):
     return spec, params
 
 
+@pytest.mark.parametrize("rows", [4 * 9 + 5, 5])
 @pytest.mark.parametrize("stack", sorted(STACKS))
 @pytest.mark.parametrize("cell", sorted(CELLS))
-def test_windows_equal_a_plain_loop_with_the_reference_model(monkeypatch, cell, stack):
+def test_windows_equal_a_plain_loop_with_the_reference_model(monkeypatch, cell, stack, rows):
     """Each window alone from a zero state, one after another, through the textbook model:
-    the same total, over batches of windows of which the last is short (WINDOWS_AT_ONCE 4 for
-    11 windows: 4, 4, 3)."""
-    monkeypatch.setattr(evaluate, "WINDOWS_AT_ONCE", 4)
+    the same total, over passes of 4 windows of 9 (the last pass short: 4, 4, 3) or, when
+    ROWS_AT_ONCE is shorter than a window, of one window each."""
+    monkeypatch.setattr(evaluate, "ROWS_AT_ONCE", rows)
     spec, params = _model(cell, stack)
     ids = np.random.default_rng(2).integers(0, V, size=60).astype(np.uint8)
     window, count, seed = 9, 11, 3
