@@ -132,6 +132,9 @@ def test_a_window_longer_than_the_text_is_one_line(tiny_model, text_file):
     assert_one_line_error(result, "3,000 characters, too few for one window of 3,000")
     with pytest.raises(CharrnnError, match="too few for one window"):
         charrnn.load(tiny_model).score("ROMEO:", windows=6)
+    for bad in (dict(windows=0), dict(windows=2, num_windows=0)):
+        with pytest.raises(CharrnnError, match="at least 1"):
+            charrnn.load(tiny_model).score("ROMEO:", **bad)
 
 
 def test_window_options_without_windows_are_one_line(tiny_model, text_file):
