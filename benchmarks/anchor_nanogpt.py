@@ -12,7 +12,7 @@ drawn N(0, 0.02) (the residual projections 0.02 / sqrt(2 x layers)), AdamW at 1e
 (0.9, 0.99) and weight decay 0.1 on the matrices only, gradients clipped at norm 1, 100 warm-up
 steps, then a cosine to 1e-4 at the last step. Its width is 384 (6 heads of 64), sized for a
 GPU: on two CPU cores a step of it takes seconds, so the anchor for a budget is the best of a
-few narrower widths (--width; heads of 64, or one head below 64), each run separately:
+few narrower widths (--width; width // 64 heads, at least one), each run separately:
 
     for w in 64 128 192 256; do python benchmarks/anchor_nanogpt.py --time 30m --width $w; done
 
@@ -94,7 +94,7 @@ def optimizer(net, lr, weight_decay):
                                "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     anchors.add_common_args(ap)
     ap.add_argument("--width", type=int, default=384, help="n_embd")
@@ -113,6 +113,11 @@ def main():
         ap.error(f"--width {args.width} is not a multiple of {heads} heads")
     if args.window > args.context:
         ap.error(f"--window {args.window} is longer than the model's --context {args.context}")
+    return args, heads
+
+
+def main():
+    args, heads = parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)

@@ -290,8 +290,8 @@ def main(argv=None):
     entries = {}
     for c in chosen:
         entries[c.name] = e = build(c, args.out)
-        print(f"{c.name:8} {e['bytes'] / MB:8.2f} MB {e['chars']:>12,} chars  vocab {e['vocab']:>6,}"
-              f"  sha256 {e['sha256']}", flush=True)
+        print(f"{c.name:8} {e['bytes'] / MB:8.2f} MB {e['chars']:>12,} chars  "
+              f"vocab {e['vocab']:>6,}  sha256 {e['sha256']}", flush=True)
     write_manifest(args.out, entries)
     print(f"wrote {len(entries)} corpora and manifest.json to {args.out}", file=sys.stderr)
     return 0
