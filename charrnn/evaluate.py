@@ -58,6 +58,8 @@ def window_starts(n, window, num_windows, seed):
     if window < 1 or num_windows < 1:
         raise CharrnnError(f"the window length and the number of windows must be at least 1, "
                            f"got {window} and {num_windows}")
+    if seed < 0:
+        raise CharrnnError(f"the windows' seed must be 0 or more, got {seed}")
     if n < window + 1:
         raise CharrnnError(f"the text has {n:,} characters, too few for one window of "
                            f"{window:,} and its next character; score it with a shorter window")

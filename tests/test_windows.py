@@ -135,6 +135,8 @@ def test_a_window_longer_than_the_text_is_one_line(tiny_model, text_file):
     for bad in (dict(windows=0), dict(windows=2, num_windows=0)):
         with pytest.raises(CharrnnError, match="at least 1"):
             charrnn.load(tiny_model).score("ROMEO:", **bad)
+    with pytest.raises(CharrnnError, match="seed must be 0 or more"):
+        charrnn.load(tiny_model).score("ROMEO:", windows=2, seed=-1)
 
 
 def test_window_options_without_windows_are_one_line(tiny_model, text_file):
