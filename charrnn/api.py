@@ -81,17 +81,30 @@ class Model:
         return "".join(self.stream(length, prime, temperature, top_k, top_p, stop, seed))
 
     @checked
-    def score(self, text: Text):
-        """The loss on text (a str, or an array of its ids) as `charrnn eval --json` gives it:
-        every character after the first given all before it, from a zero state. Returns
-        {"loss_nats", "bits_per_char", "perplexity", "chars"}."""
+    def score(self, text: Text, windows: Optional[int] = None,
+              num_windows: int = evaluate.NUM_WINDOWS, seed: int = 0):
+        """The loss on text (a str, or an array of its ids) as `charrnn eval --json` gives it.
+        Returns {"loss_nats", "bits_per_char", "perplexity", "chars"}.
+
+        By default every character after the first, given all before it, from a zero state.
+        windows=W: nanoGPT's protocol instead: the mean over num_windows random windows of W
+        characters (drawn with `seed`), each character predicted from a zero state and the
+        characters before it in its window; the result also holds "window", "num_windows" and
+        "seed".
+        """
         ids = self._ids(text)
-        total, n = evaluate.score(self.params, self.spec, ids, n_streams=1)
+        if windows is None:
+            total, n = evaluate.score(self.params, self.spec, ids, n_streams=1)
+            protocol = {}
+        else:
+            total, n = evaluate.score_windows(self.params, self.spec, ids, windows, num_windows,
+                                              seed)
+            protocol = {"window": windows, "num_windows": num_windows, "seed": seed}
         if n == 0:
             raise CharrnnError("the text is too short to score (it needs at least 2 characters)")
         nats = total / n
         return {"loss_nats": nats, "bits_per_char": bits(nats), "perplexity": float(np.exp(nats)),
-                "chars": n}
+                "chars": n, **protocol}
 
     @checked
     def trace(self, text: Text):

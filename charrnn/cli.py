@@ -9,8 +9,8 @@ import sys
 
 import click
 
-from . import api, checkpoint, config as config_mod, corpus as corpus_mod, distributed, \
-    report, rundir, runtime, sample as sample_mod, training, tune as tune_mod
+from . import api, checkpoint, config as config_mod, corpus as corpus_mod, data, distributed, \
+    evaluate, report, rundir, runtime, sample as sample_mod, training, tune as tune_mod
 from .cli_group import Group
 from .errors import CharrnnError
 from .loss import bits
@@ -148,19 +148,42 @@ def sample(ckpt, length, temperature, top_k, top_p, prime, prime_file, stop, num
 @click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="checkpoint (.npz)")
 @click.argument("textfile", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def eval_cmd(ckpt, textfile, as_json):
-    """Loss of a checkpoint's model on TEXTFILE, from a zero state, the state carried."""
+@click.option("--windows", type=click.IntRange(min=1), metavar="W",
+              help="nanoGPT's protocol: random windows of W characters, each from a zero state "
+                   "(W=256 is its shakespeare_char figure)")
+@click.option("--num-windows", type=click.IntRange(min=1), metavar="K",
+              help=f"with --windows: how many windows  [default: {evaluate.NUM_WINDOWS:,}]")
+@click.option("--seed", type=click.IntRange(min=0), metavar="S",
+              help="with --windows: which windows  [default: 0]")
+@click.option("--val", "val_only", is_flag=True,
+              help="score only TEXTFILE's validation split: its last val_frac (the "
+                   "checkpoint's), as training split it")
+def eval_cmd(ckpt, textfile, as_json, windows, num_windows, seed, val_only):
+    """Loss of a checkpoint's model on TEXTFILE, from a zero state, the state carried (or, with
+    --windows, the mean over random windows each scored from a zero state)."""
+    if windows is None and (num_windows is not None or seed is not None):
+        raise CharrnnError("--num-windows and --seed choose the windows of --windows; "
+                           "give --windows W too")
     model = api.load(ckpt)
-    text = corpus_mod.load(textfile, vocab=model.vocab)
-    if len(text.ids) < 2:
-        raise CharrnnError(f"{textfile} is too short to score (it needs at least 2 characters)")
-    result = model.score(text.ids)
+    ids = corpus_mod.load(textfile, vocab=model.vocab).ids
+    if val_only:
+        ids = data.split(ids, model.config.val_frac)[1]
+    if len(ids) < 2:
+        what = f"{textfile}'s validation split" if val_only else textfile
+        raise CharrnnError(f"{what} is too short to score (it needs at least 2 characters)")
+    if windows is None:
+        result = model.score(ids)
+    else:
+        result = model.score(ids, windows=windows,
+                             num_windows=num_windows or evaluate.NUM_WINDOWS, seed=seed or 0)
     if as_json:
         click.echo(json.dumps(result))
     else:
+        where = (f" in {result['num_windows']:,} random windows of {result['window']:,} "
+                 f"(seed {result['seed']}), each from a zero state" if windows else "")
         click.echo(f"{result['loss_nats']:.4f} nats/char, {result['bits_per_char']:.4f} "
                    f"bits/char, perplexity {result['perplexity']:.3f}, {result['chars']:,} "
-                   f"characters scored")
+                   f"characters scored{where}")
 
 
 @main.command(context_settings=CONTEXT)

@@ -1,9 +1,17 @@
-"""Scoring text: summed negative log-likelihood over every character, state carried."""
+"""Scoring text by its summed negative log-likelihood, under two protocols: score reads it as
+one stream with the state carried; score_windows reads random windows each from a zero state,
+as nanoGPT's estimate_loss does."""
 from typing import NamedTuple
 
 import numpy as np
 
 from . import model
+from .errors import CharrnnError
+
+WINDOW = 256  # nanoGPT's shakespeare_char block_size
+NUM_WINDOWS = 200 * 64  # its eval_iters batches of batch_size windows
+ROWS_AT_ONCE = 64 * 256  # characters (T * N) of each forward pass; the total does not depend
+# on it, the memory does: nanoGPT's batch of 64 windows of 256, fewer windows when longer
 
 
 class Streams(NamedTuple):
@@ -58,3 +66,40 @@ def score(params, spec, ids, n_streams=64, seq_len=100):
         return 0.0, 0
     streams = cut(ids, n_streams, seq_len)
     return score_streams(params, spec, streams.x, streams.y, seq_len, streams.rest), len(ids) - 1
+
+
+def window_starts(n, window, num_windows, seed):
+    """(num_windows,) first positions of random windows in n ids, drawn uniformly with
+    replacement from the n - window that leave room for the window's targets: the window at s
+    reads ids[s:s + window] and predicts ids[s + 1:s + window + 1]. The same seed gives the
+    same starts, so two models (or a model and a PyTorch anchor) are scored on the same text."""
+    if window < 1 or num_windows < 1:
+        raise CharrnnError(f"the window length and the number of windows must be at least 1, "
+                           f"got {window} and {num_windows}")
+    if seed < 0:
+        raise CharrnnError(f"the windows' seed must be 0 or more, got {seed}")
+    if n < window + 1:
+        raise CharrnnError(f"the text has {n:,} characters, too few for one window of "
+                           f"{window:,} and its next character; score it with a shorter window")
+    return np.random.default_rng(seed).integers(0, n - window, size=num_windows)
+
+
+def score_windows(params, spec, ids, window=WINDOW, num_windows=NUM_WINDOWS, seed=0):
+    """Total NLL (nats) of num_windows random windows of ids (window_starts), each window's
+    every position predicted from a zero state and the characters before it in the window.
+    Returns (total_nats, chars_scored = num_windows * window); their ratio is nanoGPT's
+    validation loss when ids is the validation split.
+
+    The windows run side by side, as many as fit ROWS_AT_ONCE characters (one at least):
+    x, y (T, N) = (window, ROWS_AT_ONCE // window).
+    """
+    starts = window_starts(len(ids), window, num_windows, seed)
+    positions = np.arange(window)[:, None]  # (T, 1)
+    at_once = max(1, ROWS_AT_ONCE // window)
+    total = 0.0
+    for i in range(0, num_windows, at_once):
+        first = positions + starts[i:i + at_once]  # (T, N) indices of the inputs
+        nats, _ = model.window_nll(params, spec, ids[first], ids[first + 1],
+                                   model.zero_state(spec, first.shape[1]))
+        total += nats
+    return total, num_windows * window
