@@ -1,5 +1,6 @@
 """Process-level settings for speed: the threads of a training step, the BLAS thread count, and
-the malloc setting. Used by the core's threaded loops and by the CLI; never a place for math.
+the malloc setting; and the memory the process may still take (available_memory, check_memory).
+Used by the core's threaded loops and by the CLI; never a place for math.
 
 ## Threads
 

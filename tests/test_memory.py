@@ -131,3 +131,10 @@ def test_most_likely_is_a_stable_sorts_first_k():
         p = rng.integers(0, 4, size=(6, n)).astype(float)  # many ties
         np.testing.assert_array_equal(most_likely(p, k),
                                       np.argsort(-p, axis=1, kind="stable")[:, :k])
+
+
+def test_eval_of_a_text_too_long_to_hold_is_refused(big, monkeypatch):
+    ckpt, text = big
+    monkeypatch.setattr(runtime, "available_memory", lambda: 1000)
+    failed = run("eval", "--ckpt", ckpt, text)
+    one_line_error(failed, "the 20,000 characters of", "needs about", "score a part of the text")
