@@ -44,7 +44,14 @@ def refused():
     made = _ip("netns", "add", probe, check=False)
     if made.returncode != 0:
         return f"ip netns add is refused here: {made.stderr.strip()}"
-    _ip("netns", "del", probe, check=False)
+    try:
+        link = f"crprobe{os.getpid() % 100000}"
+        veth = _ip("-n", probe, "link", "add", link, "type", "veth", "peer", "name", link + "p",
+                   check=False)
+        if veth.returncode != 0:
+            return f"a veth pair is refused here: {veth.stderr.strip()}"
+    finally:
+        _ip("netns", "del", probe, check=False)  # and its veth pair with it
     return None
 
 
