@@ -9,10 +9,12 @@ import sys
 
 import pytest
 
+from charrnn.atomic import is_temporary
 from clihelp import MPIEXEC, ROOT, TEN_STEPS, needs_mpi, run
 
-# each process records the files it opens for writing (an audit hook sees every open, Python's
-# and os.open's), so a test sees which rank wrote what
+# each process records the files it opens for writing and the names it renames files to (an
+# audit hook sees every open, Python's and os.open's, and every rename), so a test sees which
+# rank wrote what
 HOOKED = """
 import os, sys
 log = os.open(os.environ["WRITES_LOG"] + "." + os.environ.get("PMI_RANK", "alone"),
@@ -22,6 +24,8 @@ def hook(event, args):
             (isinstance(args[1], str) and args[1][:1] in "wax")
             or args[2] & (os.O_WRONLY | os.O_RDWR)):
         os.write(log, (os.path.abspath(args[0]) + "\\n").encode())
+    elif event in ("os.rename", "os.replace") and isinstance(args[1], str):
+        os.write(log, (os.path.abspath(args[1]) + "\\n").encode())
 sys.addaudithook(hook)
 sys.argv[0] = "charrnn"
 from charrnn.cli import main
@@ -52,8 +56,10 @@ def charrnn(tmp_path, args, launched):
         path = f"{log}.{rank}"
         lines = open(path).read().split() if os.path.exists(path) else []
         # the command's own files: not caches of libraries (matplotlib's font list)
-        written[rank] = sorted({os.path.relpath(p, tmp_path) for p in lines
-                                if p.startswith(str(tmp_path) + os.sep)})
+        # write_atomic's temporary files have names of their own each time
+        written[rank] = sorted({"(a temporary file)" if is_temporary(os.path.basename(p))
+                                else os.path.relpath(p, tmp_path)
+                                for p in lines if p.startswith(str(tmp_path) + os.sep)})
     return result, written
 
 

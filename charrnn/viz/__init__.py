@@ -16,7 +16,7 @@ from importlib import resources
 
 import numpy as np
 
-from .. import model as model_mod, runtime
+from .. import atomic, model as model_mod, runtime
 from ..api import Model
 from ..arguments import PathLike, checked
 from ..errors import CharrnnError
@@ -146,6 +146,5 @@ def write_page(model: Model, text: str, path: PathLike, chars: int = 3000, live:
     bytes. Characters outside the model's vocabulary, an empty text or weights over LIVE_LIMIT
     with live raise CharrnnError."""
     data = render_page(model, text, chars, live).encode("utf-8")
-    with open(path, "wb") as f:
-        f.write(data)
+    atomic.write_atomic(path, lambda f: f.write(data))  # whole or not at all, as every file
     return len(data)
