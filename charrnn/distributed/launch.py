@@ -45,7 +45,7 @@ def single_process(refusal=None):
     several processes: the work is done once, by rank 0. Returns whether this process does it:
     True without a launcher and on rank 0; False on any other rank, which then ends at once,
     quietly, with exit code 0 (MPICH's mpiexec ORs the ranks' exit codes and Open MPI's reports
-    the first that is not 0, so the job's code is rank 0's and its output is one process's).
+    one that is not 0, so the job's code is rank 0's and its output is one process's).
 
     refusal: a command that cannot run as one process of several (the sweeps, which have their
     own way to use several machines) raises GroupError(refusal) on every rank instead, rank 0
