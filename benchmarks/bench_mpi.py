@@ -6,6 +6,8 @@ Allreduce's share of a step, and a model of more ranks.
     python benchmarks/bench_mpi.py speed --base /tmp/main   # and today's threads from a checkout
     python benchmarks/bench_mpi.py share            # the Allreduce's share of a P=2 step
     python benchmarks/bench_mpi.py model            # predicted steps at P = 1..16
+    python benchmarks/bench_mpi.py link             # Allreduce between two hosts (as root)
+    python benchmarks/bench_mpi.py model --bandwidth B --latency A   # with link's figures
     python benchmarks/bench_mpi.py all --busy       # everything, as markdown (RESULTS.md)
     python benchmarks/bench_mpi.py all --small --steps 5 --rounds 1   # a check that it runs
 
@@ -33,6 +35,11 @@ the gradients (4 or 8 bytes per parameter). On one machine, t_allreduce(P) scale
 measured alone at P = 2 by 2 (P - 1) / P, the bytes a ring or reduce-scatter moves per rank; on
 several machines, one rank each, it is 2 (P - 1) / P * bytes / B + 2 (P - 1) * a for a network of
 --bandwidth B bytes/s and --latency a s (defaults: 10 Gbit/s and 30 us, an ordinary Ethernet).
+`link` measures B and a for real: the Allreduce of two ranks on two "hosts", network namespaces
+joined by a veth pair (tests/twohosts.py; needs root), at sizes from 8 bytes to the models'
+gradients, fitted as t = 2 a + bytes / B (the P = 2 case of the formula: a from 8 bytes, B from
+the gradients' sizes); a veth pair is a
+kernel's copy, so it is an upper bound for a real wire's B and a lower bound for its a.
 Assumptions, for a bigger machine to check: every rank has a core of its own at this core's
 speed; memory bandwidth and caches are not shared out (they are, so t_rows is a lower bound at
 large P); the Allreduce's bandwidth term dominates its latency at these sizes (1-4 MB); the
@@ -251,9 +258,69 @@ def predict(args, shares):
                       f"{net * 1e3:.1f}, {chars / net:,.0f}, {base / net:.1f}x |")
 
 
+LINK_SIZES = [8, 2**16, 790_000, 2_630_000, 3_490_000]  # bytes: tiny, and the 3 gradients
+
+
+def link_worker(args):
+    """Under mpiexec on two hosts: each size's Allreduce, median of 30 after a barrier each."""
+    from mpi4py import MPI
+    comm, found = MPI.COMM_WORLD, {}
+    for size in LINK_SIZES:
+        buf = np.ones(size // 4, dtype=np.float32)
+        times = []
+        for _ in range(33):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+            times.append(time.perf_counter() - t0)
+        found[size] = statistics.median(times[3:])
+    if comm.rank == 0:
+        with open(args.report, "w", encoding="utf-8") as f:
+            json.dump(found, f)
+
+
+def link(args):
+    """The Allreduce between two hosts -> (bandwidth bytes/s, latency s), fitted."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import twohosts
+    why = twohosts.refused()
+    if why:
+        sys.exit(f"link: {why}")
+    with tempfile.TemporaryDirectory() as tmp:
+        hosts = twohosts.Hosts(tmp)
+        try:
+            report = os.path.join(tmp, "link.json")
+            worker = [sys.executable, os.path.abspath(__file__), "link-worker", "--report",
+                      report]
+            subprocess.run(hosts.mpiexec(mpiexec(), [worker, worker]), check=True,
+                           capture_output=True, text=True, env=twohosts.env(ROOT, 60))
+            with open(report, encoding="utf-8") as f:
+                found = {int(k): v for k, v in json.load(f).items()}
+        finally:
+            hosts.close()
+    # a from the smallest message (two of them, one each way); B from the gradients' sizes, a
+    # least-squares line through 2 a
+    latency = found[LINK_SIZES[0]] / 2
+    sizes = np.array(LINK_SIZES[2:], dtype=np.float64)
+    wire = np.array([found[s] for s in LINK_SIZES[2:]]) - 2 * latency
+    bandwidth = float(sizes @ sizes / (sizes @ wire))
+    print("\n### The Allreduce of 2 ranks on 2 hosts (network namespaces on a veth pair, TCP), "
+          "median of 30")
+    print("| bytes | ms | fitted 2 a + bytes / B, ms |")
+    print("|---|---|---|")
+    for size in sorted(found):
+        print(f"| {size:,} | {found[size] * 1e3:.3f} | "
+              f"{(2 * latency + size / bandwidth) * 1e3:.3f} |")
+    print(f"\nfitted: B = {bandwidth * 8 / 1e9:.2f} Gbit/s ({bandwidth / 1e6:,.0f} MB/s), "
+          f"a = {latency * 1e6:.0f} us; the scaling model with them: bench_mpi.py model "
+          f"--bandwidth {bandwidth:.4g} --latency {latency:.3g}")
+    return bandwidth, latency
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["speed", "share", "model", "all", "share-worker"])
+    ap.add_argument("what", choices=["speed", "share", "model", "all", "link", "share-worker",
+                                         "link-worker"])
     ap.add_argument("--steps", type=int, default=100, help="steps per timed run")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (speed)")
     ap.add_argument("--repeats", type=int, default=5, help="timings per figure (model)")
@@ -267,12 +334,16 @@ def main():
     args = ap.parse_args()
     if args.what == "share-worker":
         return share_worker(args)
+    if args.what == "link-worker":
+        return link_worker(args)
     if mpiexec() is None:
         sys.exit("needs mpiexec: pip install 'charrnn[mpi]'")
     print(f"# bench_mpi {' '.join(sys.argv[1:])}: {os.cpu_count()} CPUs, load "
           f"{open('/proc/loadavg').read().split()[0]}, {blas.describe()}"
           + ("; --small: every model at H 32, batch 16, window 20, whatever its name" if
              args.small else ""))
+    if args.what == "link":
+        return link(args)
     if args.what in ("speed", "all"):
         speed(args)
     shares = share(args) if args.what in ("share", "all") else None

@@ -8,7 +8,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from . import checkpoint, corpus as corpus_mod, data, distributed, evaluate, \
-    model as model_mod, resume as resume_mod, rundir, sample as sample_mod, training
+    model as model_mod, resume as resume_mod, rundir, runtime, sample as sample_mod, training
 from .arguments import PathLike, checked
 from .config import TrainConfig
 from .errors import CharrnnError
@@ -27,13 +27,16 @@ class Trace:
     layers[k]: layer k's activations by name, each (L, H) (H the cells' width): "h"; "c" and "i"
     "f" "o" "g" for the LSTM; "r" "z" "n" for the GRU; "z" "n" for minGRU; "i" "n" for
     minLSTM (i normalised: i / (f + i); the share kept is 1 - i). ids (L,) are the text's
-    character ids.
+    character ids. A trace made with top=K has no probs (None) but top_ids (L, K), the K most
+    likely next characters' ids, most likely first, and top_probs (L, K) their probabilities.
     """
     text: str
     ids: np.ndarray
-    probs: np.ndarray
+    probs: Optional[np.ndarray]
     loss: np.ndarray
     layers: list
+    top_ids: Optional[np.ndarray] = None
+    top_probs: Optional[np.ndarray] = None
 
 
 class Model:
@@ -107,17 +110,58 @@ class Model:
                 "chars": n, **protocol}
 
     @checked
-    def trace(self, text: Text):
-        """One forward pass over text (L characters) -> Trace: what each unit did, what the model
-        expected next. Trace.loss.mean() equals score(text)["loss_nats"]."""
+    def trace(self, text: Text, top: Optional[int] = None):
+        """One forward pass over text (L characters) -> Trace: what each unit did, what the
+        model expected next. Trace.loss.mean() equals score(text)["loss_nats"].
+
+        Trace.probs takes L x V x 8 bytes (8 GB for 200,000 characters of a vocabulary of
+        5,000); top=K keeps only each position's K most likely next characters (Trace.top_ids,
+        Trace.top_probs) instead, so the memory grows with L alone. The text is run one window
+        at a time (model.trace_windows), and a trace that would need more memory than the
+        machine has free is refused (CharrnnError) before it starts.
+        """
         ids = self._ids(text)
         if len(ids) == 0:
             raise CharrnnError("the text to trace is empty")
-        logits, layers = model_mod.trace(self.params, self.spec, ids)
-        logp = log_softmax(logits.astype(np.float64))
-        loss = -logp[np.arange(len(ids) - 1), ids[1:]]
+        if top is not None and not 1 <= top <= len(self.vocab):
+            raise CharrnnError(f"top must be from 1 to the vocabulary's {len(self.vocab)}, "
+                               f"got {top}")
+        L = len(ids)
+        runtime.check_memory(self.trace_bytes(L, top), f"a trace of {L:,} characters",
+                             "trace a shorter text" + ("" if top else ", or pass top=K"))
+        probs = np.empty((L, len(self.vocab))) if top is None else None
+        top_ids = np.empty((L, top), dtype=np.int64) if top else None
+        top_probs = np.empty((L, top)) if top else None
+        loss, layers, at = np.empty(L - 1), None, 0
+        for logits, window in model_mod.trace_windows(self.params, self.spec, ids):
+            w = len(logits)
+            logp = log_softmax(logits.astype(np.float64))
+            nxt = ids[at + 1:at + w + 1]  # the characters that came next; the last has none
+            loss[at:at + len(nxt)] = -logp[np.arange(len(nxt)), nxt]
+            p = np.exp(logp, out=logp if probs is None else probs[at:at + w])
+            if top:
+                top_ids[at:at + w] = most_likely(p, top)
+                top_probs[at:at + w] = np.take_along_axis(p, top_ids[at:at + w], axis=1)
+            if layers is None:
+                layers = [{name: np.empty((L,) + a.shape[1:], a.dtype) for name, a in
+                           layer.items()} for layer in window]
+            for whole, part in zip(layers, window):
+                for name, a in part.items():
+                    whole[name][at:at + w] = a
+            at += w
         return Trace(text=text if isinstance(text, str) else data.decode(ids, self.vocab),
-                     ids=ids, probs=np.exp(logp), loss=loss, layers=layers)
+                     ids=ids, probs=probs, loss=loss, layers=layers, top_ids=top_ids,
+                     top_probs=top_probs)
+
+    def trace_bytes(self, L, top=None):
+        """About the bytes trace() of L characters holds at its peak: its arrays (probs or the
+        top K, loss, every layer's activations) and one window's work."""
+        V = len(self.vocab)
+        _, layers = model_mod.trace(self.params, self.spec, np.zeros(1, dtype=np.int64))
+        per_char = sum(a.nbytes for layer in layers for a in layer.values())
+        per_char += 8 + (V * 8 if top is None else top * 16)
+        window = model_mod.text_window(self.spec) * (V * 8 * 3 + per_char * 4)
+        return L * per_char + window
 
     def _ids(self, text):
         if isinstance(text, str):
@@ -127,6 +171,21 @@ class Model:
                 len(ids) and (ids.min() < 0 or ids.max() >= len(self.vocab))):
             raise CharrnnError("text must be a str or a 1-D array of ids of this vocabulary")
         return ids
+
+
+def most_likely(p, k):
+    """p (w, V) -> (w, k) the ids of each row's k largest values, largest first, a tie going to
+    the lower id: the first k of a stable argsort of -p, in O(V) a row rather than a sort's
+    O(V log V) (at V = 5,000 the sort was nearly all of a long trace's time)."""
+    kth = -np.partition(-p, k - 1, axis=1)[:, k - 1:k]  # each row's k-th largest value
+    rows, cols = np.nonzero(p >= kth)  # k or more a row (ties), row-major
+    order = np.lexsort((cols, -p[rows, cols], rows))
+    rows, cols = rows[order], cols[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)  # place within its row
+    out = np.empty((len(p), k), dtype=np.int64)
+    keep = rank < k
+    out[rows[keep], rank[keep]] = cols[keep]
+    return out
 
 
 def _chain(prime, chars):

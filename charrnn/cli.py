@@ -52,7 +52,8 @@ def _train_options(f):
     return f
 
 
-@main.command(context_settings=CONTEXT)
+# train alone runs on every rank of an MPI job, data-parallel; its dry run is a report (Command)
+@main.command(context_settings=CONTEXT, parallel=lambda params: not params["dry_run"])
 @click.argument("corpus", nargs=-1, required=True, type=click.Path())
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="YAML config file; flags override it")
@@ -261,7 +262,9 @@ def export_cmd(ckpt, output, window):
                f"{listed(done.outputs)}", err=True)
 
 
-@main.command("tune", context_settings=CONTEXT)
+@main.command("tune", context_settings=CONTEXT, refusal=(
+    "charrnn tune runs each trial in one process; instead of mpiexec, start one `charrnn tune` "
+    "per machine with a shared --storage (docs/parallel.md)"))
 @click.argument("corpus", nargs=-1, type=click.Path())
 @click.option("--space", type=click.Path(dir_okay=False),
               help="SPACE.yaml: fixed config keys, and searched ones (a list of choices, or "
@@ -292,10 +295,6 @@ def tune_cmd(ctx, corpus, space, trials, out, study_name, storage, pruner, prune
     Start the same command on several machines (with a shared --storage) to share one study.
     Needs Optuna: pip install 'charrnn[tune]'.
     """
-    if distributed.world().size > 1:
-        raise distributed.world().error(
-            "charrnn tune runs each trial in one process; instead of mpiexec, start one "
-            "`charrnn tune` per machine with a shared --storage (docs/parallel.md)")
     if report_dir is not None:
         if corpus or space or trials or out:
             raise click.UsageError("--report takes no CORPUS, --space, --trials or --out")

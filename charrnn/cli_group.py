@@ -1,7 +1,8 @@
 """The Click group every `charrnn` command runs in: where an error becomes one line `Error: ...`
 and an exit code (a CharrnnError or an out-of-memory 1, Ctrl-C outside training 130, a failed
-write to a full disk or a closed stdout 1), and where the ranks of an MPI job other than rank 0
-stay quiet about usage errors."""
+write to a full disk or a closed stdout 1), and where the one rule for a command under an MPI
+launcher is applied (Command): train on every rank, tune refused, any other on rank 0 alone, the
+other ranks quiet."""
 import errno
 import io
 import os
@@ -25,8 +26,29 @@ class _ClosedStream(io.TextIOBase):
         raise OSError(errno.EBADF, "standard output is closed")
 
 
+class Command(click.Command):
+    """A charrnn command, run under an MPI launcher by the one rule of
+    distributed.single_process: on rank 0 alone, the other ranks ending at once with exit code
+    0; unless `parallel(params)` says this invocation trains data-parallel (every rank runs
+    it), or `refusal` is the line with which the command refuses to run under a launcher."""
+
+    def __init__(self, *args, parallel=None, refusal=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parallel, self.refusal = parallel, refusal
+
+    def invoke(self, ctx):
+        # after parsing, so every rank meets a usage error alike (Group.main)
+        if self.parallel is not None and self.parallel(ctx.params):
+            return super().invoke(ctx)
+        if not distributed.single_process(self.refusal):
+            return None
+        return super().invoke(ctx)
+
+
 class Group(click.Group):
     """Turns CharrnnError into Click's one-line error, wherever a command raises it."""
+
+    command_class = Command
 
     def main(self, *args, standalone_mode=True, **kwargs):
         if sys.stdout is None:
@@ -35,7 +57,9 @@ class Group(click.Group):
             if not standalone_mode or distributed.launcher_rank() == 0:
                 return super().main(*args, standalone_mode=standalone_mode, **kwargs)
             # another rank of an MPI job: rank 0 shows usage errors, this one exits with their
-            # code
+            # code. What rank 0 prints to stdout is the job's (--help, --version, a report);
+            # no other rank's stdout may add to it.
+            sys.stdout = open(os.devnull, "w", encoding="utf-8")
             try:
                 code = super().main(*args, standalone_mode=False, **kwargs)
             except click.ClickException as e:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from . import data, idcache
+from . import data, idcache, runtime
 from .errors import CharrnnError
 
 SEPARATOR = "\x1c"
@@ -236,7 +236,12 @@ def load(path, vocab=None, progress=False):
         vocab = sc.vocab
     else:
         check_vocab(sc, vocab)
-    ids = np.empty(sc.chars, dtype=data.id_dtype(len(vocab)))
+    dtype = data.id_dtype(len(vocab))
+    # the one array that grows with the text: refused before it is made, not after the kernel
+    # lent it and then ended the process for it
+    runtime.check_memory(sc.chars * np.dtype(dtype).itemsize, f"the {sc.chars:,} characters "
+                         f"of {sc.source}", "score a part of the text at a time")
+    ids = np.empty(sc.chars, dtype=dtype)
     filled = 0
 
     def sink(chunk):

@@ -265,13 +265,53 @@ def _layers_backward(params, spec, caches, masks, dh, grads):
 def trace(params, spec, ids):
     """One pass over ids (L,) from a zero state, batch 1, no dropout: -> (logits (L, V), layers),
     layers[k] a dict of layer k's activations by name ("h", "c", gates), each (L, H)."""
+    logits, layers, _ = _trace_window(params, spec, ids, zero_state(spec, 1))
+    return logits, layers
+
+
+def _trace_window(params, spec, ids, state):
+    """trace() of ids (w,) from state -> (logits (w, V), layers, the state after them)."""
     x = np.asarray(ids).reshape(-1, 1)
-    top, _, caches, _ = _layers_forward(params, spec, x, zero_state(spec, 1), None)
+    top, new_state, caches, _ = _layers_forward(params, spec, x, state, None)
     if spec.stack == "residual":
         caches = [layer.cell for layer in caches.layers]
     layers = [{name: a[:, 0].copy() for name, a in spec.cell_module.activations(c).items()}
               for c in caches]
-    return output_layer(params, top), layers
+    return output_layer(params, top), layers, new_state
+
+
+# characters a window of trace_windows and advance reads at most: its caches are a few times
+# this by the layers' width, whatever the length of the text
+TEXT_WINDOW = 2048
+
+
+def text_window(spec):
+    """Characters per window of trace_windows: at most TEXT_WINDOW, and few enough that the
+    window's (w, V) logits take at most OUTPUT_CHUNK_BYTES (one row at the least)."""
+    itemsize = np.dtype(spec.dtype).itemsize
+    return max(1, min(TEXT_WINDOW, OUTPUT_CHUNK_BYTES // (spec.vocab_size * itemsize)))
+
+
+def trace_windows(params, spec, ids):
+    """trace() of ids (L,) one window of text_window(spec) characters at a time, the state
+    carried: yields (logits (w, V), layers) of consecutive windows, so that no (L, V) array
+    and no cache of the whole text ever exists. The same numbers as trace() to rounding (the
+    products run on fewer rows)."""
+    state = zero_state(spec, 1)
+    w = text_window(spec)
+    for start in range(0, len(ids), w):
+        logits, layers, state = _trace_window(params, spec, ids[start:start + w], state)
+        yield logits, layers
+
+
+def advance(params, spec, ids, state):
+    """The state after reading ids (L,) at batch 1 from state (as zero_state(spec, 1) gives
+    it), no dropout: the state logits() returns, without the output layer and one window of
+    TEXT_WINDOW characters at a time, so a long prime needs no (L, V) logits."""
+    for start in range(0, len(ids), TEXT_WINDOW):
+        x = np.asarray(ids[start:start + TEXT_WINDOW]).reshape(-1, 1)
+        _, state, _, _ = _layers_forward(params, spec, x, state, None)
+    return state
 
 
 def stepper(params, spec):

@@ -1,5 +1,6 @@
 """Process-level settings for speed: the threads of a training step, the BLAS thread count, and
-the malloc setting. Used by the core's threaded loops and by the CLI; never a place for math.
+the malloc setting; and the memory the process may still take (available_memory, check_memory).
+Used by the core's threaded loops and by the CLI; never a place for math.
 
 ## Threads
 
@@ -64,6 +65,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import blas as blas_mod
+from .errors import CharrnnError
 
 # rows per block below which a block's thread costs more than it saves. Measured with
 # `benchmarks/bench_threads.py min-rows` (RESULTS.md, 2026-12-01): at H = 256 a second block pays
@@ -240,3 +242,80 @@ def keep_freed_memory():
     mallopt.restype, mallopt.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
                 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+## Memory
+
+def available_memory():
+    """Bytes this process may still allocate, as far as the machine says: the least of the
+    kernel's MemAvailable, what the address-space limit (ulimit -v, prlimit --as) leaves above
+    the process's present size, and what its cgroup's memory limit leaves; None where none of
+    them can be read. The kernel lends more than it has, so an allocation above this figure
+    may succeed and be ended later by the out-of-memory killer, with no message: the commands
+    that make arrays a text can make arbitrarily large compare their need with it first."""
+    found = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            found.append(limit - _address_space())
+    except (ImportError, OSError, ValueError):
+        pass
+    found += _cgroup_room()
+    return max(0, min(found)) if found else None
+
+
+def _address_space():
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _cgroup_room():
+    """[limit - usage] of this process's memory cgroup (v2, or v1's memory controller), or []."""
+    try:
+        with open("/proc/self/cgroup", encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            mount, names = "/sys/fs/cgroup", ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            mount = "/sys/fs/cgroup/memory"
+            names = ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        # its own folder, or the mount's root where a container shows only its own cgroup
+        for folder in (os.path.join(mount, path.lstrip("/")), mount):
+            try:
+                with open(os.path.join(folder, names[0]), encoding="ascii") as f:
+                    limit = f.read().strip()
+                with open(os.path.join(folder, names[1]), encoding="ascii") as f:
+                    usage = int(f.read())
+            except (OSError, ValueError):
+                continue
+            if limit.isdigit() and int(limit) < 2**60:  # v1 writes "no limit" as a huge number
+                return [int(limit) - usage]
+            break
+    return []
+
+
+def check_memory(need, what, lower):
+    """Raise CharrnnError when `need` bytes are more than available_memory(): one line naming
+    what needs them, both figures, and `lower`, what to do to need less."""
+    room = available_memory()
+    if room is not None and need > room:
+        raise CharrnnError(f"{what} needs about {_size(need)} of memory, more than the "
+                           f"{_size(room)} available here: {lower}")
+
+
+def _size(n):
+    return f"{n / 2**30:,.1f} GB" if n >= 2**30 else f"{n / 2**20:,.0f} MB"

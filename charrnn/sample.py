@@ -85,8 +85,8 @@ def generate(params, spec, vocab, length, rng, temperature=1.0, top_k=0, top_p=0
     step = model.stepper(params, spec)
     state = model.zero_state(spec, 1)
     if len(prime) > 1:
-        # the prime's state in one window pass rather than character by character
-        _, state = model.logits(params, spec, np.asarray(prime[:-1]).reshape(-1, 1), state)
+        # the prime's state in window passes rather than character by character
+        state = model.advance(params, spec, np.asarray(prime[:-1]), state)
     last = int(prime[-1]) if len(prime) else vocab.find("\n") if "\n" in vocab else 0
     draws = _uniforms(rng, length) if temperature != 0 else itertools.repeat(None, length)
     for u in draws:

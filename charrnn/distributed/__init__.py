@@ -22,11 +22,16 @@ How a job ends on a fault, with no rank left waiting at a collective:
   answering, a process stopped with SIGSTOP) ends the job from a watchdog thread: set
   CHARRNN_MPI_TIMEOUT to change it, 0 for none.
 
+Every other command (sample, eval, info, viz, plot, train --dry-run) and every API function but
+train does its work in one process: under a launcher the command runs on rank 0 alone and the
+other ranks end at once with exit code 0 (`single_process`); `charrnn tune` refuses.
+
 mpi4py is imported only when a launcher's environment variables say this process is one of
 several: a single process never starts MPI.
 """
 from .group import ALONE, Group, GroupError
-from .launch import INSTALL, launcher_rank, world
+from .launch import INSTALL, launched_size, launcher_rank, single_process, world
 from .mpi import MPIGroup
 
-__all__ = ["ALONE", "Group", "GroupError", "MPIGroup", "INSTALL", "launcher_rank", "world"]
+__all__ = ["ALONE", "Group", "GroupError", "MPIGroup", "INSTALL", "launched_size", "launcher_rank",
+           "single_process", "world"]

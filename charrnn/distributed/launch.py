@@ -33,6 +33,34 @@ def launcher_rank():
     return 0
 
 
+def launched_size():
+    """How many processes the launcher that started this one started: 1 without a launcher, None
+    when the launcher gives only a rank (then only MPI knows)."""
+    found = _launcher()
+    return 1 if found is None else found[1]
+
+
+def single_process(refusal=None):
+    """The rule for every command but data-parallel training, under a launcher that started
+    several processes: the work is done once, by rank 0. Returns whether this process does it:
+    True without a launcher and on rank 0; False on any other rank, which then ends at once,
+    quietly, with exit code 0 (MPICH's mpiexec ORs the ranks' exit codes and Open MPI's reports
+    one that is not 0, so the job's code is rank 0's and its output is one process's).
+
+    refusal: a command that cannot run as one process of several (the sweeps, which have their
+    own way to use several machines) raises GroupError(refusal) on every rank instead, rank 0
+    showing it.
+    """
+    size = launched_size()
+    if size is None:  # only a rank is known: ask MPI, the one place that knows the size
+        size = world().size
+    if size == 1:
+        return True
+    if refusal is not None:
+        raise GroupError(refusal, shown=launcher_rank() == 0)
+    return launcher_rank() == 0
+
+
 _world = None
 
 

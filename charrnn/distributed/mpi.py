@@ -62,6 +62,9 @@ class MPIGroup(Group):
             time.sleep(ABORT_PAUSE)
         finally:
             self.comm.Abort(code)
+            # MPI_Abort returns when the launcher cannot be reached (this machine's link to
+            # mpiexec is down): the job must still end here, with the code it would have had
+            os._exit(code)
 
     # -- collectives ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from importlib import resources
 
 import numpy as np
 
+from .. import atomic, model as model_mod, runtime
 from ..api import Model
 from ..arguments import PathLike, checked
 from ..errors import CharrnnError
@@ -62,7 +63,9 @@ def page_data(model, text, chars=3000, live=False):
         if size > LIVE_LIMIT:
             raise CharrnnError(f"--live would embed {size / 2**20:.1f} MB of weights, more than "
                                f"the {LIVE_LIMIT // 2**20} MB a page can carry; leave it out")
-    tr = model.trace(text)
+    runtime.check_memory(page_bytes(model, len(text), live),
+                         f"the page of {len(text):,} characters", "show fewer with --chars")
+    tr = model.trace(text, top=TOP)
     layers = [shown_states(layer) for layer in tr.layers]
     arrays = {}
     for k, states in enumerate(layers):
@@ -70,10 +73,8 @@ def page_data(model, text, chars=3000, live=False):
             lo, hi, _ = STATES[name]
             # unit-major (H, L): a unit's values over the text are contiguous for the page
             arrays[f"a{k}.{name}"] = pack.quantise(a.T, lo, hi)
-    top = np.argsort(-tr.probs, axis=1, kind="stable")[:, :TOP]
-    arrays["top_ids"] = top.astype(np.uint16)
-    arrays["top_p"] = np.rint(np.take_along_axis(tr.probs, top, axis=1) * 65535).astype(
-        np.uint16)
+    arrays["top_ids"] = tr.top_ids.astype(np.uint16)
+    arrays["top_p"] = np.rint(tr.top_probs * 65535).astype(np.uint16)
     arrays["loss_bits"] = bits(tr.loss).astype(np.float32)
     if live:
         for name, p in model.params.items():
@@ -96,6 +97,19 @@ def page_data(model, text, chars=3000, live=False):
         "saturation_bounds": [features.LOW, features.HIGH],
     }
     return meta, arrays
+
+
+def page_bytes(model, L, live=False):
+    """About the bytes the page of L characters needs at its peak: the trace (top TOP guesses
+    only, Model.trace_bytes); two float64 copies of one state (the features' correlations);
+    and the packed arrays (one byte per activation, the guesses and the loss) about six times
+    over: their bytes, joined, deflated, base64, in the page's text and its UTF-8."""
+    _, layers = model_mod.trace(model.params, model.spec, np.zeros(1, dtype=np.int64))
+    values = sum(a.size for layer in layers for a in layer.values())
+    packed = L * (values + TOP * 4 + 4)
+    weights = sum(p.size for p in model.params.values()) * 4 * 6 if live else 0
+    return (model.trace_bytes(L, TOP) + 2 * 8 * L * model.spec.cell_size + 6 * packed
+            + 16 * L + weights)
 
 
 def _val_loss(ck):
@@ -132,6 +146,5 @@ def write_page(model: Model, text: str, path: PathLike, chars: int = 3000, live:
     bytes. Characters outside the model's vocabulary, an empty text or weights over LIVE_LIMIT
     with live raise CharrnnError."""
     data = render_page(model, text, chars, live).encode("utf-8")
-    with open(path, "wb") as f:
-        f.write(data)
+    atomic.write_atomic(path, lambda f: f.write(data))  # whole or not at all, as every file
     return len(data)

@@ -1,0 +1,146 @@
+"""Every command under a real `mpiexec -n 2`, as a user who prefixes every command with it runs
+them: train trains data-parallel (tests/test_mpi.py), tune refuses in one line, and every other
+command runs once, on rank 0: its stdout, exit code and files are one process's."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from charrnn.atomic import is_temporary
+from clihelp import MPIEXEC, ROOT, TEN_STEPS, needs_mpi, run
+
+# each process records the files it opens for writing and the names it renames files to (an
+# audit hook sees every open, Python's and os.open's, and every rename), so a test sees which
+# rank wrote what
+HOOKED = """
+import os, sys
+log = os.open(os.environ["WRITES_LOG"] + "." + os.environ.get("PMI_RANK", "alone"),
+              os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+def hook(event, args):
+    if event == "open" and isinstance(args[0], str) and (
+            (isinstance(args[1], str) and args[1][:1] in "wax")
+            or args[2] & (os.O_WRONLY | os.O_RDWR)):
+        os.write(log, (os.path.abspath(args[0]) + "\\n").encode())
+    elif event in ("os.rename", "os.replace") and isinstance(args[1], str):
+        os.write(log, (os.path.abspath(args[1]) + "\\n").encode())
+sys.addaudithook(hook)
+sys.argv[0] = "charrnn"
+from charrnn.cli import main
+main()
+"""
+
+
+@pytest.fixture(scope="module")
+def run_dir(shakespeare_excerpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    corpus = shakespeare_excerpt(5000)
+    done = run("train", corpus, *TEN_STEPS, "--out", out, "--cache-dir", out.parent / "cache")
+    assert done.exit_code == 0, done.output
+    return out, corpus
+
+
+def charrnn(tmp_path, args, launched):
+    """`charrnn ARGS` in tmp_path, under `mpiexec -n 2` or alone -> (result, files written in
+    tmp_path by each rank: {"0": [...], "1": [...]} or {"alone": [...]})."""
+    log = tmp_path / "writes"
+    env = {**os.environ, "PYTHONPATH": ROOT, "WRITES_LOG": str(log), "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", "CHARRNN_MPI_TIMEOUT": "60"}
+    prefix = [MPIEXEC, "-n", "2"] if launched else []
+    result = subprocess.run([*prefix, sys.executable, "-c", HOOKED, *map(str, args)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    written = {}
+    for rank in (["0", "1"] if launched else ["alone"]):
+        path = f"{log}.{rank}"
+        lines = open(path).read().split() if os.path.exists(path) else []
+        # the command's own files: not caches of libraries (matplotlib's font list)
+        # write_atomic's temporary files have names of their own each time
+        written[rank] = sorted({"(a temporary file)" if is_temporary(os.path.basename(p))
+                                else os.path.relpath(p, tmp_path)
+                                for p in lines if p.startswith(str(tmp_path) + os.sep)})
+    return result, written
+
+
+def commands(run, corpus):
+    """name -> (args, the file it writes or None), every command but train and tune."""
+    ckpt = run / "last.npz"
+    yield "sample", ["sample", "--ckpt", ckpt, "--length", 200, "--seed", 3,
+                     "--num-samples", 2], None
+    yield "eval", ["eval", "--ckpt", ckpt, corpus, "--json"], None
+    yield "info", ["info", ckpt], None
+    yield "viz", ["viz", "--ckpt", ckpt, corpus, "--chars", 500, "-o", "page.html"], "page.html"
+    if importlib.util.find_spec("matplotlib"):
+        yield "plot", ["plot", run, "-o", "loss.png"], "loss.png"
+    yield "dry-run", ["train", corpus, "--dry-run", "--hidden-size", 32], None
+    yield "a failure", ["info", "no-such.npz"], None
+    yield "a usage error", ["sample", "--ckpt", ckpt, "--length", "many"], None
+    yield "--help", ["eval", "--help"], None
+
+
+@needs_mpi
+def test_every_other_command_runs_once_on_rank_0(run_dir, tmp_path):
+    run, corpus = run_dir
+    for name, args, output in commands(run, corpus):
+        (tmp_path / name).mkdir()
+        alone, alone_wrote = charrnn(tmp_path / name, args, launched=False)
+        if output:
+            alone_page = (tmp_path / name / output).read_bytes()
+            os.remove(tmp_path / name / output)
+        two, wrote = charrnn(tmp_path / name, args, launched=True)
+        assert two.returncode == alone.returncode, (name, two.stderr)
+        assert two.stdout == alone.stdout, name
+        errors = [line for line in two.stderr.splitlines() if line.startswith("Error")]
+        assert errors == [line for line in alone.stderr.splitlines()
+                          if line.startswith("Error")], (name, two.stderr)
+        assert "Traceback" not in two.stderr
+        assert wrote["1"] == [], (name, wrote)  # rank 1 wrote nothing at all
+        assert wrote["0"] == alone_wrote["alone"], name
+        if output:
+            assert (tmp_path / name / output).read_bytes() == alone_page, name
+            assert output in wrote["0"]
+
+
+@needs_mpi
+def test_tune_refuses_in_one_line_on_every_rank(tmp_path):
+    args = ["tune", "corpus.txt", "--space", "space.yaml", "--trials", 1, "--out", "sweep"]
+    refused, wrote = charrnn(tmp_path, args, launched=True)
+    assert refused.returncode == 1 and refused.stdout == ""
+    lines = refused.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: charrnn tune runs each trial"), lines
+    assert wrote == {"0": [], "1": []} and not (tmp_path / "sweep").exists()
+
+
+def test_a_rank_other_than_0_does_nothing_but_exit_0(run_dir, tmp_path, monkeypatch):
+    """The rule without mpiexec: a process whose launcher says it is rank 1 of 2 reads nothing,
+    writes nothing, prints nothing, for every command but train, whose dry run included."""
+    run, corpus = run_dir
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "1")
+    for name, args, output in commands(run, corpus):
+        if name in ("a usage error", "--help"):
+            continue  # every rank parses the command line, and exits as rank 0 does
+        result = run_in(tmp_path, args)
+        assert result.returncode == 0 and result.stdout == "" and result.stderr == "", name
+        assert os.listdir(tmp_path) == [], name
+
+
+def run_in(folder, args):
+    return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=folder,
+                          env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_the_api_is_not_changed_by_a_launcher(run_dir):
+    """charrnn.load and Model's methods do their work wherever they are called (docs/api.md):
+    under a launcher a script chooses the rank that prints."""
+    run, _ = run_dir
+    code = ("import charrnn, json; m = charrnn.load('last.npz'); "
+            "print(json.dumps([m.sample(20, seed=1), m.score('To be')['chars']]))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=run, capture_output=True,
+                            text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": ROOT, "PMI_SIZE": "2",
+                                 "PMI_RANK": "1"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[1] == 4
