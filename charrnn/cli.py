@@ -11,14 +11,14 @@ import click
 
 from . import api, checkpoint, config as config_mod, corpus as corpus_mod, distributed, \
     report, rundir, runtime, sample as sample_mod, training, tune as tune_mod
-from .cli_group import Group
+from .cli_group import CharrnnCommands
 from .errors import CharrnnError
 from .loss import bits
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
-@click.group(cls=Group, context_settings=CONTEXT)
+@click.group(cls=CharrnnCommands, context_settings=CONTEXT)
 @click.version_option(package_name="charrnn")
 def main():
     """Character-level RNN / LSTM / GRU language models in NumPy."""
@@ -260,7 +260,7 @@ def tune_cmd(ctx, corpus, space, trials, out, study_name, storage, pruner, prune
         if missing:
             raise click.UsageError(f"missing {', '.join(missing)} (or --report DIR)")
         try:
-            rep = tune_mod.run(list(corpus), space, out, trials, study=study_name,
+            rep = tune_mod.sweep(list(corpus), space, out, trials, study=study_name,
                                storage=storage, pruner=pruner, pruner_startup=pruner_startup,
                                pruner_warmup=pruner_warmup, seed=seed,
                                log=lambda text: click.echo(text, err=True))

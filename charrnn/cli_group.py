@@ -25,7 +25,7 @@ class _ClosedStream(io.TextIOBase):
         raise OSError(errno.EBADF, "standard output is closed")
 
 
-class Group(click.Group):
+class CharrnnCommands(click.Group):
     """Turns CharrnnError into Click's one-line error, wherever a command raises it."""
 
     def main(self, *args, standalone_mode=True, **kwargs):

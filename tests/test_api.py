@@ -260,9 +260,9 @@ def public_calls(model, corpus, tmp):
         "write_page": (charrnn.viz.write_page, dict(model=model, text=TEXT,
                                                     path=str(tmp / "v.html"), chars=50)),
         "plot_run": (charrnn.plot.plot_run, dict(run=str(tmp / "none"))),
-        "tune.run": (charrnn.tune.run, dict(corpus=str(corpus), space={"lr": [1e-3, 2e-3]},
-                                            out=str(tmp / "sweep"), trials=1, pruner="median",
-                                            seed=0)),
+        "tune.sweep": (charrnn.tune.sweep, dict(corpus=str(corpus), space={"lr": [1e-3, 2e-3]},
+                                                out=str(tmp / "sweep"), trials=1,
+                                                pruner="median", seed=0)),
         "tune.report": (charrnn.tune.report, dict(out=str(tmp / "sweep"))),
     }
 

@@ -421,7 +421,7 @@ def test_usage_and_folder_errors(corpus, tmp_path):
                    "started with another search space")
     assert (tmp_path / "s" / tune.JOURNAL).read_bytes() == journal  # refused without a write
     with pytest.raises(charrnn.CharrnnError, match="unknown pruner 'xx'"):
-        tune.run(str(corpus), str(space), str(tmp_path / "x"), 1, pruner="xx")
+        tune.sweep(str(corpus), str(space), str(tmp_path / "x"), 1, pruner="xx")
     assert not (tmp_path / "x").exists()  # refused before the sweep's folder is made
     one_line_error(run("tune", corpus, "--space", space, "--trials", 1, "--out", tmp_path / "p",
                        "--storage", "postgresql://nobody@/none?host=/nonexistent"),

@@ -89,7 +89,7 @@ def _write_trial(path, info):
 
 
 def _check_values(corpus, trials, study, pruner, pruner_startup, pruner_warmup, seed):
-    """run()'s values (their types are checked by @checked), before Optuna is imported or
+    """sweep()'s values (their types are checked by @checked), before Optuna is imported or
     anything is written."""
     paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
     if not paths:
@@ -119,10 +119,10 @@ def _open_study(optuna, st, name, pruner):
 
 
 @checked
-def run(corpus: Union[PathLike, Sequence[PathLike]], space: Union[PathLike, dict, Space],
-        out: PathLike, trials: int, *, study: Optional[str] = None,
-        storage: Optional[str] = None, pruner: str = "median", pruner_startup: int = 5,
-        pruner_warmup: int = 0, seed: int = 0, log: Optional[Callable] = None):
+def sweep(corpus: Union[PathLike, Sequence[PathLike]], space: Union[PathLike, dict, Space],
+          out: PathLike, trials: int, *, study: Optional[str] = None,
+          storage: Optional[str] = None, pruner: str = "median", pruner_startup: int = 5,
+          pruner_warmup: int = 0, seed: int = 0, log: Optional[Callable] = None):
     """Run trials of `space` (a SPACE.yaml path, a dict of its form or a Space) on corpus until
     the study has `trials` finished ones (complete, pruned or failed by an error; counted over
     every worker of the study), each an ordinary charrnn run in out/trial-NNNN. Writes

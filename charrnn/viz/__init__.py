@@ -19,7 +19,7 @@ import numpy as np
 from ..api import Model
 from ..arguments import PathLike, checked
 from ..errors import CharrnnError
-from ..layers import NORM_EPS
+from ..positionwise import NORM_EPS
 from ..loss import bits
 from . import features, pack
 
