@@ -70,8 +70,6 @@ def _train_options(f):
 def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, **overrides):
     """Train a model on CORPUS: UTF-8 text files, or folders of them (read in sorted order)."""
     from . import resume as resume_mod
-    if resume_path and init_path:
-        raise click.UsageError("--resume and --init-from cannot be used together")
     if dry_run:
         ck, cfg = resume_mod.resolve(config_path, overrides, resume_path, init_path)
         return _dry_run(cfg, corpus, ck.vocab if ck else None)
@@ -152,8 +150,6 @@ def eval_cmd(ckpt, textfile, as_json):
     """Loss of a checkpoint's model on TEXTFILE, from a zero state, the state carried."""
     model = api.load(ckpt)
     text = corpus_mod.load(textfile, vocab=model.vocab)
-    if len(text.ids) < 2:
-        raise CharrnnError(f"{textfile} is too short to score (it needs at least 2 characters)")
     result = model.score(text.ids)
     if as_json:
         click.echo(json.dumps(result))

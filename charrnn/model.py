@@ -27,6 +27,12 @@ from .loss import nll_sum, softmax_cross_entropy_rows
 OUTPUT_CHUNK_BYTES = 16 * 2**20
 
 
+# the config keys a ModelSpec is made of, besides the vocabulary's size. SHAPE_KEYS give the
+# weights their shapes and meaning (a fine-tuning run must keep them); dropout only trains them.
+SHAPE_KEYS = ("cell", "hidden_size", "layers", "dtype", "stack", "expand", "mlp")
+MODEL_KEYS = SHAPE_KEYS + ("dropout",)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     cell: str
@@ -59,8 +65,7 @@ class ModelSpec:
 
 def spec_of(cfg, vocab_size):
     """The ModelSpec of a TrainConfig (or anything with its model keys) over a vocabulary."""
-    return ModelSpec(cfg.cell, vocab_size, cfg.hidden_size, cfg.layers, cfg.dropout, cfg.dtype,
-                     cfg.stack, cfg.expand, cfg.mlp)
+    return ModelSpec(vocab_size=vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
 
 
 class WindowCache(NamedTuple):
