@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from .. import api, atomic, config as config_mod, interrupt, rundir
+from .. import api, atomic, config as config_mod, corpus as corpus_mod, interrupt, rundir
 from ..arguments import PathLike, checked
 from ..errors import CharrnnError
 from . import results, storage as storage_mod
@@ -91,12 +91,8 @@ def _write_trial(path, info):
 def _check_values(corpus, trials, study, pruner, pruner_startup, pruner_warmup, seed):
     """sweep()'s values (their types are checked by @checked), before Optuna is imported or
     anything is written."""
-    paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
-    if not paths:
-        raise CharrnnError("no corpus given")
-    for p in paths:
-        if not os.path.exists(p):
-            raise CharrnnError(f"corpus {p} does not exist")
+    paths = corpus_mod.as_paths(corpus)
+    corpus_mod.list_files(paths)  # a missing, empty or binary corpus: refused here already
     for name, value, low in (("trials", trials, 1), ("pruner_startup", pruner_startup, 0),
                              ("pruner_warmup", pruner_warmup, 0), ("seed", seed, 0)):
         if value < low:
