@@ -22,7 +22,9 @@ from . import blas as blas_mod
 MIN_ROWS = 8
 MIN_FLOPS = 2e6  # flops per piece below which cutting a product does not pay
 # how window-wide products use n threads: "cut" into n one-thread pieces, or "blas", one
-# product on the BLAS's n threads (benchmarks/bench_threads.py products; RESULTS.md 2026-12-01)
+# product on the BLAS's n threads. With a core to spare the two are as fast; with both cores
+# busy the BLAS's threads stall at their barriers and cut products kept an RNN step 1.6x faster
+# (benchmarks/bench_threads.py products; RESULTS.md 2026-12-01)
 PRODUCTS = "cut"
 
 
@@ -102,7 +104,7 @@ class _Current(Threads):
     threads where the BLAS can be controlled and the process may use 2 CPUs or more, else 1."""
 
     def __init__(self):
-        pass
+        pass  # no n of its own: it is read at each use
 
     @property
     def n(self):
