@@ -257,9 +257,9 @@ def tune_cmd(ctx, corpus, space, trials, out, study_name, storage, pruner, prune
             raise click.UsageError(f"missing {', '.join(missing)} (or --report DIR)")
         try:
             rep = tune_mod.sweep(list(corpus), space, out, trials, study=study_name,
-                               storage=storage, pruner=pruner, pruner_startup=pruner_startup,
-                               pruner_warmup=pruner_warmup, seed=seed,
-                               log=lambda text: click.echo(text, err=True))
+                                 storage=storage, pruner=pruner, pruner_startup=pruner_startup,
+                                 pruner_warmup=pruner_warmup, seed=seed,
+                                 log=lambda text: click.echo(text, err=True))
         except tune_mod.SweepStopped as stopped:
             click.echo(str(stopped), err=True)
             ctx.exit(128 + stopped.signum)

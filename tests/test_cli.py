@@ -109,6 +109,13 @@ def test_user_errors(tmp_path):
     assert run("train").exit_code == 2  # usage error: no corpus
 
 
+def test_eval_of_a_text_too_short_to_score_is_one_line(tiny_run, tmp_path):
+    one_char = tmp_path / "one.txt"
+    one_char.write_text("a")
+    one_line_error(run("eval", "--ckpt", tiny_run / "best.npz", one_char),
+                   "too short to score")
+
+
 def test_train_refuses_to_replace_an_existing_run(tiny_run):
     before = (tiny_run / "last.npz").read_bytes()
     result = run("train", CORPUS, "--config", TINY, "--out", tiny_run, "--steps", 2)
