@@ -106,8 +106,8 @@ def hold(args):
 
 
 def products(args):
-    """The window-wide products of a step, each cut into n one-thread pieces (runtime.Threads.matmul)
-    against one product on the BLAS's n threads."""
+    """The window-wide products of a step, each cut into n one-thread pieces
+    (runtime.Threads.matmul), against one product on the BLAS's n threads."""
     rng = np.random.default_rng(0)
     n, M, V = args.threads, 64 * 100, 65
     shapes = {}

@@ -22,7 +22,8 @@ def shakespeare_run(tmp_path_factory):
 
 
 def test_train_writes_the_run_directory(shakespeare_run):
-    assert {"last.npz", "best.npz", "config.yaml", "metrics.jsonl"} <= set(os.listdir(shakespeare_run))
+    assert {"last.npz", "best.npz", "config.yaml",
+            "metrics.jsonl"} <= set(os.listdir(shakespeare_run))
     records = [json.loads(line) for line in open(shakespeare_run / "metrics.jsonl")]
     assert [r["step"] for r in records] == [20, 40]
     for r in records:
