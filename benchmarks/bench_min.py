@@ -38,7 +38,7 @@ def residual_gemm_step(spec, N, T, split, seed=0):
     """A closure doing only the window-wide products of one step of a residual-stack model."""
     rng = np.random.default_rng(seed)
     dt = np.dtype(spec.dtype)
-    mm = runtime.matmul if split else np.matmul
+    mm = runtime.CURRENT.matmul if split else np.matmul
     M = T * N
     work = []
     for name, shape in model.param_shapes(spec).items():

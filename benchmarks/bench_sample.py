@@ -26,15 +26,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from charrnn import data, model  # noqa: E402
+from charrnn import model  # noqa: E402
 from charrnn.sample import generate  # noqa: E402
 from bench_train import CORPUS, blas_setup, machine_line, torch  # noqa: E402
+from common import vocab_of  # noqa: E402
 
 
 def corpus_vocab(path):
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
-            return data.build_vocab(f.read())
+            return vocab_of(f.read())
     return "".join(chr(c) for c in range(32, 97))  # 65 printable characters
 
 

@@ -89,16 +89,16 @@ def hold(args):
     spec = model.ModelSpec("rnn", V, 256, 1, 0.0, "float32")
     step = trainer(spec, ids, 64, 100)
     calls = [0]
-    real_run = runtime.run
+    real_run = runtime.concurrently
 
     def counting(fn, slices):
         calls[0] += len(slices) > 1
         real_run(fn, slices)
     with runtime.use_threads(2):
         step_time, _ = best_time(step, 5)
-        runtime.run = counting
+        runtime.concurrently = counting
         step()
-        runtime.run = real_run
+        runtime.concurrently = real_run
     print(f"BLAS hold + restore: {1e6 * per:.2f} us; "
           f"a new ThreadpoolController (a library scan): {1e6 * scan:.0f} us")
     print(f"RNN 1x256 step at batch 64 x 100 on 2 threads: {1e3 * step_time:.1f} ms, "
@@ -106,8 +106,8 @@ def hold(args):
 
 
 def products(args):
-    """The window-wide products of a step, each cut into n one-thread pieces (runtime.matmul)
-    against one product on the BLAS's n threads."""
+    """The window-wide products of a step, each cut into n one-thread pieces
+    (runtime.Threads.matmul), against one product on the BLAS's n threads."""
     rng = np.random.default_rng(0)
     n, M, V = args.threads, 64 * 100, 65
     shapes = {}
@@ -123,8 +123,8 @@ def products(args):
         b = rng.standard_normal(sb).astype(np.float32)
         a = a.T if transpose else a
         out = np.empty((a.shape[0], b.shape[1]), np.float32)
-        with runtime.use_threads(n):
-            cut, _ = best_time(lambda: runtime.matmul(a, b, out=out), args.repeat)
+        with runtime.use_threads(n) as threads:
+            cut, _ = best_time(lambda: threads.matmul(a, b, out=out), args.repeat)
             whole, _ = best_time(lambda: np.matmul(a, b, out=out), args.repeat)
         print(f"{name:30s} {1e3 * cut:8.2f} {1e3 * whole:8.2f}  {cut / whole:.2f}", flush=True)
 
@@ -142,15 +142,15 @@ def gemm_time(M, K, P):
 
 def loop_share(step, n):
     """(step time, time in the cells' time loops) of the fastest of n steps: the loops are the
-    run() calls of the closures named `loop`, timed inside the same step."""
-    real_run, spent = runtime.run, [0.0]
+    concurrently() calls of the closures named `loop`, timed inside the same step."""
+    real_run, spent = runtime.concurrently, [0.0]
 
     def timed(fn, slices):
         t = time.perf_counter()
         real_run(fn, slices)
         if fn.__name__ == "loop":
             spent[0] += time.perf_counter() - t
-    runtime.run = timed
+    runtime.concurrently = timed
     try:
         step()
         runs = []
@@ -160,7 +160,7 @@ def loop_share(step, n):
             step()
             runs.append((time.perf_counter() - t, spent[0]))
     finally:
-        runtime.run = real_run
+        runtime.concurrently = real_run
     return min(runs)
 
 

@@ -83,9 +83,9 @@ def gemm_only_step(spec, N, T, split, seed=0):
     rng = np.random.default_rng(seed)
     dt = np.dtype(spec.dtype)
     H, V, G = spec.hidden_size, spec.vocab_size, spec.cell_module.GATES * spec.hidden_size
-    mm = runtime.matmul if split else np.matmul
-    blocks = runtime.blocks(N) if split else [slice(0, N)]
-    run = runtime.run if split else (lambda fn, slices: [fn(rows) for rows in slices])
+    mm = runtime.CURRENT.matmul if split else np.matmul
+    blocks = runtime.CURRENT.blocks(N) if split else [slice(0, N)]
+    run = runtime.concurrently if split else (lambda fn, slices: [fn(rows) for rows in slices])
 
     def arr(*shape):
         return rng.standard_normal(shape).astype(dt) * dt.type(0.1)

@@ -26,7 +26,7 @@ sys.path.insert(0, ROOT)
 from charrnn import data, model, runtime  # noqa: E402
 from charrnn.cells import _input  # noqa: E402
 from charrnn.sample import next_id  # noqa: E402
-from common import trainer  # noqa: E402
+from common import trainer, vocab_of  # noqa: E402
 
 
 def zipf(rng, n, size, s=1.0):
@@ -84,7 +84,7 @@ def onehot(args):
 
 def train(args):
     text = cjk_corpus(args.chars)
-    vocab = data.build_vocab(text)
+    vocab = vocab_of(text)
     ids = data.encode(text, vocab)
     V = len(vocab)
     counts = np.bincount(ids, minlength=V)
@@ -124,12 +124,12 @@ every step of a round), and the peak of NumPy allocations in a step."""
     if V <= 256:
         with open(os.path.join(ROOT, "data", "tinyshakespeare.txt"), encoding="utf-8") as f:
             text = f.read()
-        vocab = data.build_vocab(text)
+        vocab = vocab_of(text)
         ids = data.encode(text, vocab)[:args.chars]
         ids = ids % V if V < len(vocab) else ids
     else:
         text = cjk_corpus(args.chars, V)
-        ids = data.encode(text, data.build_vocab(text))
+        ids = data.encode(text, vocab_of(text))
     spec = model.ModelSpec(args.cell, V, args.hidden_size, args.layers, 0.0, "float32")
     sizes = [int(mb * 2**20) if mb else 2**62 for mb in args.chunk_mb]
     names = [f"{mb:g} MB" if mb else "one chunk" for mb in args.chunk_mb]

@@ -16,7 +16,7 @@ to 30; and the lstm run under `mpiexec -n 2` (one thread per rank; skipped witho
 mpiexec), with every array of each run's last.npz and best.npz but the timing (`elapsed`): what a
 refactor of the training loop, the checkpoint or the run folder must leave bit for bit as it was.
 
-The model is that of tests/test_threads.py (configs/tiny.yaml's hidden size 32 and window 20,
+The model is that of tests/test_thread_bits.py (configs/tiny.yaml's hidden size 32 and window 20,
 batch 64, 2 layers, dropout 0.1, float32, Adam at 5e-3), for every cell. A checkout without
 runtime.use_threads (before issue 12) runs with its own default layout.
 """

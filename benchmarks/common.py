@@ -41,12 +41,17 @@ def trainer(spec, ids, N, T, seed=0, params=None):
     return step
 
 
+def vocab_of(text):
+    """The sorted characters of text: the vocabulary charrnn builds for it."""
+    return "".join(sorted(set(text)))
+
+
 def corpus_ids(path, vocab_size):
     """The corpus as ids, or random ids over vocab_size characters when the file is absent."""
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             text = f.read()
-        vocab = data.build_vocab(text)
+        vocab = vocab_of(text)
         return data.encode(text, vocab), len(vocab)
     return np.random.default_rng(0).integers(0, vocab_size, 1_000_000).astype(np.uint8), vocab_size
 

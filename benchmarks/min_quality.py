@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import charrnn  # noqa: E402
-from charrnn import config as config_mod, layers, model  # noqa: E402
+from charrnn import config as config_mod, model, positionwise  # noqa: E402
 from charrnn.cells import _activations, _scan  # noqa: E402
 
 CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
@@ -87,26 +87,26 @@ def _g(a):
 
 
 def _patch_relu():
-    def relu(a):
+    def relu(a, threads=None):
         return np.maximum(a, 0), a
 
-    def relu_backward(a, t, dout):
+    def relu_backward(a, t, dout, threads=None):
         dout *= a > 0
         return dout
 
-    layers.gelu, layers.gelu_backward = relu, relu_backward
+    positionwise.gelu, positionwise.gelu_backward = relu, relu_backward
 
 
 def _patch_no_norm():
     """The residual stack without its normalisation: each norm is its gain alone, g * x."""
-    def scale(x, g):
-        return x * g, layers.NormCache(x, None)
+    def scale(x, g, threads=None):
+        return x * g, positionwise.NormCache(x, None)
 
-    def scale_backward(g, cache, dy, dx):
+    def scale_backward(g, cache, dy, dx, threads=None):
         dx += dy * g
         return np.sum(dy * cache.xhat, axis=0)
 
-    layers.rms_norm, layers.rms_norm_backward = scale, scale_backward
+    positionwise.rms_norm, positionwise.rms_norm_backward = scale, scale_backward
 
 
 PATCHES = {

@@ -45,7 +45,7 @@ def main(argv=None):
     state = [model.zero_state(spec, args.batch_size)]
 
     spent = defaultdict(float)
-    run = runtime.run
+    run = runtime.concurrently
 
     def timed_run(fn, slices):
         # the cells' time loops are closures named `loop`; everything else sent to the two
@@ -65,7 +65,7 @@ def main(argv=None):
             return out
         return wrapper
 
-    runtime.run = timed_run
+    runtime.concurrently = timed_run
     clip, apply = timed("clip", optim.clip), timed("Adam", optim.apply)
 
     def step():

@@ -1,7 +1,6 @@
 """The public API: load() -> Model (sample, stream, score, trace) and train(). charrnn's
 __init__ re-exports it; the CLI and the sweeps call it."""
 import contextlib
-import os
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
@@ -238,7 +237,7 @@ def train(corpus: Union[PathLike, Sequence[PathLike]],
     returns the same Result (docs/parallel.md).
     """
     group = distributed.world()
-    paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
+    paths = corpus_mod.as_paths(corpus)
     leader = group.leader
     progress = progress and leader
     echo = (log or (training.echo_stderr if progress else None)) if leader else None

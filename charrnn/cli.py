@@ -11,14 +11,14 @@ import click
 
 from . import api, checkpoint, config as config_mod, corpus as corpus_mod, data, distributed, \
     evaluate, report, rundir, runtime, sample as sample_mod, training, tune as tune_mod
-from .cli_group import Group
+from .cli_group import CharrnnCommands
 from .errors import CharrnnError
 from .loss import bits
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
-@click.group(cls=Group, context_settings=CONTEXT)
+@click.group(cls=CharrnnCommands, context_settings=CONTEXT)
 @click.version_option(package_name="charrnn")
 def main():
     """Character-level RNN / LSTM / GRU language models in NumPy."""
@@ -71,8 +71,6 @@ def _train_options(f):
 def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, **overrides):
     """Train a model on CORPUS: UTF-8 text files, or folders of them (read in sorted order)."""
     from . import resume as resume_mod
-    if resume_path and init_path:
-        raise click.UsageError("--resume and --init-from cannot be used together")
     if dry_run:
         ck, cfg = resume_mod.resolve(config_path, overrides, resume_path, init_path)
         return _dry_run(cfg, corpus, ck.vocab if ck else None)
@@ -169,9 +167,6 @@ def eval_cmd(ckpt, textfile, as_json, windows, num_windows, seed, val_only):
     ids = corpus_mod.load(textfile, vocab=model.vocab).ids
     if val_only:
         ids = data.split(ids, model.config.val_frac)[1]
-    if len(ids) < 2:
-        what = f"{textfile}'s validation split" if val_only else textfile
-        raise CharrnnError(f"{what} is too short to score (it needs at least 2 characters)")
     if windows is None:
         result = model.score(ids)
     else:
@@ -306,10 +301,10 @@ def tune_cmd(ctx, corpus, space, trials, out, study_name, storage, pruner, prune
         if missing:
             raise click.UsageError(f"missing {', '.join(missing)} (or --report DIR)")
         try:
-            rep = tune_mod.run(list(corpus), space, out, trials, study=study_name,
-                               storage=storage, pruner=pruner, pruner_startup=pruner_startup,
-                               pruner_warmup=pruner_warmup, seed=seed,
-                               log=lambda text: click.echo(text, err=True))
+            rep = tune_mod.sweep(list(corpus), space, out, trials, study=study_name,
+                                 storage=storage, pruner=pruner, pruner_startup=pruner_startup,
+                                 pruner_warmup=pruner_warmup, seed=seed,
+                                 log=lambda text: click.echo(text, err=True))
         except tune_mod.SweepStopped as stopped:
             click.echo(str(stopped), err=True)
             ctx.exit(128 + stopped.signum)

@@ -37,7 +37,7 @@ class Command(click.Command):
         self.parallel, self.refusal = parallel, refusal
 
     def invoke(self, ctx):
-        # after parsing, so every rank meets a usage error alike (Group.main)
+        # after parsing, so every rank meets a usage error alike (CharrnnCommands.main)
         if self.parallel is not None and self.parallel(ctx.params):
             return super().invoke(ctx)
         if not distributed.single_process(self.refusal):
@@ -45,7 +45,7 @@ class Command(click.Command):
         return super().invoke(ctx)
 
 
-class Group(click.Group):
+class CharrnnCommands(click.Group):
     """Turns CharrnnError into Click's one-line error, wherever a command raises it."""
 
     command_class = Command

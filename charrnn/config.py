@@ -190,7 +190,7 @@ def check_value(key, value):
     below = low is not None and (value <= low if meta["low_open"] else value < low)
     above = high is not None and (value >= high if meta["high_open"] else value > high)
     if below or above:
-        if describe_range(key) == "0 or more":  # the wording users of charrnn know
+        if describe_range(key) == "0 or more":  # plainer than "must be 0 or more"
             raise CharrnnError(f"config key {key!r} must not be negative, got {value!r}")
         raise CharrnnError(f"config key {key!r} must be {describe_range(key)}, got {value!r}")
     return value

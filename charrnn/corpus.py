@@ -66,6 +66,11 @@ def _is_binary(path):
         raise CharrnnError(f"cannot read corpus {path}: {e.strerror}") from None
 
 
+def as_paths(corpus):
+    """The public API's corpus argument, one path or a list of them -> a list of paths."""
+    return [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
+
+
 def list_files(paths):
     """paths (files or folders) -> (files in reading order, separated?, binary files skipped).
 

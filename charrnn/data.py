@@ -52,14 +52,6 @@ class CharSet:
         return "".join(sorted({chr(b) for b in self._ascii} | self._other))
 
 
-def build_vocab(text):
-    """The sorted set of characters of text, as a str (its order is the id order)."""
-    chars = CharSet()
-    raw = text.encode("utf-8")
-    chars.add(raw, None if raw.isascii() else text)
-    return chars.vocab()
-
-
 class Encoder:
     """Characters -> ids under a vocabulary: the one encoder, for a whole corpus in pieces and
     for a prime or a text to score alike.

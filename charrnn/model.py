@@ -23,8 +23,14 @@ from .loss import nll_sum, softmax_cross_entropy_rows
 # take at most this many bytes, and each chunk's gradients are taken at once, so that a window
 # never holds (T*N, V) logits or their gradient: at V = 5,000, batch 64 x 100, float32 those
 # are 128 MB each (benchmarks/RESULTS.md, "Big vocabularies in bounded memory"). Small
-# vocabularies fit in one chunk (V = 65 at 64 x 100: 1.7 MB) and run as before, to the bit.
+# vocabularies fit in one chunk (V = 65 at 64 x 100: 1.7 MB): one product each, unchunked.
 OUTPUT_CHUNK_BYTES = 16 * 2**20
+
+
+# the config keys a ModelSpec is made of, besides the vocabulary's size. SHAPE_KEYS give the
+# weights their shapes and meaning (a fine-tuning run must keep them); dropout only trains them.
+SHAPE_KEYS = ("cell", "hidden_size", "layers", "dtype", "stack", "expand", "mlp")
+MODEL_KEYS = SHAPE_KEYS + ("dropout",)
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,7 @@ class ModelSpec:
 
 def spec_of(cfg, vocab_size):
     """The ModelSpec of a TrainConfig (or anything with its model keys) over a vocabulary."""
-    return ModelSpec(cfg.cell, vocab_size, cfg.hidden_size, cfg.layers, cfg.dropout, cfg.dtype,
-                     cfg.stack, cfg.expand, cfg.mlp)
+    return ModelSpec(vocab_size=vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
 
 
 class WindowCache(NamedTuple):
@@ -132,17 +137,17 @@ def dropout_masks(spec, T, N, rng):
     return masks
 
 
-def _layers_forward(params, spec, x, state, masks=None):
+def _layers_forward(params, spec, x, state, masks=None, threads=runtime.CURRENT):
     """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks; masks as
-    dropout_masks gives them (None: no dropout)."""
+    dropout_masks gives them (None: no dropout); threads as in forward."""
     if spec.stack == "residual":
-        top, new_state, cache = residual.forward(params, spec, x, state, masks)
+        top, new_state, cache = residual.forward(params, spec, x, state, masks, threads)
         return top, new_state, cache, None
     cell, inp = spec.cell_module, x
     masks = masks or [None] * spec.layers
     caches, new_state = [], []
     for layer in range(spec.layers):
-        hs, final, cache = cell.forward(layer_params(params, layer), inp, state[layer])
+        hs, final, cache = cell.forward(layer_params(params, layer), inp, state[layer], threads)
         if masks[layer] is not None:
             hs = hs * masks[layer]
         caches.append(cache)
@@ -151,10 +156,10 @@ def _layers_forward(params, spec, x, state, masks=None):
     return inp, new_state, caches, masks
 
 
-def output_layer(params, top):
+def output_layer(params, top, threads=runtime.CURRENT):
     """top (..., H), the last layer's output -> logits (rows, V) = top Wy + by, one row per
     position (T*N rows for a window's (T, N, H))."""
-    out = runtime.matmul(top.reshape(-1, top.shape[-1]), params["Wy"])
+    out = threads.matmul(top.reshape(-1, top.shape[-1]), params["Wy"])
     out += params["by"]
     return out
 
@@ -166,24 +171,24 @@ def output_chunks(rows, V, itemsize):
     return [slice(i * rows // k, (i + 1) * rows // k) for i in range(k)]
 
 
-def logits(params, spec, x, state):
+def logits(params, spec, x, state, threads=runtime.CURRENT):
     """Forward without dropout: x (T, N) ids -> logits (T*N, V) and the new state."""
-    top, new_state, _, _ = _layers_forward(params, spec, x, state, None)
-    return output_layer(params, top), new_state
+    top, new_state, _, _ = _layers_forward(params, spec, x, state, None, threads=threads)
+    return output_layer(params, top, threads), new_state
 
 
-def window_nll(params, spec, x, y, state):
+def window_nll(params, spec, x, y, state, threads=runtime.CURRENT):
     """Forward without dropout, scored: x, y (T, N) ids -> (summed NLL of y in nats (float64),
     new state), the logits made one chunk of rows at a time (output_chunks)."""
-    top, new_state, _, _ = _layers_forward(params, spec, x, state, None)
+    top, new_state, _, _ = _layers_forward(params, spec, x, state, None, threads=threads)
     top2, targets = top.reshape(-1, spec.hidden_size), y.reshape(-1)
     total = 0.0
     for rows in output_chunks(len(targets), spec.vocab_size, top.itemsize):
-        total += nll_sum(output_layer(params, top2[rows]), targets[rows])
+        total += nll_sum(output_layer(params, top2[rows], threads), targets[rows])
     return total, new_state
 
 
-def output_forward_backward(params, top2, targets, M):
+def output_forward_backward(params, top2, targets, M, threads=runtime.CURRENT):
     """The output layer, the softmax cross-entropy and their gradients, one chunk of rows at a
     time (output_chunks), so that only one chunk's logits exist at once.
 
@@ -199,24 +204,26 @@ def output_forward_backward(params, top2, targets, M):
     dWy = dby = None
     for rows in output_chunks(R, Wy.shape[1], top2.itemsize):
         top_c, targets_c, nll_c = top2[rows], targets[rows], nll[rows]
-        d = output_layer(params, top_c)  # (rows, V) logits, then dlogits in place
-        runtime.run(lambda b: softmax_cross_entropy_rows(d[b], targets_c[b], M, nll_c[b]),
-                    runtime.blocks(len(d)))
+        d = output_layer(params, top_c, threads)  # (rows, V) logits, then dlogits in place
+        threads.each_block(lambda b: softmax_cross_entropy_rows(d[b], targets_c[b], M, nll_c[b]),
+                           len(d))
         if dWy is None:
-            dWy, dby = runtime.matmul(top_c.T, d), d.sum(axis=0)
+            dWy, dby = threads.matmul(top_c.T, d), d.sum(axis=0)
         else:
-            dWy += runtime.matmul(top_c.T, d)
+            dWy += threads.matmul(top_c.T, d)
             dby += d.sum(axis=0)
-        runtime.matmul(d, WyT, out=dtop[rows])
+        threads.matmul(d, WyT, out=dtop[rows])
     return nll, dtop, {"Wy": dWy, "by": dby}
 
 
-def forward(params, spec, x, y, state, masks=None, mean_over=None):
+def forward(params, spec, x, y, state, masks=None, mean_over=None, threads=runtime.CURRENT):
     """Loss of a window and what backward needs.
 
     x, y (T, N) ids (y is x shifted by one); state from zero_state or a previous window.
     Returns (loss in nats/char, new state, cache). masks: the window's dropout masks
-    (dropout_masks; None for none). The output layer's gradients are taken here, chunk by
+    (dropout_masks; None for none). threads: the layout the loops and products run on
+    (runtime.Threads); backward takes the same. One layout always gives the same bits; two
+    layouts agree to rounding. The output layer's gradients are taken here, chunk by
     chunk, and kept in the cache instead of the (T*N, V) logits' (output_forward_backward).
 
     mean_over: the number of characters the loss is the mean over, T*N when None. Rows of a
@@ -224,31 +231,32 @@ def forward(params, spec, x, y, state, masks=None, mean_over=None):
     loss and gradients are then these rows' share of the batch's mean, and the shares add up
     to it.
     """
-    top, new_state, caches, masks = _layers_forward(params, spec, x, state, masks)
+    top, new_state, caches, masks = _layers_forward(params, spec, x, state, masks,
+                                                    threads)
     T, N, H = top.shape
     M = mean_over or T * N
     nll, dtop, output_grads = output_forward_backward(params, top.reshape(T * N, H),
-                                                      y.reshape(-1), M)
+                                                      y.reshape(-1), M, threads)
     cache = WindowCache(dtop, output_grads, caches, masks, (T, N))
     # np.sum then / M: the bits of np.mean when M = T*N (one division, correctly rounded)
     return float(np.sum(nll) / M), new_state, cache
 
 
-def backward(params, spec, cache):
+def backward(params, spec, cache, threads=runtime.CURRENT):
     """Gradients of forward's loss: a dict with the keys of params, and d(initial state)."""
     dtop, output_grads, caches, masks, (T, N) = cache
     # copies, so that the cache stays as forward left it whatever is done to the gradients (the
     # top layer's dropout mask below scales dh in place; clipping scales grads in place)
     grads = {k: v.copy() for k, v in output_grads.items()}
     dh = dtop.reshape(T, N, spec.hidden_size)
-    return grads, _layers_backward(params, spec, caches, masks, dh, grads)
+    return grads, _layers_backward(params, spec, caches, masks, dh, grads, threads)
 
 
-def _layers_backward(params, spec, caches, masks, dh, grads):
+def _layers_backward(params, spec, caches, masks, dh, grads, threads):
     """Backward through the stack given dh (T, N, H) = dLoss/d(top), which it leaves as it
     was: the layers' gradients go into grads; returns d(initial state), one tuple per layer."""
     if spec.stack == "residual":
-        return residual.backward(params, spec, caches, dh, grads)
+        return residual.backward(params, spec, caches, dh, grads, threads)
     cell = spec.cell_module
     if masks[-1] is not None:
         dh = dh.copy()
@@ -256,7 +264,8 @@ def _layers_backward(params, spec, caches, masks, dh, grads):
     for layer in range(spec.layers - 1, -1, -1):
         if masks[layer] is not None:
             dh *= masks[layer]
-        g, dh, dstate0[layer] = cell.backward(layer_params(params, layer), caches[layer], dh)
+        g, dh, dstate0[layer] = cell.backward(layer_params(params, layer), caches[layer], dh,
+                                              threads=threads)
         for k, v in g.items():
             grads[f"l{layer}.{k}"] = v
     return dstate0

@@ -4,10 +4,11 @@ prints them."""
 import math
 
 from . import data, model
+from .config import AUTO
 from .loss import bits
+from .optim import SLOTS
 
 PYTHON_AND_NUMPY_MB = 35  # resident size of an idle interpreter with NumPy loaded
-OPTIMIZER_SLOTS = {"adam": 2, "adagrad": 1, "sgd": 1}
 # below this the model can memorise its training text outright. Not 1.0: configs/best.yaml's
 # 2 x 384 GRU (0.7 per parameter on tiny Shakespeare, dropout 0.35) is the best 30-minute model
 # measured (benchmarks/RESULTS.md); with dropout a model somewhat larger than its text still pays
@@ -23,10 +24,8 @@ def checkpoint_info(ck):
     cfg = ck.config
     best = ck.best_val if math.isfinite(ck.best_val) else None
     return {
-        "format_version": ck.format_version, "model": str(ck.spec), "cell": cfg.cell,
-        "layers": cfg.layers,
-        "hidden_size": cfg.hidden_size, "stack": cfg.stack, "expand": cfg.expand,
-        "mlp": cfg.mlp, "dropout": cfg.dropout, "dtype": cfg.dtype,
+        "format_version": ck.format_version, "model": str(ck.spec),
+        **{k: getattr(cfg, k) for k in model.MODEL_KEYS},
         "parameters": n_params(ck.spec), "vocab_size": len(ck.vocab), "vocab": ck.vocab,
         "optimizer": cfg.optimizer, "lr": cfg.lr, "lr_schedule": cfg.lr_schedule,
         "step": ck.step, "chars": ck.chars, "elapsed": ck.elapsed,
@@ -72,7 +71,7 @@ def estimate(cfg, n_chars, vocab_size):
     T, N, H, V = cfg.seq_len, cfg.batch_size, cfg.hidden_size, vocab_size
     G, E = spec.cell_module.GATES, spec.cell_size
     itemsize = 4 if cfg.dtype == "float32" else 8
-    params_bytes = P * itemsize * (2 + OPTIMIZER_SLOTS[cfg.optimizer])
+    params_bytes = P * itemsize * (2 + len(SLOTS[cfg.optimizer]))  # weights, gradients, slots
     per_layer = E * 5 * G // 2
     if cfg.stack == "residual":  # the stream, its norms and the out projection; the MLP's
         per_layer += 7 * H // 2 + 4 * cfg.mlp * H
@@ -83,7 +82,7 @@ def estimate(cfg, n_chars, vocab_size):
         "chars": n_chars, "vocab_size": V, "parameters": P, "train_chars": n_train,
         "val_chars": n_val, "eval_chars": min(n_val, cfg.eval_chars or n_val),
         "windows_per_epoch": windows,
-        "epochs": cfg.steps / windows if windows and cfg.steps != "auto" else None,
+        "epochs": cfg.steps / windows if windows and cfg.steps != AUTO else None,
         "chars_per_param": n_train / P, "params_mb": params_bytes / 2**20,
         "step_mb": step_bytes / 2**20,
         "memory_mb": params_bytes / 2**20 + step_bytes / 2**20 + PYTHON_AND_NUMPY_MB,
@@ -101,7 +100,7 @@ def warnings(cfg, est):
         out.append(f"the validation split has {est['val_chars']:,} characters, less than one "
                    f"window (seq_len + 1 = {cfg.seq_len + 1}): its loss says little; "
                    f"raise --val-frac or use more text")
-    if cfg.steps != "auto" and cfg.warmup_steps >= cfg.steps:
+    if cfg.steps != AUTO and cfg.warmup_steps >= cfg.steps:
         out.append(f"warmup_steps ({cfg.warmup_steps:,}) is not below steps ({cfg.steps:,}): the "
                    f"rate only ramps up, and the whole run trains below its lr {cfg.lr:g}")
     if est["chars_per_param"] < MIN_CHARS_PER_PARAM:
@@ -114,7 +113,7 @@ def warnings(cfg, est):
 
 
 def dry_run_lines(cfg, est, source):
-    if cfg.steps == "auto":
+    if cfg.steps == AUTO:
         steps = f"steps auto: as many as fit {cfg.time_limit:g} s, measured at the start"
     else:
         epochs = (f"{est['epochs']:,.2f} epochs" if est["epochs"] is not None else

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import layers, runtime
+from . import positionwise, runtime
 from .cells._input import one_hot_transpose_product
 
 
@@ -99,9 +99,9 @@ def _cell_params(params, spec, k):
     return {name: params[f"l{k}.{name}"] for name in cell_keys(spec)}
 
 
-def _affine(x, W, b):
-    """x (T*N, K) W (K, P) + b -> (T*N, P), the product on the step's threads."""
-    out = runtime.matmul(x, W)
+def _affine(x, W, b, threads):
+    """x (T*N, K) W (K, P) + b -> (T*N, P), the product on threads."""
+    out = threads.matmul(x, W)
     out += b
     return out
 
@@ -121,7 +121,7 @@ def _dropped(a, mask):
     return a * mask, mask
 
 
-def forward(params, spec, ids, state, masks=None):
+def forward(params, spec, ids, state, masks=None, threads=runtime.CURRENT):
     """ids (T, N) -> top (T, N, H) (the final norm's output), the new state, a StackCache;
     masks as model.dropout_masks gives them (None: no dropout)."""
     T, N = ids.shape
@@ -131,35 +131,36 @@ def forward(params, spec, ids, state, masks=None):
     x = np.take(params["embed"], ids.reshape(-1), axis=0)  # (T*N, H)
     caches, new_state = [], []
     for k in range(spec.layers):
-        u, norm = layers.rms_norm(x, params[f"l{k}.norm"])
+        u, norm = positionwise.rms_norm(x, params[f"l{k}.norm"], threads)
         hs, final, ccache = cell.forward(_cell_params(params, spec, k), u.reshape(T, N, H),
-                                         state[k])
+                                         state[k], threads)
         hs = hs.reshape(T * N, -1)
-        out, mask = _dropped(_affine(hs, params[f"l{k}.Wo"], params[f"l{k}.bo"]), next(masks))
+        out, mask = _dropped(_affine(hs, params[f"l{k}.Wo"], params[f"l{k}.bo"], threads),
+                             next(masks))
         x = x + out
         mlp = None
         if spec.mlp:
-            v, mnorm = layers.rms_norm(x, params[f"l{k}.mlp_norm"])
-            a1 = _affine(v, params[f"l{k}.W1"], params[f"l{k}.b1"])
-            m, t = layers.gelu(a1)
-            out, mmask = _dropped(_affine(m, params[f"l{k}.W2"], params[f"l{k}.b2"]),
+            v, mnorm = positionwise.rms_norm(x, params[f"l{k}.mlp_norm"], threads)
+            a1 = _affine(v, params[f"l{k}.W1"], params[f"l{k}.b1"], threads)
+            m, t = positionwise.gelu(a1, threads)
+            out, mmask = _dropped(_affine(m, params[f"l{k}.W2"], params[f"l{k}.b2"], threads),
                                   next(masks))
             x = x + out
             mlp = MlpCache(mnorm, v, a1, t, m, mmask)
         caches.append(LayerCache(norm, ccache, hs, mask, mlp))
         new_state.append(final)
-    top, norm = layers.rms_norm(x, params["norm"])
+    top, norm = positionwise.rms_norm(x, params["norm"], threads)
     return top.reshape(T, N, H), new_state, StackCache(ids, caches, norm)
 
 
-def _affine_backward(x, W, dout):
+def _affine_backward(x, W, dout, threads):
     """Gradients of x W + b given dout (T*N, P): dW (K, P), db (P,), dx (T*N, K)."""
-    dW = runtime.matmul(x.T, dout)
-    dx = runtime.matmul(dout, np.ascontiguousarray(W.T))
+    dW = threads.matmul(x.T, dout)
+    dx = threads.matmul(dout, np.ascontiguousarray(W.T))
     return dW, dout.sum(axis=0), dx
 
 
-def backward(params, spec, cache, dtop, grads):
+def backward(params, spec, cache, dtop, grads, threads=runtime.CURRENT):
     """Gradients of the stack given dtop (T, N, H) = dLoss/dtop: written into grads (a dict);
     returns d(initial state), one tuple per layer."""
     ids, caches, norm = cache
@@ -167,7 +168,8 @@ def backward(params, spec, cache, dtop, grads):
     H = spec.hidden_size
     cell = spec.cell_module
     dx = np.zeros((T * N, H), dtype=dtop.dtype)  # dLoss/dx of the stream, summed over its uses
-    grads["norm"] = layers.rms_norm_backward(params["norm"], norm, dtop.reshape(T * N, H), dx)
+    grads["norm"] = positionwise.rms_norm_backward(params["norm"], norm, dtop.reshape(T * N, H),
+                                                    dx, threads)
     dstate0 = [None] * spec.layers
     for k in range(spec.layers - 1, -1, -1):
         c = caches[k]
@@ -175,22 +177,22 @@ def backward(params, spec, cache, dtop, grads):
             mc = c.mlp
             dout = dx if mc.mask is None else dx * mc.mask
             grads[f"l{k}.W2"], grads[f"l{k}.b2"], dm = _affine_backward(mc.m, params[f"l{k}.W2"],
-                                                                       dout)
-            da1 = layers.gelu_backward(mc.a1, mc.t, dm)
+                                                                       dout, threads)
+            da1 = positionwise.gelu_backward(mc.a1, mc.t, dm, threads)
             grads[f"l{k}.W1"], grads[f"l{k}.b1"], dv = _affine_backward(mc.v, params[f"l{k}.W1"],
-                                                                       da1)
-            grads[f"l{k}.mlp_norm"] = layers.rms_norm_backward(params[f"l{k}.mlp_norm"], mc.norm,
-                                                               dv, dx)
+                                                                       da1, threads)
+            grads[f"l{k}.mlp_norm"] = positionwise.rms_norm_backward(
+                params[f"l{k}.mlp_norm"], mc.norm, dv, dx, threads)
         dout = dx if c.mask is None else dx * c.mask
         grads[f"l{k}.Wo"], grads[f"l{k}.bo"], dhs = _affine_backward(c.hs, params[f"l{k}.Wo"],
-                                                                     dout)
+                                                                     dout, threads)
         g, du, dstate0[k] = cell.backward(_cell_params(params, spec, k), c.cell,
-                                          dhs.reshape(T, N, -1))
+                                          dhs.reshape(T, N, -1), threads=threads)
         for name, value in g.items():
             grads[f"l{k}.{name}"] = value
-        grads[f"l{k}.norm"] = layers.rms_norm_backward(params[f"l{k}.norm"], c.norm,
-                                                       du.reshape(T * N, H), dx)
-    grads["embed"] = one_hot_transpose_product(ids.reshape(-1), dx, spec.vocab_size)
+        grads[f"l{k}.norm"] = positionwise.rms_norm_backward(params[f"l{k}.norm"], c.norm,
+                                                             du.reshape(T * N, H), dx, threads)
+    grads["embed"] = one_hot_transpose_product(ids.reshape(-1), dx, spec.vocab_size, threads)
     return dstate0
 
 
@@ -220,7 +222,7 @@ def stepper(params, spec, one_thread):
         x = embed[idx:idx + 1]
         new_state = []
         for (g, p, Wo, bo, mlp), layer_state in zip(blocks, state):
-            u, _ = layers.rms_norm(x, g)
+            u, _ = positionwise.rms_norm(x, g, runtime.ONE_THREAD)
             a = u @ p["Wx"]
             a += p["b"]
             h = cell.step(p, a, layer_state)
@@ -230,12 +232,12 @@ def stepper(params, spec, one_thread):
             x = x + out
             if mlp is not None:
                 g2, W1, b1, W2, b2 = mlp
-                v, _ = layers.rms_norm(x, g2)
+                v, _ = positionwise.rms_norm(x, g2, runtime.ONE_THREAD)
                 a1 = v @ W1
                 a1 += b1
-                out = layers.gelu(a1)[0] @ W2
+                out = positionwise.gelu(a1, runtime.ONE_THREAD)[0] @ W2
                 out += b2
                 x = x + out
-        return layers.rms_norm(x, final_norm)[0], new_state
+        return positionwise.rms_norm(x, final_norm, runtime.ONE_THREAD)[0], new_state
 
     return step

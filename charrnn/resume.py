@@ -15,8 +15,7 @@ import os
 
 from . import checkpoint, config as config_mod
 from .errors import CharrnnError
-
-MODEL_KEYS = ("cell", "hidden_size", "layers", "dtype", "stack", "expand", "mlp")
+from .model import SHAPE_KEYS
 
 
 def _differences(saved, cfg, keys):
@@ -67,7 +66,7 @@ def for_init(ck_path, config=None, overrides=None):
     # a new run: the checkpoint's own run directory is never the default
     base = dataclasses.replace(ck.config, out=config_mod.TrainConfig.out)
     cfg = config_mod.load(config, overrides, base=base)
-    changed = _differences(ck.config, cfg, MODEL_KEYS)
+    changed = _differences(ck.config, cfg, SHAPE_KEYS)
     if changed:
         raise CharrnnError(f"--init-from {ck_path} needs the same model shape: "
                            f"{'; '.join(changed)}")

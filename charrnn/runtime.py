@@ -1,58 +1,7 @@
-"""Process-level settings for speed: the threads of a training step, the BLAS thread count, and
-the malloc setting; and the memory the process may still take (available_memory, check_memory).
-Used by the core's threaded loops and by the CLI; never a place for math.
-
-## Threads
-
-`use_threads(n)` gives a training step n threads. The recurrence couples the steps of a window,
-never two rows of the batch, so the per-step loops of forward and backward run on K = min(n,
-N // MIN_ROWS) row blocks of the batch at once: the caller takes the first block and a pool of
-K - 1 workers the others. NumPy releases the GIL inside BLAS calls and ufunc loops, so every
-core does both the small recurrent products *and* the elementwise work between them. Leaving the
-parallelism to the BLAS instead (one (N, H) product per step on n BLAS threads) idles n - 1 cores
-through the elementwise work, and the BLAS threads meet at a barrier after every product: when
-another process holds a core, each barrier can cost a scheduler time slice. So while the blocks
-run, the BLAS is held to one thread. The window-wide products (output layer, weight gradients)
-are cut the same way, into n pieces by rows or columns of the result, each piece a one-thread
-product, and so is the softmax. Measured here (benchmarks/bench_threads.py products,
-bench_train.py --compare-products): on a machine with a core to spare the BLAS's own threads
-are as fast or, for some shapes, faster; with both cores taken by other work the cut products
-kept an RNN step 1.6x faster than the same step with the products on the BLAS's threads, whose
-barriers stall whenever a thread loses its core. PRODUCTS = "blas" switches to the latter.
-
-Each block computes what it would compute alone, so results never depend on thread timing: the
-same thread count gives the same bits. Different thread counts agree to rounding, not to the
-bit: OpenBLAS computes the rows of a product's last, partial kernel tile (and the columns near
-a piece's edge) with other code than the same rows inside a larger product, so where a cut
-falls moves the last bit of some rows (tests/test_threads.py). For batches of 32 or more, two
-threads cut exactly where earlier versions did, so they give earlier versions' bits.
-
-The BLAS is found and controlled through threadpoolctl, so this works with OpenBLAS, MKL, BLIS
-and FlexiBLAS on every platform. Where threadpoolctl finds no BLAS it can control, the blocks
-still run on their threads with the BLAS left as it is. The BLAS setting is restored at the end
-of every window that held it and when use_threads exits.
-
-Outside any use_threads block the layout is that of earlier versions: 2 threads where the BLAS
-can be controlled and the process may use 2 CPUs or more, else everything on the calling
-thread; the BLAS keeps its own setting for the products that are not cut.
-
-The pool of workers is kept when use_threads exits (idle workers wait on a queue and cost no
-CPU); a later block with more threads replaces it with a larger one.
-
-## The heap
-
-Keep freed memory in the process between training steps.
-
-A training step allocates its window-sized arrays afresh (the gate pre-activations alone are
-T*N*4H floats, 26 MB for a 256-unit LSTM at batch 64, window 100) and frees them when the step
-ends. glibc's malloc serves blocks that large with mmap and gives them back to the kernel on
-free, or trims them off the top of the heap, so the next step's arrays start as untouched pages
-and every page is faulted in and zeroed again: measured here, about a tenth of an LSTM step.
-Raising the mmap threshold to its maximum and the trim threshold well above one step's arrays
-lets the next step reuse the same memory. The cost is that the process keeps its peak heap.
-
-This is process-wide, so neither the math core nor the library calls it: the CLI and the
-benchmarks do.
+"""Process-level settings for speed: the thread layout a training step runs on (Threads), the
+BLAS thread count it holds meanwhile, and glibc's malloc thresholds; and the memory the process
+may still take (available_memory, check_memory). Used by the core's threaded loops and by the
+CLI; never a place for math.
 """
 import contextlib
 import contextvars
@@ -75,7 +24,9 @@ from .errors import CharrnnError
 MIN_ROWS = 8
 MIN_FLOPS = 2e6  # flops per piece below which cutting a product does not pay
 # how window-wide products use n threads: "cut" into n one-thread pieces, or "blas", one
-# product on the BLAS's n threads (benchmarks/bench_threads.py products; RESULTS.md 2026-12-01)
+# product on the BLAS's n threads. With a core to spare the two are as fast; with both cores
+# busy the BLAS's threads stall at their barriers and cut products kept an RNN step 1.6x faster
+# (benchmarks/bench_threads.py products; RESULTS.md 2026-12-01)
 PRODUCTS = "cut"
 
 
@@ -89,50 +40,115 @@ def available_cpus():
 
 # ---------------------------------------------------------------- the layout
 
-_default = None
-_layout = contextvars.ContextVar("charrnn_threads", default=None)  # use_threads' n
+_machine_default = None
+_current = contextvars.ContextVar("charrnn_threads", default=None)  # use_threads' n
 _in_window = contextvars.ContextVar("charrnn_in_window", default=False)
 
 
-def threads():
-    """The thread count of the current layout: use_threads' n, else the default."""
-    global _default
-    n = _layout.get()
-    if n is not None:
-        return n
-    if _default is None:
-        _default = 2 if blas_mod.get().libs and available_cpus() >= 2 else 1
-    return _default
+class Threads:
+    """A thread layout: n threads for a training step.
+
+    The recurrence couples the steps of a window, never two rows of the batch, so a per-step
+    loop runs on K = min(n, N // MIN_ROWS) row blocks of the batch at once (each_block), and a
+    window-wide product is cut into up to n one-thread pieces (matmul): NumPy releases the GIL
+    in BLAS calls and ufunc loops, so every thread does both the small products and the
+    elementwise work between them, which BLAS threads alone would leave to one core.
+
+    Each block computes what it would compute alone, so the same n gives the same bits whatever
+    the timing. Different n agree to rounding only: OpenBLAS computes the rows of a product's
+    last, partial kernel tile with other code than the same rows inside a larger product, so
+    where a cut falls moves the last bit of some rows (tests/test_thread_bits.py).
+    """
+
+    def __init__(self, n):
+        if n < 1:
+            raise ValueError(f"threads must be at least 1, got {n}")
+        self._n = int(n)
+
+    @property
+    def n(self):
+        return self._n
+
+    def __repr__(self):
+        return f"Threads({self.n})"
+
+    def blocks(self, N):
+        """The slices of range(N) the per-step loops run on: K = min(n, N // MIN_ROWS) blocks
+        (at least one), as equal as integers allow."""
+        return _cut(N, max(1, min(self.n, N // MIN_ROWS)))
+
+    def each_block(self, fn, N):
+        """fn(rows) for every slice of blocks(N), concurrently; returns when all are done."""
+        concurrently(fn, self.blocks(N))
+
+    def matmul(self, a, b, out=None):
+        """a (M, K) @ b (K, P) -> (M, P), written into out when given.
+
+        The result is cut into up to n pieces, by rows or, when it has more columns than rows,
+        by columns, each piece a one-thread product; products under MIN_FLOPS stay whole, and so
+        do all of them with PRODUCTS = "blas" (one product on the BLAS's own threads).
+        """
+        M, P = a.shape[0], b.shape[1]
+        if out is None:
+            out = np.empty((M, P), dtype=np.result_type(a, b))
+        pieces = min(self.n, 1 + int(2.0 * M * P * a.shape[1] // MIN_FLOPS), max(M, P))
+        if pieces < 2 or min(M, P) < 2 or PRODUCTS == "blas" or _in_window.get():
+            return np.matmul(a, b, out=out)
+        if M >= P:
+            concurrently(lambda rows: np.matmul(a[rows], b, out=out[rows]), _cut(M, pieces))
+        else:
+            concurrently(lambda cols: np.matmul(a, b[:, cols], out=out[:, cols]), _cut(P, pieces))
+        return out
+
+
+class _Current(Threads):
+    """The layout of the innermost use_threads block in this context, else the machine's: 2
+    threads where the BLAS can be controlled and the process may use 2 CPUs or more, else 1."""
+
+    def __init__(self):
+        pass  # no n of its own: it is read at each use
+
+    @property
+    def n(self):
+        global _machine_default
+        n = _current.get()
+        if n is not None:
+            return n
+        if _machine_default is None:
+            _machine_default = 2 if blas_mod.get().libs and available_cpus() >= 2 else 1
+        return _machine_default
+
+    def __repr__(self):
+        return "runtime.CURRENT"
+
+
+CURRENT = _Current()  # the default layout of every function of the core that takes one
+ONE_THREAD = Threads(1)
 
 
 @contextlib.contextmanager
 def use_threads(n):
-    """Run the training steps inside on n threads (see the module docstring); on exit the BLAS
-    thread count and the layout are what they were before."""
-    if n < 1:
-        raise ValueError(f"threads must be at least 1, got {n}")
+    """Run the training steps inside on n threads: CURRENT is Threads(n) here, and the BLAS is
+    held at n threads for the products that are not cut. Yields Threads(n); on exit the BLAS
+    thread count and CURRENT are what they were before."""
+    threads = Threads(n)
     blas = blas_mod.get()
-    old = blas.hold(n) if blas.libs else None
-    token = _layout.set(int(n))
+    old = blas.hold(threads.n) if blas.libs else None
+    token = _current.set(threads.n)
     try:
-        yield
+        yield threads
     finally:
-        _layout.reset(token)
+        _current.reset(token)
         if old is not None:
-            blas.restore(old, n)
-
-
-def blocks(N):
-    """The row slices of a batch of N the per-step loops run on: K = min(threads, N // MIN_ROWS)
-    blocks (at least one), as equal as integers allow."""
-    K = max(1, min(threads(), N // MIN_ROWS))
-    return _cut(N, K)
+            blas.restore(old, threads.n)
 
 
 def _cut(n, k):
     return [slice(i * n // k, (i + 1) * n // k) for i in range(k)]
 
 
+# The pool of workers outlives use_threads (idle workers wait on a queue and cost no CPU); a
+# window that needs more workers replaces it with a larger one.
 _pool = None
 _pool_size = 0
 _pool_lock = threading.Lock()
@@ -163,11 +179,13 @@ def _in_worker(fn, rows, blas):
         blas.restore(old, 1)
 
 
-def run(fn, slices):
+def concurrently(fn, slices):
     """fn(rows) for every slice of rows, the first on the calling thread and the others on the
-    pool, the BLAS held at one thread meanwhile; returns when all are done.
+    pool, the BLAS held at one thread meanwhile (its threads would meet at a barrier after every
+    small product, and a barrier costs a time slice whenever another process holds a core);
+    returns when all are done.
 
-    A call from inside another run's window (a threaded product in a block's code) runs its
+    A call from inside another call's window (a threaded product in a block's code) runs its
     slices one after the other on its own thread: the BLAS is already held and the pool busy.
     """
     if len(slices) == 1 or _in_window.get():
@@ -195,35 +213,23 @@ def run(fn, slices):
                 blas.restore(old, 1)
 
 
-def matmul(a, b, out=None):
-    """a (M, K) @ b (K, P) -> (M, P), written into out when given.
-
-    On n threads the result is cut into up to n pieces, by rows or, when it has more columns
-    than rows, by columns, each piece a one-thread product; products under MIN_FLOPS stay whole
-    (on two threads this is the cut in two of earlier versions, to the bit).
-    """
-    M, P = a.shape[0], b.shape[1]
-    if out is None:
-        out = np.empty((M, P), dtype=np.result_type(a, b))
-    pieces = min(threads(), 1 + int(2.0 * M * P * a.shape[1] // MIN_FLOPS), max(M, P))
-    if pieces < 2 or min(M, P) < 2 or PRODUCTS == "blas" or _in_window.get():
-        return np.matmul(a, b, out=out)
-    if M >= P:
-        run(lambda rows: np.matmul(a[rows], b, out=out[rows]), _cut(M, pieces))
-    else:
-        run(lambda cols: np.matmul(a, b[:, cols], out=out[:, cols]), _cut(P, pieces))
-    return out
-
-
 def describe(n, N):
     """One line for the first lines of a training run: the thread layout for batch N on n
     threads, and the BLAS (name, version, kernel) or that none could be controlled."""
-    K = max(1, min(n, N // MIN_ROWS))
+    K = len(Threads(n).blocks(N))
     layout = f"threads: {n} (batch in {K} block{'s' if K > 1 else ''})"
     return f"{layout}, {blas_mod.describe()}"
 
 
 # ---------------------------------------------------------------- the heap
+# A training step allocates its window-sized arrays afresh (the gate pre-activations alone are
+# T*N*4H floats, 26 MB for a 256-unit LSTM at batch 64, window 100) and frees them when it ends.
+# glibc serves blocks that large with mmap and gives them back on free, or trims them off the
+# top of the heap, so the next step's arrays start as untouched pages, each faulted in and
+# zeroed again: about a tenth of an LSTM step, measured here. The maximum mmap threshold and a
+# trim threshold well above one step's arrays let the next step reuse the same memory, at the
+# cost of keeping the peak heap. This is process-wide, so the CLI and the benchmarks call it,
+# never the library.
 
 M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
 M_MMAP_THRESHOLD = -3

@@ -48,14 +48,22 @@ def run_overwriting(*args):
     return run(*args)
 
 
-def assert_one_line_error(result, *fragments, code=1, warnings_first=True):
+BEFORE_THE_ERROR = {  # what stderr may hold besides the error line
+    "nothing": lambda line: False,
+    "warnings": lambda line: line.startswith("Warning: "),  # one line each, about the run
+    "log": lambda line: not line.strip().startswith("Error"),  # a run's log and progress bar
+}
+
+
+def assert_one_line_error(result, *fragments, code=1, before="warnings"):
     """The command exited with `code` and wrote one line `Error: ...` holding every fragment to
-    stderr, no traceback. warnings_first: warnings about the run (e.g. a model large for its
-    corpus) may come before it, one line each."""
+    stderr, no traceback; besides it stderr holds only what `before` names (BEFORE_THE_ERROR):
+    "warnings" about the run (e.g. a model large for its corpus), "nothing", or a run's "log"
+    (an error that ends a run that has started)."""
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines()
-             if line.strip() and not (warnings_first and line.startswith("Warning: "))]
+    allowed = BEFORE_THE_ERROR[before]
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not allowed(line)]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
@@ -63,7 +71,7 @@ def assert_one_line_error(result, *fragments, code=1, warnings_first=True):
 
 def one_line_error(result, *fragments, code=1):
     """assert_one_line_error, with nothing at all on stderr but the error line."""
-    assert_one_line_error(result, *fragments, code=code, warnings_first=False)
+    assert_one_line_error(result, *fragments, code=code, before="nothing")
 
 
 def without_package(monkeypatch, package):

@@ -14,24 +14,15 @@ import typing
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import charrnn
 from charrnn import arguments, runtime
-from charrnn.cli import main
+from clihelp import SHAKESPEARE, TINY, run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
-TINY = os.path.join(ROOT, "configs", "tiny.yaml")
 QUIET = dict(progress=False, sample_length=0)
 TEXT = "KING RICHARD III:\nNow is the winter of our discontent\nMade glorious summer."
-
-
-def cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +56,7 @@ def test_sample_equals_the_cli(trained, options):
     for key, value in options.items():
         if value is not None:
             flags += [f"--{key.replace('_', '-')}", value]
-    result = cli("sample", "--ckpt", trained, *flags)
+    result = run("sample", "--ckpt", trained, *flags)
     assert result.exit_code == 0, result.output
     assert result.stdout == text + "\n"
     assert "".join(model.stream(**options)) == text
@@ -75,7 +66,7 @@ def test_sample_equals_the_cli(trained, options):
 def test_score_equals_eval_json(trained, tmp_path):
     path = tmp_path / "text.txt"
     path.write_text(TEXT, encoding="utf-8")
-    result = cli("eval", "--ckpt", trained, path, "--json")
+    result = run("eval", "--ckpt", trained, path, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == charrnn.load(trained).score(TEXT)
 
@@ -231,7 +222,7 @@ def test_a_second_training_into_a_folder_in_use_is_refused(corpus, tmp_path):
 
 def test_train_flags_are_the_schema(tmp_path):
     """Every TrainConfig key is a flag of `charrnn train`, with its default shown."""
-    help_text = " ".join(cli("train", "-h").output.split())
+    help_text = " ".join(run("train", "-h").output.split())
     for f in dataclasses.fields(charrnn.TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = "none" if f.default is None else f.default
@@ -260,9 +251,9 @@ def public_calls(model, corpus, tmp):
         "write_page": (charrnn.viz.write_page, dict(model=model, text=TEXT,
                                                     path=str(tmp / "v.html"), chars=50)),
         "plot_run": (charrnn.plot.plot_run, dict(run=str(tmp / "none"))),
-        "tune.run": (charrnn.tune.run, dict(corpus=str(corpus), space={"lr": [1e-3, 2e-3]},
-                                            out=str(tmp / "sweep"), trials=1, pruner="median",
-                                            seed=0)),
+        "tune.sweep": (charrnn.tune.sweep, dict(corpus=str(corpus), space={"lr": [1e-3, 2e-3]},
+                                                out=str(tmp / "sweep"), trials=1,
+                                                pruner="median", seed=0)),
         "tune.report": (charrnn.tune.report, dict(out=str(tmp / "sweep"))),
     }
 

@@ -1,22 +1,13 @@
 """LSTM, GRU, minGRU and minLSTM (and the residual stack) through the whole product path:
 train, checkpoint, sample, eval; and a checkpoint whose keys do not match its cell."""
 import json
-import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from charrnn import checkpoint
-from charrnn.cli import main
+from clihelp import SHAKESPEARE as CORPUS, TINY, run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
-TINY = os.path.join(ROOT, "configs", "tiny.yaml")
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.mark.parametrize("cell, stack", [("lstm", []), ("gru", []), ("mingru", []), ("minlstm", []),

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from charrnn.cells import CELLS
+from charrnn.cells import CELLS, _input
 from gradcheck import numeric_grad, rel_error
 
 T, N, D, H, V = 4, 3, 5, 6, 7
@@ -114,3 +114,15 @@ def test_two_windows_with_carried_state_equal_one(name):
     np.testing.assert_allclose(np.concatenate([dx1, dx2]), dx, rtol=1e-10, atol=1e-12)
     for a, b in zip(dstate1, dstate0):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("D", [_input.DENSE_MAX_V, _input.DENSE_MAX_V + 1, 3000])
+def test_one_hot_transpose_product_is_the_scatter(D):
+    """Both methods (dense below the threshold, sorted segment sums above) sum the right rows."""
+    rng = np.random.default_rng(4)
+    ids = rng.integers(0, D // 2, size=500) * 2  # half the ids never occur
+    da2 = rng.standard_normal((500, 40))
+    expected = np.zeros((D, 40))
+    np.add.at(expected, ids, da2)
+    np.testing.assert_allclose(_input.one_hot_transpose_product(ids, da2, D), expected,
+                               rtol=1e-12, atol=1e-12)

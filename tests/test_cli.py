@@ -14,16 +14,17 @@ from test_resume import read_only
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def shakespeare_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     result = run("train", CORPUS, "--config", TINY, "--out", out, "--steps", 40, "--eval-every", 20)
     assert result.exit_code == 0, result.output
     return out
 
 
-def test_train_writes_the_run_directory(tiny_run):
-    assert {"last.npz", "best.npz", "config.yaml", "metrics.jsonl"} <= set(os.listdir(tiny_run))
-    records = [json.loads(line) for line in open(tiny_run / "metrics.jsonl")]
+def test_train_writes_the_run_directory(shakespeare_run):
+    assert {"last.npz", "best.npz", "config.yaml",
+            "metrics.jsonl"} <= set(os.listdir(shakespeare_run))
+    records = [json.loads(line) for line in open(shakespeare_run / "metrics.jsonl")]
     assert [r["step"] for r in records] == [20, 40]
     for r in records:
         assert {"step", "chars", "elapsed", "train_loss", "val_loss", "val_bpc"} <= set(r)
@@ -32,36 +33,36 @@ def test_train_writes_the_run_directory(tiny_run):
     assert records[-1]["val_loss"] < np.log(65)  # it learned something beyond uniform
 
 
-def test_checkpoint_loads_without_pickle(tiny_run):
-    with np.load(tiny_run / "best.npz", allow_pickle=False) as z:
+def test_checkpoint_loads_without_pickle(shakespeare_run):
+    with np.load(shakespeare_run / "best.npz", allow_pickle=False) as z:
         assert "param/l0.Wx" in z.files and z["vocab"].dtype == np.uint32
         assert int(z["format_version"]) == 1
 
 
-def test_sample_writes_only_text_to_stdout(tiny_run):
-    result = run("sample", "--ckpt", tiny_run / "best.npz", "--length", 300, "--seed", 1)
+def test_sample_writes_only_text_to_stdout(shakespeare_run):
+    result = run("sample", "--ckpt", shakespeare_run / "best.npz", "--length", 300, "--seed", 1)
     assert result.exit_code == 0, result.output
     assert len(result.stdout) == 301 and result.stdout.endswith("\n")
-    again = run("sample", "--ckpt", tiny_run / "best.npz", "--length", 300, "--seed", 1)
+    again = run("sample", "--ckpt", shakespeare_run / "best.npz", "--length", 300, "--seed", 1)
     assert again.stdout == result.stdout
     assert result.stderr == ""
 
 
-def test_sample_with_prime_and_argmax(tiny_run):
-    result = run("sample", "--ckpt", tiny_run / "best.npz", "--length", 50,
+def test_sample_with_prime_and_argmax(shakespeare_run):
+    result = run("sample", "--ckpt", shakespeare_run / "best.npz", "--length", 50,
                  "--temperature", 0, "--prime", "ROMEO:")
     assert result.exit_code == 0 and result.stdout.startswith("ROMEO:")
     assert len(result.stdout) == len("ROMEO:") + 51
 
 
-def test_sample_prime_with_unknown_characters(tiny_run):
-    result = run("sample", "--ckpt", tiny_run / "best.npz", "--prime", "caf\u00e9 \u2603")
+def test_sample_prime_with_unknown_characters(shakespeare_run):
+    result = run("sample", "--ckpt", shakespeare_run / "best.npz", "--prime", "caf\u00e9 \u2603")
     assert result.exit_code == 1
     assert "Error:" in result.stderr and "'é'" in result.stderr and "'☃'" in result.stderr
 
 
-def test_eval_json(tiny_run):
-    result = run("eval", "--ckpt", tiny_run / "best.npz", CORPUS, "--json")
+def test_eval_json(shakespeare_run):
+    result = run("eval", "--ckpt", shakespeare_run / "best.npz", CORPUS, "--json")
     assert result.exit_code == 0, result.output
     rec = json.loads(result.stdout)
     assert set(rec) == {"loss_nats", "bits_per_char", "perplexity", "chars"}
@@ -109,11 +110,18 @@ def test_user_errors(tmp_path):
     assert run("train").exit_code == 2  # usage error: no corpus
 
 
-def test_train_refuses_to_replace_an_existing_run(tiny_run):
-    before = (tiny_run / "last.npz").read_bytes()
-    result = run("train", CORPUS, "--config", TINY, "--out", tiny_run, "--steps", 2)
+def test_eval_of_a_text_too_short_to_score_is_one_line(shakespeare_run, tmp_path):
+    one_char = tmp_path / "one.txt"
+    one_char.write_text("a")
+    one_line_error(run("eval", "--ckpt", shakespeare_run / "best.npz", one_char),
+                   "too short to score")
+
+
+def test_train_refuses_to_replace_an_existing_run(shakespeare_run):
+    before = (shakespeare_run / "last.npz").read_bytes()
+    result = run("train", CORPUS, "--config", TINY, "--out", shakespeare_run, "--steps", 2)
     one_line_error(result, "already holds a run", "--resume", "--overwrite")
-    assert (tiny_run / "last.npz").read_bytes() == before
+    assert (shakespeare_run / "last.npz").read_bytes() == before
 
 
 def test_python_dash_m_and_help():
@@ -132,7 +140,7 @@ STDOUT_COMMANDS = [
 
 @pytest.mark.parametrize("redirect", [">&-", ">/dev/full"], ids=["closed", "full"])
 @pytest.mark.parametrize("command", STDOUT_COMMANDS, ids=lambda c: c[0].strip("-"))
-def test_a_command_whose_stdout_is_gone_says_so_in_one_line(tiny_run, tmp_path, command,
+def test_a_command_whose_stdout_is_gone_says_so_in_one_line(shakespeare_run, tmp_path, command,
                                                              redirect):
     """Every command that writes to stdout, with stdout closed (`>&-`: Python then has no
     sys.stdout at all) or on a full disk: one line `Error: ...`, exit 1, no traceback."""
@@ -140,7 +148,7 @@ def test_a_command_whose_stdout_is_gone_says_so_in_one_line(tiny_run, tmp_path, 
         pytest.skip("no /dev/full here")
     small = tmp_path / "small.txt"
     small.write_text(open(CORPUS, encoding="utf-8").read(2000), encoding="utf-8")
-    args = [a.format(run=tiny_run, small=small) for a in command]
+    args = [a.format(run=shakespeare_run, small=small) for a in command]
     script = " ".join(f"'{a}'" for a in [sys.executable, "-m", "charrnn", *args])
     env = dict(os.environ, PYTHONPATH=ROOT)
     result = subprocess.run(["bash", "-c", f"{script} {redirect}"], capture_output=True,

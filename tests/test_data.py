@@ -8,9 +8,17 @@ from charrnn import data
 from charrnn.errors import CharrnnError
 
 
+def vocab_of(text):
+    """The vocabulary corpus.scan builds for text read in one piece."""
+    chars = data.CharSet()
+    raw = text.encode("utf-8")
+    chars.add(raw, None if raw.isascii() else text)
+    return chars.vocab()
+
+
 def test_vocab_is_sorted_and_ids_are_compact():
     text = "hello, wörld ✓"
-    vocab = data.build_vocab(text)
+    vocab = vocab_of(text)
     assert vocab == "".join(sorted(set(text)))
     ids = data.encode(text, vocab)
     assert ids.dtype == np.uint8
@@ -19,7 +27,7 @@ def test_vocab_is_sorted_and_ids_are_compact():
 
 def test_large_vocab_uses_wider_ids():
     text = "".join(chr(0x4E00 + i) for i in range(300))
-    ids = data.encode(text, data.build_vocab(text))
+    ids = data.encode(text, vocab_of(text))
     assert ids.dtype == np.uint16
 
 
@@ -60,7 +68,7 @@ def test_corpus_shorter_than_one_batch_is_an_error():
 def test_the_encoder_agrees_with_a_plain_dictionary(vocab_chars, text):
     """data.Encoder (tables, the bytes fast path) against {char: id} on any text: the same ids
     for characters of the vocabulary, a CharrnnError listing the others."""
-    vocab = data.build_vocab(vocab_chars)
+    vocab = vocab_of(vocab_chars)
     assert vocab == "".join(sorted(set(vocab_chars)))
     index = {ch: i for i, ch in enumerate(vocab)}
     outside = sorted(set(text) - set(vocab))

@@ -3,9 +3,11 @@ would cost, its warnings, and that it writes nothing)."""
 import json
 import math
 
+import numpy as np
 import pytest
 
 from charrnn import checkpoint, config, corpus, model, report
+from charrnn.cells import CELLS
 from clihelp import QUICK, TINY, one_line_error, run
 
 
@@ -34,7 +36,6 @@ def test_dry_run_reports_and_writes_nothing(books, tmp_path):
     sc = corpus.scan([books])
     cfg = config.build(config.parse_yaml(open(TINY).read()), {"val_frac": 0.1})
     est = report.estimate(cfg, sc.chars, len(sc.vocab))
-    assert est["parameters"] == report.n_params(model.spec_of(cfg, len(sc.vocab)))
     assert est["windows_per_epoch"] == (36001 // 8 - 1) // 20
     for fragment in (f"{est['parameters']:,} parameters", f"{est['windows_per_epoch']:,} steps per epoch",
                      f"chars per param  {est['chars_per_param']:,.2f}", "memory estimate  ~"):
@@ -51,6 +52,19 @@ def test_dry_run_warnings(books, tmp_path):
     assert len(warnings) == 2
     assert "validation split has 20 characters, less than one window" in warnings[0]
     assert "far too large for the corpus" in warnings[1]
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("stack", [{}, {"stack": "residual", "expand": 2, "mlp": 3},
+                                   {"stack": "residual", "expand": 1, "mlp": 0}],
+                         ids=["plain", "residual-mlp", "residual"])
+def test_parameter_count_is_the_size_of_the_arrays_a_model_has(cell, stack):
+    """estimate()'s count against the arrays model.init_params really makes, for every cell and
+    stack."""
+    cfg = config.build(None, {"cell": cell, "hidden_size": 12, "layers": 2, **stack})
+    est = report.estimate(cfg, 10**5, 30)
+    params = model.init_params(model.spec_of(cfg, 30), np.random.default_rng(0))
+    assert est["parameters"] == sum(p.size for p in params.values())
 
 
 def test_memory_estimate_is_of_the_right_size():

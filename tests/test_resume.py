@@ -15,13 +15,10 @@ import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from charrnn import checkpoint, cli, model, training
-from charrnn.cli import main
+from clihelp import ROOT, TINY, assert_one_line_error, run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = os.path.join(ROOT, "configs", "tiny.yaml")
 # two stacked LSTM layers with dropout: the carried (h, c) state and the dropout generator must
 # both come back from the checkpoint; a 4,000-character corpus makes the streams wrap (24
 # windows per epoch) so the data position and the state reset at the wrap are exercised too;
@@ -46,10 +43,6 @@ def single_threaded():
 def cli_process(*args):
     return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=ROOT,
                           env=single_threaded(), capture_output=True, text=True, timeout=300)
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def arrays(path):
@@ -82,15 +75,6 @@ def assert_same_run(a_dir, b_dir):
             elif k not in TIMING:
                 np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}: {k}")
     assert metrics(a_dir) == metrics(b_dir)
-
-
-def assert_one_line_error(result, *fragments, code=1):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip().startswith("Error")]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def no_temporary_files(run_dir):
@@ -212,7 +196,7 @@ def test_non_finite_loss_stops_and_keeps_the_checkpoints(small_corpus, tmp_path,
 
     monkeypatch.setattr(model, "forward", forward)
     result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 20)
-    assert_one_line_error(result, "non-finite", "step 12", "not applied")
+    assert_one_line_error(result, "non-finite", "step 12", "not applied", before="log")
     assert snapshot(out) == saved and {"last.npz", "best.npz"} <= set(saved)
     assert int(arrays(out / "last.npz")["step"]) == 10
 
@@ -222,7 +206,7 @@ def test_really_diverging_run_exits_non_zero(small_corpus, tmp_path):
     result = run("train", small_corpus, "--config", TINY, "--out", out, "--steps", 30,
                  "--eval-every", 1, "--optimizer", "sgd", "--lr", 1e36, "--clip", 0,
                  "--sample-length", 0)
-    assert_one_line_error(result, "non-finite")
+    assert_one_line_error(result, "non-finite", before="log")
     bad_step = int(result.stderr.split("at step ")[1].split()[0])
     ck = checkpoint.load(out / "last.npz")  # load checks that every weight is finite
     assert ck.step == bad_step - 1 and metrics(out)[-1]["step"] == bad_step - 1
@@ -298,9 +282,10 @@ def test_resume_may_change_training_options(small_corpus, ten_steps):
     assert checkpoint.load(ten_steps / "last.npz").config.lr == 1e-3
 
 
-def test_resume_and_init_from_together_is_a_usage_error(small_corpus, ten_steps):
+def test_resume_and_init_from_together_is_refused_in_one_line(small_corpus, ten_steps):
     ck = ten_steps / "last.npz"
-    assert run("train", small_corpus, "--resume", ck, "--init-from", ck).exit_code == 2
+    assert_one_line_error(run("train", small_corpus, "--resume", ck, "--init-from", ck),
+                          "--resume and --init-from cannot be used together")
 
 
 def test_init_from_starts_a_new_run_from_the_weights(small_corpus, ten_steps, tmp_path):
@@ -389,7 +374,8 @@ def test_directory_turning_read_only_mid_run(small_corpus, tmp_path, monkeypatch
             return files
         saved = _fail_after_first_evaluation(monkeypatch, lock)
         result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 20)
-        assert_one_line_error(result, "could not", "previous checkpoint is kept")
+        assert_one_line_error(result, "could not", "previous checkpoint is kept",
+                              before="log")
         files = snapshot(out)
         for name in ("last.npz", "best.npz", "config.yaml"):
             assert files[name] == saved["run"][name]
@@ -400,7 +386,7 @@ def test_run_directory_removed_mid_run(small_corpus, tmp_path, monkeypatch):
     out = tmp_path / "run"
     _fail_after_first_evaluation(monkeypatch, lambda: shutil.rmtree(out))
     result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 20)
-    assert_one_line_error(result, "could not", str(out))
+    assert_one_line_error(result, "could not", str(out), before="log")
 
 
 @pytest.mark.parametrize("where", ["write", "rename"])
@@ -426,7 +412,8 @@ def test_save_failing_part_way_keeps_the_previous_checkpoints(small_corpus, tmp_
     monkeypatch.setattr(np, "savez", savez)
     monkeypatch.setattr(os, "replace", replace)
     result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 20)
-    assert_one_line_error(result, "could not save checkpoint", "previous checkpoint is kept")
+    assert_one_line_error(result, "could not save checkpoint", "previous checkpoint is kept",
+                          before="log")
     files = snapshot(out)
     assert {"last.npz", "best.npz"} <= set(saved)
     for name in ("last.npz", "best.npz"):
@@ -487,7 +474,7 @@ def test_save_failing_before_any_checkpoint_says_none_is_kept(small_corpus, tmp_
     monkeypatch.setattr(np, "savez", savez)
     result = run("train", small_corpus, *EXACT, "--out", out, "--steps", 20)
     assert_one_line_error(result, "could not save checkpoint", "No space left on device",
-                          "no checkpoint was there before, so none is kept")
+                          "no checkpoint was there before, so none is kept", before="log")
     assert "previous checkpoint is kept" not in result.stderr
     assert not (out / "last.npz").exists() and not (out / "best.npz").exists()
     logged = metrics(out) if (out / "metrics.jsonl").exists() else []

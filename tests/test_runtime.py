@@ -1,11 +1,133 @@
-"""charrnn.runtime: the malloc setting charrnn train makes takes effect where glibc is the libc, and
-is a harmless no-op elsewhere."""
+"""charrnn.runtime: the thread layout (runtime.Threads, use_threads, concurrently), the BLAS
+held and restored around it, and the malloc setting charrnn train makes, which takes effect where
+glibc is the libc and is a harmless no-op elsewhere."""
 import platform
+import threading
 
-from charrnn import runtime
+import numpy as np
+import pytest
+
+from charrnn import blas, runtime
+
+N = 64  # a batch of 4 blocks
 
 
 def test_keep_freed_memory_takes_on_glibc():
     on_glibc = platform.libc_ver()[0] == "glibc"
     assert runtime.keep_freed_memory() is on_glibc
     assert runtime.keep_freed_memory() is on_glibc  # calling it again is fine
+
+
+def test_current_follows_use_threads_and_yields_its_layout():
+    outside = runtime.CURRENT.n
+    with runtime.use_threads(3) as threads:
+        assert threads.n == 3 and runtime.CURRENT.n == 3
+        assert runtime.CURRENT.blocks(N) == threads.blocks(N)
+        with runtime.use_threads(1):
+            assert runtime.CURRENT.n == 1
+        assert runtime.CURRENT.n == 3
+    assert runtime.CURRENT.n == outside
+    assert outside in (1, 2)
+
+
+def test_blocks_follow_threads_and_min_rows():
+    four = runtime.Threads(4)
+    assert len(four.blocks(N)) == 4
+    assert len(four.blocks(3 * runtime.MIN_ROWS)) == 3
+    assert four.blocks(runtime.MIN_ROWS) == [slice(0, runtime.MIN_ROWS)]
+    cut = four.blocks(N + 3)
+    assert cut[0].start == 0 and cut[-1].stop == N + 3
+    assert all(a.stop == b.start for a, b in zip(cut, cut[1:]))
+    assert runtime.ONE_THREAD.blocks(N) == [slice(0, N)]
+    with pytest.raises(ValueError):
+        runtime.Threads(0)
+    with pytest.raises(ValueError):
+        with runtime.use_threads(0):
+            pass
+
+
+def _blas_threads():
+    return [lib.get_num_threads() for lib in blas.get().libs]
+
+
+@pytest.mark.skipif(not blas.get().libs, reason="no BLAS threadpoolctl can control")
+def test_blas_held_in_a_window_and_restored_after():
+    before = _blas_threads()
+    seen = []
+    with runtime.use_threads(2):
+        assert _blas_threads() == [2] * len(before)
+        runtime.Threads(2).each_block(lambda rows: seen.append(_blas_threads()), N)
+        assert _blas_threads() == [2] * len(before)
+    assert _blas_threads() == before
+    assert seen and all(s == [1] * len(before) for s in seen if s)
+    with blas.one_blas_thread():
+        assert _blas_threads() == [1] * len(before)
+    assert _blas_threads() == before
+
+
+def _with_timeout(fn, seconds=20):
+    result = []
+    worker = threading.Thread(target=lambda: result.append(fn()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), "deadlock"
+    return result[0]
+
+
+def test_a_threaded_product_inside_a_window_does_not_deadlock():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((400, 300)), rng.standard_normal((300, 200))
+    out = np.zeros((N, 400, 200))
+    four = runtime.Threads(4)
+
+    def block(rows):
+        for i in range(rows.start, rows.stop):
+            four.matmul(a, b, out=out[i])  # on the caller's and the workers' blocks alike
+        four.each_block(lambda inner: None, N)
+
+    def go():
+        with runtime.use_threads(4):
+            four.each_block(block, N)
+            with runtime.use_threads(2):  # and a nested layout, on the same thread
+                runtime.Threads(2).each_block(block, N)
+        return out
+
+    np.testing.assert_allclose(_with_timeout(go), np.broadcast_to(a @ b, out.shape),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_without_blas_control_the_blocks_still_run_on_threads(monkeypatch):
+    no_blas = blas.Blas.__new__(blas.Blas)
+    no_blas.libs, no_blas.per_thread = [], False
+    monkeypatch.setattr(blas, "_instance", no_blas)
+    idents = set()
+    with runtime.use_threads(2) as threads:
+        threads.each_block(lambda rows: idents.add(threading.get_ident()), N)
+    assert len(idents) == 2
+    assert "no thread control" in runtime.describe(2, N)
+
+
+def test_describe_names_the_layout():
+    line = runtime.describe(2, N)
+    assert line.startswith("threads: 2 (batch in 2 blocks), BLAS: ")
+    assert runtime.describe(1, N).startswith("threads: 1 (batch in 1 block), ")
+    assert runtime.available_cpus() >= 1
+
+
+@pytest.mark.parametrize("shape", [(600, 40, 30), (30, 600, 400), (64, 64, 64)],
+                         ids=["rows", "columns", "square"])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_split_product(shape, threads):
+    """A product cut into pieces by rows or columns of the result: the product, the same bits on
+    every call, and into out when given. (Not always the one-piece product's bits: OpenBLAS may
+    pick another kernel for the smaller pieces.)"""
+    M, K, P = shape
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((K, M)).astype(np.float32).T  # a transposed view, as dWh's
+    b = rng.standard_normal((K, P)).astype(np.float32)
+    layout = runtime.Threads(threads)
+    first = layout.matmul(a, b)
+    out = np.empty((M, P), dtype=np.float32)
+    assert layout.matmul(a, b, out=out) is out
+    np.testing.assert_allclose(first, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(out, first)

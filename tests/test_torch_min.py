@@ -6,7 +6,7 @@ import pytest
 
 from charrnn import model
 from charrnn.cells import CELLS
-from charrnn.layers import NORM_EPS
+from charrnn.positionwise import NORM_EPS
 
 torch = pytest.importorskip("torch")
 

@@ -15,15 +15,13 @@ import time
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import charrnn
 from charrnn import checkpoint, config, tune
-from charrnn.cli import main
 from charrnn.tune import parse_space
-from clihelp import without_package
+from clihelp import ROOT, TINY, one_line_error, run, without_package
 
 try:
     import optuna
@@ -31,19 +29,7 @@ except ImportError:  # the missing-Optuna test still runs
     optuna = None
 needs_optuna = pytest.mark.skipif(optuna is None, reason="Optuna is not installed")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = os.path.join(ROOT, "configs", "tiny.yaml")
 SEARCHED = {"hidden_size": [16, 32], "lr": {"low": 1e-3, "high": 3e-2, "log": True}}
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result, fragment, code=1):
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], lines
 
 
 @pytest.fixture(scope="module")
@@ -421,7 +407,7 @@ def test_usage_and_folder_errors(corpus, tmp_path):
                    "started with another search space")
     assert (tmp_path / "s" / tune.JOURNAL).read_bytes() == journal  # refused without a write
     with pytest.raises(charrnn.CharrnnError, match="unknown pruner 'xx'"):
-        tune.run(str(corpus), str(space), str(tmp_path / "x"), 1, pruner="xx")
+        tune.sweep(str(corpus), str(space), str(tmp_path / "x"), 1, pruner="xx")
     assert not (tmp_path / "x").exists()  # refused before the sweep's folder is made
     one_line_error(run("tune", corpus, "--space", space, "--trials", 1, "--out", tmp_path / "p",
                        "--storage", "postgresql://nobody@/none?host=/nonexistent"),

@@ -4,14 +4,15 @@ has the same functional interface:
 
     param_shapes(D, H) -> {name: shape}
     init(rng, D, H, dtype) -> params
-    forward(p, x, state) -> (hs, state, cache)
-    backward(p, cache, dhs, dstate) -> (grads, dx, dstate0)
+    forward(p, x, state, threads) -> (hs, state, cache)
+    backward(p, cache, dhs, dstate, threads) -> (grads, dx, dstate0)
     step(p, a, state) -> state          (one generation step; a = x Wx + b already looked up)
     activations(cache) -> {"h": (T, N, H), ...}   (what each unit computed, gates by name)
     STATE_NAMES ("h", or "h", "c"), GATES (gate width G = GATES * H), GATE_NAMES (if gated)
 
-x is (T, N) ids or (T, N, D) floats, time-major; state a tuple of (N, H) arrays. A new cell
-must equal its plain version in charrnn/reference/ (tests/test_reference.py)."""
+x is (T, N) ids or (T, N, D) floats, time-major; state a tuple of (N, H) arrays; threads the
+layout the window's loops and products run on (runtime.Threads; default runtime.CURRENT). A new
+cell must equal its plain version in charrnn/reference/ (tests/test_reference.py)."""
 from . import gru, lstm, mingru, minlstm, rnn
 
 CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru, "mingru": mingru, "minlstm": minlstm}

@@ -14,7 +14,7 @@ def is_ids(x):
     return x.dtype.kind in "iu"
 
 
-def project(Wx, b, x, out=None):
+def project(Wx, b, x, out=None, threads=runtime.CURRENT):
     """x Wx + b for every step of the window.
 
     Wx (D, G), b (G,), x ids (T, N) or floats (T, N, D) -> (T, N, G), written into out when
@@ -33,7 +33,7 @@ def project(Wx, b, x, out=None):
     if out is None:
         out = np.empty((T, N, Wx.shape[1]), dtype=np.result_type(x, Wx))
     out2 = out.reshape(T * N, -1)
-    runtime.matmul(x.reshape(T * N, D), Wx, out=out2)
+    threads.matmul(x.reshape(T * N, D), Wx, out=out2)
     out2 += b
     return out
 
@@ -45,13 +45,13 @@ def init_input(rng, D, G, dtype):
     return {"Wx": rng.uniform(-k, k, size=(D, G)).astype(dtype), "b": np.zeros(G, dtype=dtype)}
 
 
-# vocabularies above this many characters take the sorted segment sums, below it the dense 0/1
-# product (whose bits earlier versions gave): measured by benchmarks/bench_vocab.py --onehot
+# vocabularies above this many characters take the sorted segment sums, up to it the dense 0/1
+# product, faster there: measured by benchmarks/bench_vocab.py --onehot
 DENSE_MAX_V = 128
 SEGMENT_COLUMNS = 32  # columns per reduceat pass: a (M, 32) float32 gather stays in cache
 
 
-def one_hot_transpose_product(ids, da2, D):
+def one_hot_transpose_product(ids, da2, D, threads=runtime.CURRENT):
     """one_hot(ids)^T da2: row v of the (D, G) result sums the rows of da2 (M, G) whose id is v.
 
     This is the gradient of a row lookup. For a small vocabulary it runs as a (D, M) x (M, G)
@@ -63,11 +63,11 @@ def one_hot_transpose_product(ids, da2, D):
         M = ids.shape[0]
         one_hot = np.zeros((D, M), dtype=da2.dtype)
         one_hot[ids, np.arange(M)] = 1
-        return runtime.matmul(one_hot, da2)
-    return segment_sums(ids, da2, D)
+        return threads.matmul(one_hot, da2)
+    return segment_sums(ids, da2, D, threads)
 
 
-def segment_sums(ids, da2, D):
+def segment_sums(ids, da2, D, threads=runtime.CURRENT):
     """one_hot(ids)^T da2 by sorting: the rows of each id are gathered next to each other and
     summed with np.add.reduceat, a few columns at a time (reduceat walks each column of a
     segment at the row stride, which a narrow gathered copy keeps short), on the step's threads.
@@ -84,11 +84,11 @@ def segment_sums(ids, da2, D):
             out[present, part] = np.add.reduceat(np.take(da2[:, part], order, axis=0), starts,
                                                  axis=0)
 
-    runtime.run(columns, runtime.blocks(da2.shape[1]))
+    threads.each_block(columns, da2.shape[1])
     return out
 
 
-def project_backward(Wx, x, da):
+def project_backward(Wx, x, da, threads=runtime.CURRENT):
     """Gradients of project given da = dLoss/d(x Wx + b), shape (T, N, G).
 
     Returns dWx (D, G), db (G,) and dx ((T, N, D), or None for id input).
@@ -96,19 +96,19 @@ def project_backward(Wx, x, da):
     T, N, G = da.shape
     da2 = da.reshape(T * N, G)
     if is_ids(x):
-        dWx = one_hot_transpose_product(x.reshape(-1), da2, Wx.shape[0])
+        dWx = one_hot_transpose_product(x.reshape(-1), da2, Wx.shape[0], threads)
         # every row of da lands in exactly one row of dWx, so summing dWx's D rows gives db
         # without a second pass over the T*N rows
         return dWx, dWx.sum(axis=0), None
     D = x.shape[2]
     x2 = x.reshape(T * N, D)
     db = da2.sum(axis=0)
-    dWx = runtime.matmul(x2.T, da2)
-    dx = runtime.matmul(da2, np.ascontiguousarray(Wx.T)).reshape(T, N, D)
+    dWx = threads.matmul(x2.T, da2)
+    dx = threads.matmul(da2, np.ascontiguousarray(Wx.T)).reshape(T, N, D)
     return dWx, db, dx
 
 
-def project_blocks(Wx, b, x, k):
+def project_blocks(Wx, b, x, k, threads=runtime.CURRENT):
     """x Wx + b cut into the k column blocks of Wx, each a contiguous (T, N, G/k) array, one
     product (or lookup) per block.
 
@@ -117,16 +117,18 @@ def project_blocks(Wx, b, x, k):
     cells that work on whole windows of each gate (the min cells) take their gates this way.
     """
     P = Wx.shape[1] // k
-    return [project(Wx[:, i * P:(i + 1) * P], b[i * P:(i + 1) * P], x) for i in range(k)]
+    return [project(Wx[:, i * P:(i + 1) * P], b[i * P:(i + 1) * P], x, threads=threads)
+            for i in range(k)]
 
 
-def project_blocks_backward(Wx, x, das):
+def project_blocks_backward(Wx, x, das, threads=runtime.CURRENT):
     """Gradients of project_blocks given das, each block's dLoss/d(x Wx + b), (T, N, G/k) each.
 
     Returns dWx (D, G), db (G,) and dx ((T, N, D) or None for id input).
     """
     P = das[0].shape[-1]
-    parts = [project_backward(Wx[:, i * P:(i + 1) * P], x, da) for i, da in enumerate(das)]
+    parts = [project_backward(Wx[:, i * P:(i + 1) * P], x, da, threads)
+             for i, da in enumerate(das)]
     dWx = np.concatenate([dW for dW, _, _ in parts], axis=1)
     db = np.concatenate([d for _, d, _ in parts])
     if is_ids(x):

@@ -64,10 +64,11 @@ def _activate(p, a, h_prev, h, hn, rec, tmp):
     h += n
 
 
-def forward(p, x, state):
+def forward(p, x, state, threads=runtime.CURRENT):
     """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
     (h0,) = state
-    acts = project(p["Wx"], p["b"], x)  # (T, N, 3H): x_t Wx + b, overwritten by r, z, n
+    # (T, N, 3H): x_t Wx + b, overwritten by r, z, n
+    acts = project(p["Wx"], p["b"], x, threads=threads)
     T, N, G = acts.shape
     H = G // 3
     # hs_ext (T+1, N, H) holds h0 in slot 0, so step t reads slot t and backward gets
@@ -84,7 +85,7 @@ def forward(p, x, state):
             _activate(p, acts[t, rows], hs_ext[t, rows], hs_ext[t + 1, rows], hns[t, rows], rec,
                       tmp)
 
-    runtime.run(loop, runtime.blocks(N))
+    threads.each_block(loop, N)
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(),), Cache(x, acts, hns, hs_ext)
 
@@ -117,7 +118,7 @@ def _backward_step(acts, hn, h_prev, dh, drec, dn, tmp, tmp2):
     dh *= z
 
 
-def backward(p, cache, dhs, dstate=None):
+def backward(p, cache, dhs, dstate=None, threads=runtime.CURRENT):
     """Backward through the window.
 
     dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);
@@ -145,12 +146,12 @@ def backward(p, cache, dhs, dstate=None):
             dh += mm
         dh0[rows] = dh
 
-    runtime.run(loop, runtime.blocks(N))
-    dWh = runtime.matmul(hs_ext[:-1].reshape(T * N, H).T, drec.reshape(T * N, 3 * H))
+    threads.each_block(loop, N)
+    dWh = threads.matmul(hs_ext[:-1].reshape(T * N, H).T, drec.reshape(T * N, 3 * H))
     dbhn = drec[:, :, 2 * H:].sum(axis=(0, 1))
     # the input side shares r and z with the recurrent side but sees n before the reset gate
     drec[:, :, 2 * H:] = dns
-    dWx, db, dx = project_backward(p["Wx"], x, drec)
+    dWx, db, dx = project_backward(p["Wx"], x, drec, threads=threads)
     return {"Wx": dWx, "Wh": dWh, "b": db, "bhn": dbhn}, dx, (dh0,)
 
 

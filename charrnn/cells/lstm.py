@@ -93,13 +93,13 @@ def _activate(z, c_prev, c, tanh_c, h, tmp, half, offset):
     np.multiply(o, tanh_c, out=h)
 
 
-def forward(p, x, state):
+def forward(p, x, state, threads=runtime.CURRENT):
     """Run the window. Returns hs (T, N, H), the final state (hT, cT) and a cache for backward."""
     h0, c0 = state
     H = p["Wh"].shape[0]
     scale, offset = gate_constants(H, p["Wh"].dtype)
     # (T, N, 4H): x_t Wx + b with i, f, o halved, overwritten by the gates
-    acts = project(p["Wx"] * scale, p["b"] * scale, x)
+    acts = project(p["Wx"] * scale, p["b"] * scale, x, threads=threads)
     T, N, G = acts.shape
     Wh = p["Wh"] * scale
     # hs_ext, cs_ext (T+1, N, H) hold h0, c0 in slot 0, so step t reads slot t and backward gets
@@ -121,7 +121,7 @@ def forward(p, x, state):
             _activate(z, cs_ext[t, rows], cs_ext[t + 1, rows], tanh_cs[t, rows],
                       hs_ext[t + 1, rows], tmp, half, off)
 
-    runtime.run(loop, runtime.blocks(N))
+    threads.each_block(loop, N)
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(), cs_ext[-1].copy()), Cache(x, acts, cs_ext, tanh_cs, hs_ext)
 
@@ -155,7 +155,7 @@ def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, work, shift):
     dc *= f
 
 
-def backward(p, cache, dhs, dstate=None):
+def backward(p, cache, dhs, dstate=None, threads=runtime.CURRENT):
     """Backward through the window.
 
     dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);
@@ -186,9 +186,9 @@ def backward(p, cache, dhs, dstate=None):
             np.matmul(da[t, rows], WhT, out=dh)
         dh0[rows], dc0[rows] = dh, dc
 
-    runtime.run(loop, runtime.blocks(N))
-    dWh = runtime.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, 4 * H))
-    dWx, db, dx = project_backward(p["Wx"], x, da)
+    threads.each_block(loop, N)
+    dWh = threads.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, 4 * H))
+    dWx, db, dx = project_backward(p["Wx"], x, da, threads=threads)
     return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0, dc0)
 
 

@@ -42,10 +42,11 @@ def init(rng, D, H, dtype):
     return init_input(rng, D, 2 * H, dtype)
 
 
-def forward(p, x, state):
+def forward(p, x, state, threads=runtime.CURRENT):
     """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
     (h0,) = state
-    z, n = project_blocks(p["Wx"], p["b"], x, 2)  # (T, N, H) each; z's becomes the gate
+    # (T, N, H) each; z's becomes the gate
+    z, n = project_blocks(p["Wx"], p["b"], x, 2, threads=threads)
     T, N, H = z.shape
     hs_ext = np.empty((T + 1, N, H), dtype=z.dtype)
     hs_ext[0] = h0
@@ -55,12 +56,12 @@ def forward(p, x, state):
         _scan.candidate(n[:, rows])
         _scan.forward(z[:, rows], n[:, rows], hs_ext[:, rows])
 
-    runtime.run(block, runtime.blocks(N))
+    threads.each_block(block, N)
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(),), Cache(x, z, n, hs_ext)
 
 
-def backward(p, cache, dhs, dstate=None):
+def backward(p, cache, dhs, dstate=None, threads=runtime.CURRENT):
     """Backward through the window.
 
     dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);
@@ -83,8 +84,8 @@ def backward(p, cache, dhs, dstate=None):
         dh *= zr
         dzr *= dh
 
-    runtime.run(block, runtime.blocks(N))
-    dWx, db, dx = project_blocks_backward(p["Wx"], x, [dz, dn])
+    threads.each_block(block, N)
+    dWx, db, dx = project_blocks_backward(p["Wx"], x, [dz, dn], threads=threads)
     return {"Wx": dWx, "b": db}, dx, (dh0,)
 
 

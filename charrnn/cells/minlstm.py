@@ -59,10 +59,11 @@ def _gates(af, ai, z):
         sigmoid(a, out=a)
 
 
-def forward(p, x, state):
+def forward(p, x, state, threads=runtime.CURRENT):
     """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
     (h0,) = state
-    qf, qi, n = project_blocks(p["Wx"], p["b"], x, 3)  # (T, N, H) each; qf, qi overwritten
+    # (T, N, H) each; qf, qi overwritten
+    qf, qi, n = project_blocks(p["Wx"], p["b"], x, 3, threads=threads)
     T, N, H = n.shape
     z = np.empty_like(n)
     hs_ext = np.empty((T + 1, N, H), dtype=n.dtype)
@@ -73,12 +74,12 @@ def forward(p, x, state):
         _scan.candidate(n[:, rows])
         _scan.forward(z[:, rows], n[:, rows], hs_ext[:, rows])
 
-    runtime.run(block, runtime.blocks(N))
+    threads.each_block(block, N)
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(),), Cache(x, qf, qi, n, z, hs_ext)
 
 
-def backward(p, cache, dhs, dstate=None):
+def backward(p, cache, dhs, dstate=None, threads=runtime.CURRENT):
     """Backward through the window.
 
     dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);
@@ -108,8 +109,8 @@ def backward(p, cache, dhs, dstate=None):
         np.negative(daf[:, rows], out=daf[:, rows])
         dd *= qi[:, rows]
 
-    runtime.run(block, runtime.blocks(N))
-    dWx, db, dx = project_blocks_backward(p["Wx"], x, [daf, dai, dn])
+    threads.each_block(block, N)
+    dWx, db, dx = project_blocks_backward(p["Wx"], x, [daf, dai, dn], threads=threads)
     return {"Wx": dWx, "b": db}, dx, (dh0,)
 
 

@@ -31,7 +31,7 @@ def init(rng, D, H, dtype):
             for name, shape in param_shapes(D, H).items()}
 
 
-def forward(p, x, state):
+def forward(p, x, state, threads=runtime.CURRENT):
     """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
     (h0,) = state
     T, (N, H), Wh = x.shape[0], h0.shape, p["Wh"]
@@ -39,7 +39,7 @@ def forward(p, x, state):
     # dWh = sum_t h_{t-1}^T da_t as one product; slots 1.. first hold a_t = x_t Wx + b
     hs_ext = np.empty((T + 1, N, H), dtype=np.result_type(p["Wx"], h0))
     hs_ext[0] = h0
-    project(p["Wx"], p["b"], x, out=hs_ext[1:])
+    project(p["Wx"], p["b"], x, out=hs_ext[1:], threads=threads)
 
     def loop(rows):
         rec = np.empty((rows.stop - rows.start, H), dtype=hs_ext.dtype)
@@ -49,12 +49,12 @@ def forward(p, x, state):
             a += rec
             np.tanh(a, out=a)
 
-    runtime.run(loop, runtime.blocks(N))
+    threads.each_block(loop, N)
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(),), Cache(x, hs_ext)
 
 
-def backward(p, cache, dhs, dstate=None):
+def backward(p, cache, dhs, dstate=None, threads=runtime.CURRENT):
     """Backward through the window.
 
     dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);
@@ -82,9 +82,9 @@ def backward(p, cache, dhs, dstate=None):
             np.matmul(d, WhT, out=dh)
         dh0[rows] = dh
 
-    runtime.run(loop, runtime.blocks(N))
-    dWh = runtime.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, H))
-    dWx, db, dx = project_backward(p["Wx"], x, da)
+    threads.each_block(loop, N)
+    dWh = threads.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, H))
+    dWx, db, dx = project_backward(p["Wx"], x, da, threads=threads)
     return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0,)
 
 

@@ -16,8 +16,8 @@ Optuna is an optional extra, imported only when a sweep opens its storage, so `i
 from .results import BEST, Report, Row, report, table_lines, write_best
 from .space import Space, load_space, parse_space
 from .storage import DEFAULT_STUDY, INSTALL, JOURNAL, STUDY, parse_storage
-from .trials import PRUNERS, TRIAL, SweepStopped, run
+from .trials import PRUNERS, TRIAL, SweepStopped, sweep
 
-__all__ = ["run", "report", "write_best", "table_lines", "Report", "Row", "SweepStopped",
+__all__ = ["sweep", "report", "write_best", "table_lines", "Report", "Row", "SweepStopped",
            "Space", "load_space", "parse_space", "parse_storage", "PRUNERS", "BEST", "JOURNAL",
            "STUDY", "TRIAL", "DEFAULT_STUDY", "INSTALL"]

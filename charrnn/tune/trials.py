@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from .. import api, atomic, config as config_mod, interrupt, rundir
+from .. import api, atomic, config as config_mod, corpus as corpus_mod, interrupt, rundir
 from ..arguments import PathLike, checked
 from ..errors import CharrnnError
 from . import results, storage as storage_mod
@@ -89,14 +89,10 @@ def _write_trial(path, info):
 
 
 def _check_values(corpus, trials, study, pruner, pruner_startup, pruner_warmup, seed):
-    """run()'s values (their types are checked by @checked), before Optuna is imported or
+    """sweep()'s values (their types are checked by @checked), before Optuna is imported or
     anything is written."""
-    paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
-    if not paths:
-        raise CharrnnError("no corpus given")
-    for p in paths:
-        if not os.path.exists(p):
-            raise CharrnnError(f"corpus {p} does not exist")
+    paths = corpus_mod.as_paths(corpus)
+    corpus_mod.list_files(paths)  # a missing, empty or binary corpus: refused here already
     for name, value, low in (("trials", trials, 1), ("pruner_startup", pruner_startup, 0),
                              ("pruner_warmup", pruner_warmup, 0), ("seed", seed, 0)):
         if value < low:
@@ -119,10 +115,10 @@ def _open_study(optuna, st, name, pruner):
 
 
 @checked
-def run(corpus: Union[PathLike, Sequence[PathLike]], space: Union[PathLike, dict, Space],
-        out: PathLike, trials: int, *, study: Optional[str] = None,
-        storage: Optional[str] = None, pruner: str = "median", pruner_startup: int = 5,
-        pruner_warmup: int = 0, seed: int = 0, log: Optional[Callable] = None):
+def sweep(corpus: Union[PathLike, Sequence[PathLike]], space: Union[PathLike, dict, Space],
+          out: PathLike, trials: int, *, study: Optional[str] = None,
+          storage: Optional[str] = None, pruner: str = "median", pruner_startup: int = 5,
+          pruner_warmup: int = 0, seed: int = 0, log: Optional[Callable] = None):
     """Run trials of `space` (a SPACE.yaml path, a dict of its form or a Space) on corpus until
     the study has `trials` finished ones (complete, pruned or failed by an error; counted over
     every worker of the study), each an ordinary charrnn run in out/trial-NNNN. Writes

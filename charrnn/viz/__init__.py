@@ -20,7 +20,7 @@ from .. import atomic, model as model_mod, runtime
 from ..api import Model
 from ..arguments import PathLike, checked
 from ..errors import CharrnnError
-from ..layers import NORM_EPS
+from ..positionwise import NORM_EPS
 from ..loss import bits
 from . import features, pack
 

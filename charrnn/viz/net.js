@@ -17,7 +17,7 @@
     }
   }
 
-  // out (D,) = g * x / sqrt(mean(x^2) + eps): charrnn/layers.py's rms_norm of one row
+  // out (D,) = g * x / sqrt(mean(x^2) + eps): charrnn/positionwise.py's rms_norm of one row
   function rmsNorm(x, g, eps) {
     let m = 0;
     for (let j = 0; j < x.length; j++) m += x[j] * x[j];

@@ -21,11 +21,6 @@ def quantise(values, lo, hi):
     return np.clip(codes, 0, round((hi - lo) / STEP)).astype(np.uint8)
 
 
-def dequantise(codes, lo):
-    """The values uint8 codes stand for."""
-    return lo + codes.astype(np.float64) * STEP
-
-
 def pack(arrays):
     """{name: array} -> (index, blob): index maps each name to [typed array, byte offset,
     length]; blob is the base64 text of the deflated bytes, each array 8-byte aligned so the

@@ -2,8 +2,8 @@
 backward: RMS normalisation and the two-layer MLP's activation.
 
 Shape letters: M rows (T*N positions of a window, each on its own), H width. Each function works
-row by row, so it runs on the step's threads in row blocks (runtime.run), and a row's result
-never depends on how the rows were cut.
+row by row, so it runs on the threads it is given in row blocks (runtime.Threads.each_block),
+and a row's result never depends on how the rows were cut.
 """
 from typing import NamedTuple
 
@@ -19,7 +19,7 @@ class NormCache(NamedTuple):
     r: np.ndarray  # (M, 1): 1 / rms(x)
 
 
-def rms_norm(x, g):
+def rms_norm(x, g, threads=runtime.CURRENT):
     """y = g * x / sqrt(mean(x^2) + eps) per row: x (M, H), g (H,) -> y (M, H), cache."""
     y, xhat = np.empty_like(x), np.empty_like(x)
     r = np.empty((len(x), 1), dtype=x.dtype)
@@ -33,11 +33,11 @@ def rms_norm(x, g):
         np.multiply(x[rows], r[rows], out=xhat[rows])
         np.multiply(xhat[rows], g, out=y[rows])
 
-    runtime.run(rows_of, runtime.blocks(len(x)))
+    threads.each_block(rows_of, len(x))
     return y, NormCache(xhat, r)
 
 
-def rms_norm_backward(g, cache, dy, dx):
+def rms_norm_backward(g, cache, dy, dx, threads=runtime.CURRENT):
     """Gradients of rms_norm: returns dg (H,) and adds dLoss/dx to dx (M, H) in place.
 
     dxhat = dy * g;  dx = r (dxhat - xhat mean(dxhat * xhat)) per row;  dg = sum over rows of
@@ -55,7 +55,7 @@ def rms_norm_backward(g, cache, dy, dx):
         dx[rows] += dxhat
         dg_parts[rows.start] = np.sum(dy[rows] * xhat[rows], axis=0)
 
-    runtime.run(rows_of, runtime.blocks(len(dy)))
+    threads.each_block(rows_of, len(dy))
     # summed in row order, so the result does not depend on which thread finished first
     return sum(dg_parts[k] for k in sorted(dg_parts))
 
@@ -63,7 +63,7 @@ def rms_norm_backward(g, cache, dy, dx):
 GELU_C = np.sqrt(2.0 / np.pi)
 
 
-def gelu(a):
+def gelu(a, threads=runtime.CURRENT):
     """The MLP's activation, GELU in its tanh form: 0.5 a (1 + tanh(c (a + 0.044715 a^3))),
     c = sqrt(2/pi), elementwise. a (M, K) -> (out (M, K), t = the tanh (M, K))."""
     out, t = np.empty_like(a), np.empty_like(a)
@@ -80,11 +80,11 @@ def gelu(a):
         out[rows] *= ar
         out[rows] *= 0.5
 
-    runtime.run(rows_of, runtime.blocks(len(a)))
+    threads.each_block(rows_of, len(a))
     return out, t
 
 
-def gelu_backward(a, t, dout):
+def gelu_backward(a, t, dout, threads=runtime.CURRENT):
     """dLoss/da given dout = dLoss/d gelu(a), in place in dout:
     gelu'(a) = 0.5 (1 + t) + 0.5 a (1 - t^2) c (1 + 3 * 0.044715 a^2)."""
 
@@ -103,5 +103,5 @@ def gelu_backward(a, t, dout):
         slope *= 0.5
         dout[rows] *= slope
 
-    runtime.run(rows_of, runtime.blocks(len(a)))
+    threads.each_block(rows_of, len(a))
     return dout
