@@ -126,3 +126,26 @@ def test_one_hot_transpose_product_is_the_scatter(D):
     np.add.at(expected, ids, da2)
     np.testing.assert_allclose(_input.one_hot_transpose_product(ids, da2, D), expected,
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gru_halved_gates_give_the_bits_of_the_plain_sigmoid(dtype):
+    """The GRU halves the r, z columns of Wx, b and Wh to save a call per step (gru.gate_scale);
+    halving is exact, so the gates must equal the textbook sigmoid step bit for bit."""
+    from charrnn.cells import gru
+    from charrnn.cells._activations import sigmoid
+    rng = np.random.default_rng(3)
+    T, N, D, H = 4, 5, 6, 7
+    p = gru.init(rng, D, H, dtype)
+    x = rng.standard_normal((T, N, D)).astype(dtype)
+    h = rng.standard_normal((N, H)).astype(dtype)
+    _, _, cache = gru.forward(p, x, (h,))
+    for t in range(T):
+        a = x[t] @ p["Wx"] + p["b"]
+        rec = h @ p["Wh"]
+        rz = sigmoid(a[:, :2 * H] + rec[:, :2 * H], out=np.empty((N, 2 * H), dtype))
+        hn = rec[:, 2 * H:] + p["bhn"]
+        n = np.tanh(a[:, 2 * H:] + rz[:, :H] * hn)
+        h = n + rz[:, H:] * (h - n)
+        assert np.array_equal(cache.acts[t], np.concatenate([rz, n], axis=1))
+        assert np.array_equal(cache.hs_ext[t + 1], h)
