@@ -149,3 +149,24 @@ def test_gru_halved_gates_give_the_bits_of_the_plain_sigmoid(dtype):
         h = n + rz[:, H:] * (h - n)
         assert np.array_equal(cache.acts[t], np.concatenate([rz, n], axis=1))
         assert np.array_equal(cache.hs_ext[t + 1], h)
+
+
+def test_lstm_gate_major_window_keeps_the_checkpoint_gate_order():
+    """The LSTM keeps its gates gate-major inside a window, (4, T, N, H), while Wx, Wh and b keep
+    i, f, o, g column blocks: activations() must name each gate the textbook step computes."""
+    from charrnn.cells import lstm
+    rng = np.random.default_rng(4)
+    T, N, D, H = 3, 4, 5, 6
+    p = lstm.init(rng, D, H, np.float64)
+    x = rng.integers(0, D, (T, N))
+    h, c = rng.standard_normal((N, H)), rng.standard_normal((N, H))
+    _, _, cache = lstm.forward(p, x, (h, c))
+    found = lstm.activations(cache)
+    for t in range(T):
+        a = p["Wx"][x[t]] + p["b"] + h @ p["Wh"]
+        i, f, o = (1 / (1 + np.exp(-a[:, k * H:(k + 1) * H])) for k in range(3))
+        g = np.tanh(a[:, 3 * H:])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        for name, want in zip("ifogch", (i, f, o, g, c, h)):
+            np.testing.assert_allclose(found[name][t], want, rtol=1e-12, atol=1e-14)
