@@ -3,7 +3,8 @@ recurrent product of the candidate, not h_{t-1} before it.
 
 Gate order along the 3H columns of Wx, Wh and b is r, z, n (reset, update, candidate), as in
 PyTorch; it is part of the checkpoint format. Inside a window the gates are kept gate-major,
-(3, T, N, H), so that each gate of a step is a contiguous (N, H) block. Slices [r], [z], [n] below are column blocks:
+(3, T, N, H), so that each gate of a step is a contiguous (N, H) block. Slices [r], [z], [n]
+below are column blocks:
 
     r = sigmoid(x_t Wx[r] + b[r] + h_{t-1} Wh[r])
     z = sigmoid(x_t Wx[z] + b[z] + h_{t-1} Wh[z])
