@@ -44,7 +44,7 @@ class Model:
 
     def __init__(self, ck):
         self.checkpoint = ck
-        self.vocab, self.spec, self.params, self.config = ck.vocab, ck.spec, ck.params, ck.config
+        self.vocab, self.spec, self.params, self.config = ck.vocab, ck.spec, ck.weights, ck.config
 
     def __repr__(self):
         return (f"<charrnn.Model {self.spec}, vocabulary of {self.spec.vocab_size}, "

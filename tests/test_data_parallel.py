@@ -29,7 +29,7 @@ def _window(spec, params, x, state, rows, seed):
     else:
         loss, new_state, cache = model.forward(
             params, spec, x[:-1, rows], x[1:, rows],
-            [tuple(s[rows] for s in layer) for layer in state], [m[:, rows] for m in masks],
+            [tuple(s[rows] for s in layer) for layer in state], masks.rows(rows),
             mean_over=T * N)
     grads, _ = model.backward(params, spec, cache)
     return loss, grads, new_state
