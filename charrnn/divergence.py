@@ -37,5 +37,4 @@ def message(what, loss, loss_limit, lr, clip):
     return (f"the run diverged: {what} is {loss:.4g} nats/char, above the limit of "
             f"{loss_limit:.4g} ({FACTOR:g} x the largest of ln V, the first loss and "
             f"{FLOOR_NATS:g}); the diverged model was not saved and the saved checkpoints are "
-            f"kept; "
-            f"lower --lr (now {lr:g}) or {clip_hint}")
+            f"kept; lower --lr (now {lr:g}) or {clip_hint}")
