@@ -136,11 +136,27 @@ class Run:
         optim.apply(self.cfg.optimizer, s.params, grads, s.optim_state, lr)
         s.step += 1
 
-    def _check_divergence(self, loss, what):
-        """Raise the group's error when loss (the same on every process) is past the limit."""
-        if self.loss_limit is not None and divergence.diverged(loss, self.loss_limit):
-            raise self.group.error(divergence.message(what, loss, self.loss_limit, self.cfg.lr,
+    def _check_divergence(self, loss, what, confirm=None):
+        """Raise the group's error when loss (the same on every process) is past the limit;
+        confirm(), when given, is a second loss that must be past it too."""
+        limit = self.loss_limit
+        if limit is not None and divergence.diverged(loss, limit) and (
+                confirm is None or divergence.diverged(confirm(), limit)):
+            raise self.group.error(divergence.message(what, loss, limit, self.cfg.lr,
                                                       self.cfg.clip))
+
+    def _training_loss_now(self):
+        """The weights' loss (nats/char) on the next training window from the carried state,
+        without dropout, summed over the group; nothing of the run changes."""
+        s = self.state
+        x, y, wrapped, _ = self.batches.at(s.data_position)
+        T, N = x.shape
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            loss, _, _ = model.forward(
+                s.params, self.spec, np.ascontiguousarray(x[:, self.rows]),
+                np.ascontiguousarray(y[:, self.rows]),
+                self.zero_state() if wrapped else s.carried_state, mean_over=T * N)
+        return self.group.sum(loss)
 
     def validation_loss(self):
         """Loss on the first eval_chars characters of the validation split (all when 0), so that
@@ -169,8 +185,11 @@ class Run:
         s = self.state
         on_grid = s.step % self.cfg.eval_every == 0
         val = self.validation_loss()
-        # the last update may be the one that diverged: its model must never be saved
-        self._check_divergence(val, f"the validation loss at step {s.step}")
+        # the last update may be the one that diverged: its model must never be saved. A model
+        # that overfits a small text may score its validation split far worse than chance while
+        # it fits its training text well: only a model past the limit on both has diverged
+        self._check_divergence(val, f"the validation loss at step {s.step}",
+                               confirm=self._training_loss_now)
         s.last_val = val
         train_loss = s.loss_sum / s.loss_count if s.loss_count else float("nan")
         if on_grid:

@@ -8,7 +8,8 @@ import sys
 import pytest
 from hypothesis import given, strategies as st
 
-from charrnn import checkpoint, divergence
+import charrnn
+from charrnn import checkpoint, divergence, run as run_mod
 from clihelp import MPIEXEC, needs_mpi, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,3 +120,13 @@ def test_every_rank_stops_and_the_line_is_printed_once(small_corpus, tmp_path):
     assert_one_error_line(resumed.stderr, resumed.returncode, "the run diverged",
                           "the training loss at step 12")
     assert saved(out) == before
+
+
+def test_a_validation_loss_past_the_limit_alone_is_overfitting_not_divergence(
+        small_corpus, tmp_path, monkeypatch):
+    """A model that fits its training text while scoring a small validation split worse than
+    chance (it memorised the text) has not diverged: the run goes on and saves it."""
+    monkeypatch.setattr(run_mod.Run, "validation_loss", lambda run: 1e3)
+    result = charrnn.train(small_corpus, TINY, out=tmp_path / "run", steps=10, eval_every=5,
+                           sample_length=0, progress=False)
+    assert result.step == 10 and checkpoint.load(tmp_path / "run" / "last.npz").step == 10
