@@ -1,17 +1,16 @@
 """The rule that stops a diverging run: a loss far above what a model that knows nothing scores.
 
-A model that predicts every character as equally likely scores ln V nats per character, and a
-fresh model starts there (its output layer starts near zero). A run whose loss climbs to several
-times that has diverged: its weights are being thrown about, not fitted, and every later step
-and every checkpoint of it is wasted. char-rnn stops at three times its first loss; so does
-charrnn, with two changes. The first loss is raised to ln V when it is lower (a resumed run
-starts far below ln V, and spikes of a healthy run on resuming would otherwise count from
-there), and to FLOOR_NATS for tiny vocabularies, where ln V is so small (ln 2 = 0.69) that a
-healthy run's early wobble could reach three times it.
-
-A non-finite loss is model.py's overflow and is refused before this rule (run.py); this rule is
-for the finite losses that grow without bound, which no NaN check sees.
-benchmarks/divergence_margin.py measures how far below the limit the shipped configs stay.
+Why this rule: a model that predicts every character as equally likely scores ln V nats per
+character, and a fresh model starts there (its output layer starts near zero). A loss several
+times that means weights thrown about, not fitted: every later step and checkpoint is wasted,
+and a high rate can keep such a loss finite (no NaN check sees it) for the whole run. char-rnn
+stops at three times its first loss; so does charrnn, with the first loss raised to ln V when
+it is lower (a resumed run starts far below ln V, and would otherwise be held to its own
+start) and to FLOOR_NATS for a vocabulary of a few characters, where ln V is so small (ln 2 =
+0.69) that a healthy run's early wobble could reach three times it. run.py applies it to every
+step's training loss and to each evaluation's validation loss (there with the training loss
+past it too, since a model that memorised a small text scores its validation split badly
+without diverging). benchmarks/divergence_margin.py measures the shipped configs' margin.
 """
 import math
 
