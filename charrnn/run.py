@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from . import checkpoint, data, distributed, evaluate, interrupt, model, optim
+from . import checkpoint, data, distributed, divergence, evaluate, interrupt, model, optim
 from .errors import CharrnnError
 from .loss import bits
 from .runstate import RunState
@@ -39,6 +39,9 @@ class Run:
                 f"{cfg.val_frac} of {len(corpus.ids)}); it needs at least 2 to score anything: "
                 f"raise --val-frac or use a longer corpus")
         self.state = self._fresh(init_ck) if resume_ck is None else self._resumed(resume_ck)
+        # the loss above which the run has diverged (divergence.py), fixed by this invocation's
+        # first step: every process sees the same summed loss, so all agree on it and on a stop
+        self.loss_limit = None
 
     def _fresh(self, init_ck):
         rng = np.random.default_rng(self.cfg.seed)
@@ -125,18 +128,44 @@ class Run:
         return loss, stop
 
     def _update(self, grads, loss, norm, lr):
-        """The optimizer's update of the weights, refused when the step went non-finite."""
+        """The optimizer's update of the weights, refused when the step went non-finite or its
+        loss says the run diverged."""
         s = self.state
         if not (math.isfinite(loss) and math.isfinite(norm)):
             raise self.group.error(
                 f"non-finite loss or gradient at step {s.step + 1} (loss {loss}, gradient "
                 f"norm {norm}); the update was not applied and the saved checkpoints are kept; "
                 f"try a lower --lr")
+        if self.loss_limit is None:
+            self.loss_limit = divergence.limit(len(self.corpus.vocab), loss)
+        self._check_divergence(loss, f"the training loss at step {s.step + 1}")
         optim.apply(self.cfg.optimizer, s.params, grads, s.optim_state, lr,
                     self.cfg.weight_decay)
         s.step += 1
         if s.ema_params is not None:
             optim.ema_update(s.ema_params, s.params, self.cfg.ema, s.step)
+
+    def _check_divergence(self, loss, what, confirm=None):
+        """Raise the group's error when loss (the same on every process) is past the limit;
+        confirm(), when given, is a second loss that must be past it too."""
+        limit = self.loss_limit
+        if limit is not None and divergence.diverged(loss, limit) and (
+                confirm is None or divergence.diverged(confirm(), limit)):
+            raise self.group.error(divergence.message(what, loss, limit, self.cfg.lr,
+                                                      self.cfg.clip))
+
+    def _training_loss_now(self):
+        """The weights' loss (nats/char) on the next training window from the carried state,
+        without dropout, summed over the group; nothing of the run changes."""
+        s = self.state
+        x, y, wrapped, _ = self.batches.at(s.data_position)
+        T, N = x.shape
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            loss, _, _ = model.forward(
+                s.params, self.spec, np.ascontiguousarray(x[:, self.rows]),
+                np.ascontiguousarray(y[:, self.rows]),
+                self.zero_state() if wrapped else s.carried_state, mean_over=T * N)
+        return self.group.sum(loss)
 
     def validation_loss(self, params=None):
         """Loss of params (None: the weights) on the first eval_chars characters of the
@@ -166,7 +195,13 @@ class Run:
         s = self.state
         on_grid = s.step % self.cfg.eval_every == 0
         scores = self._validation_scores()
-        val = s.last_val = min(scores.values())
+        val = min(scores.values())
+        # the last update may be the one that diverged: its model must never be saved. A model
+        # that overfits a small text may score its validation split far worse than chance while
+        # it fits its training text well: only a model past the limit on both has diverged
+        self._check_divergence(val, f"the validation loss at step {s.step}",
+                               confirm=self._training_loss_now)
+        s.last_val = val
         train_loss = s.loss_sum / s.loss_count if s.loss_count else float("nan")
         if on_grid:
             s.loss_sum, s.loss_count = 0.0, 0
