@@ -11,6 +11,7 @@ from charrnn import checkpoint, config, model, optim, reference
 from charrnn.cells import CELLS
 from charrnn.dropconnect import has_recurrent_weights
 from charrnn.errors import CharrnnError
+from clihelp import QUICK, SHAKESPEARE, assert_one_line_error, run
 from gradcheck import numeric_grad, rel_error
 
 T, N, H, V = 4, 3, 5, 7
@@ -162,11 +163,14 @@ def test_no_regularizer_draws_what_it_drew_before():
     assert masks.recurrent is None
 
 
-def test_weight_drop_on_a_cell_without_wh_is_refused():
+def test_weight_drop_on_a_cell_without_wh_is_refused(tmp_path):
     for cell in ("mingru", "minlstm"):
         with pytest.raises(CharrnnError, match="weight_drop.*has none"):
             config.load({"cell": cell, "weight_drop": 0.2})
     assert config.load({"cell": "gru", "weight_drop": 0.2}).weight_drop == 0.2
+    result = run("train", SHAKESPEARE, *QUICK, "--cell", "mingru", "--weight-drop", 0.2,
+                 "--out", tmp_path / "run")
+    assert_one_line_error(result, "'weight_drop'", "mingru has none", before="nothing")
 
 
 # ---- decoupled weight decay and the moving average ---------------------------------------------
