@@ -53,7 +53,7 @@ def to_onnx(ck, window=False):
     except ImportError:
         raise CharrnnError(INSTALL_HINT) from None
     from . import builder, stacks
-    weights = sum(a.nbytes for a in ck.weights.values())
+    weights = sum(a.nbytes for a in ck.params.values())  # the same shapes as ck.weights
     if weights >= 2**31 - 2**20:
         raise CharrnnError(f"the model's {weights / 2**30:.1f} GB of weights are more than the "
                            f"2 GB an ONNX file holds in one piece")
