@@ -20,8 +20,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import blas, residual, runtime
-from .dropconnect import drop_weights, drop_weights_grads
 from .cells import CELLS
+from .dropconnect import drop_weights, drop_weights_grads
 from .loss import nll_sum, softmax_cross_entropy_rows
 
 # The output layer and the softmax run on chunks of the window's T*N rows whose (rows, V) logits
@@ -33,10 +33,10 @@ OUTPUT_CHUNK_BYTES = 16 * 2**20
 
 
 # the config keys a ModelSpec is made of, besides the vocabulary's size. SHAPE_KEYS give the
-# weights their shapes and meaning (a fine-tuning run must keep them); dropout only trains them.
+# weights their shapes and meaning (a fine-tuning run must keep them); the dropouts only train
+# them.
 SHAPE_KEYS = ("cell", "hidden_size", "layers", "dtype", "stack", "expand", "mlp")
 MODEL_KEYS = SHAPE_KEYS + ("dropout", "dropout_mode", "weight_drop")
-DROPOUT_MODES = ("step", "locked")
 
 
 @dataclass(frozen=True)

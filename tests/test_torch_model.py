@@ -82,7 +82,8 @@ def test_weight_drop_and_locked_dropout_match_torch(name):
     spec = model.ModelSpec(name, V, H, LAYERS, 0.3, "float64", dropout_mode="locked",
                            weight_drop=0.4)
     rng = np.random.default_rng(1)
-    params = {k: rng.standard_normal(v.shape) * 0.5 for k, v in model.init_params(spec, rng).items()}
+    params = {k: rng.standard_normal(v.shape) * 0.5
+              for k, v in model.init_params(spec, rng).items()}
     x, y = rng.integers(0, V, size=(T, N)), rng.integers(0, V, size=(T, N))
     state = [tuple(rng.standard_normal((N, H)) for _ in s) for s in model.zero_state(spec, N)]
     masks = model.dropout_masks(spec, T, N, rng)
@@ -108,8 +109,9 @@ def test_weight_drop_and_locked_dropout_match_torch(name):
     assert loss == pytest.approx(torch_loss.item(), rel=1e-12)
     ours = {k: v.detach().numpy() for k, v in _torch_tensors(name, grads).items()}
     for k in range(LAYERS):
-        np.testing.assert_allclose(ours[f"weight_hh_l{k}"], leaves[f"weight_hh_l{k}"].grad.numpy(),
-                                   rtol=1e-8, atol=1e-10, err_msg=k)
+        np.testing.assert_allclose(ours[f"weight_hh_l{k}"],
+                                   leaves[f"weight_hh_l{k}"].grad.numpy(), rtol=1e-8, atol=1e-10,
+                                   err_msg=k)
     for k in ("weight_ih_l0", "weight_ih_l1", "out.weight", "out.bias"):
         np.testing.assert_allclose(ours[k], leaves[k].grad.numpy(), rtol=1e-8, atol=1e-10,
                                    err_msg=k)
