@@ -39,7 +39,8 @@ class Trace:
 
 
 class Model:
-    """A trained model: vocab (str, id order), spec (cell and sizes), params (name -> array),
+    """A trained model: vocab (str, id order), spec (cell and sizes), params (name -> array:
+    the checkpoint's weights, or their moving average when that scored better, Checkpoint.weights),
     config (the TrainConfig it was trained with) and checkpoint (everything the file held)."""
 
     def __init__(self, ck):
