@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import blas, residual, runtime
+from . import residual, runtime
 from .cells import CELLS
 from .dropconnect import drop_weights, drop_weights_grads
 from .loss import nll_sum, softmax_cross_entropy_rows
@@ -206,7 +206,7 @@ def _layers_forward(params, spec, x, state, masks=None, threads=runtime.CURRENT)
     return inp, new_state, caches, masks
 
 
-def output_layer(params, top, threads=runtime.CURRENT):
+def output_layer(params, top, threads=runtime.ONE_THREAD):
     """top (..., H), the last layer's output -> logits (rows, V) = top Wy + by, one row per
     position (T*N rows for a window's (T, N, H))."""
     out = threads.matmul(top.reshape(-1, top.shape[-1]), params["Wy"])
@@ -221,16 +221,18 @@ def output_chunks(rows, V, itemsize):
     return [slice(i * rows // k, (i + 1) * rows // k) for i in range(k)]
 
 
-def logits(params, spec, x, state, threads=runtime.CURRENT):
-    """Forward without dropout: x (T, N) ids -> logits (T*N, V) and the new state."""
-    top, new_state, _, _ = _layers_forward(params, spec, x, state, None, threads=threads)
-    return output_layer(params, top, threads), new_state
+def stack_forward(params, spec, x, state, threads=runtime.ONE_THREAD):
+    """Forward without dropout through the stack: x (T, N) ids -> top (T, N, H), the last
+    layer's output; the new state; the layers' caches (a list of cell caches, or
+    residual.StackCache), whose activations inference.trace reads."""
+    top, new_state, caches, _ = _layers_forward(params, spec, x, state, None, threads=threads)
+    return top, new_state, caches
 
 
-def window_nll(params, spec, x, y, state, threads=runtime.CURRENT):
+def window_nll(params, spec, x, y, state, threads=runtime.ONE_THREAD):
     """Forward without dropout, scored: x, y (T, N) ids -> (summed NLL of y in nats (float64),
     new state), the logits made one chunk of rows at a time (output_chunks)."""
-    top, new_state, _, _ = _layers_forward(params, spec, x, state, None, threads=threads)
+    top, new_state, _ = stack_forward(params, spec, x, state, threads)
     top2, targets = top.reshape(-1, spec.hidden_size), y.reshape(-1)
     total = 0.0
     for rows in output_chunks(len(targets), spec.vocab_size, top.itemsize):
@@ -238,7 +240,7 @@ def window_nll(params, spec, x, y, state, threads=runtime.CURRENT):
     return total, new_state
 
 
-def output_forward_backward(params, top2, targets, M, threads=runtime.CURRENT):
+def output_forward_backward(params, top2, targets, M, threads=runtime.ONE_THREAD):
     """The output layer, the softmax cross-entropy and their gradients, one chunk of rows at a
     time (output_chunks), so that only one chunk's logits exist at once.
 
@@ -321,94 +323,3 @@ def _layers_backward(params, spec, caches, masks, dh, grads, threads):
         for k, v in drop_weights_grads(g, mask).items():
             grads[f"l{layer}.{k}"] = v
     return dstate0
-
-
-def trace(params, spec, ids):
-    """One pass over ids (L,) from a zero state, batch 1, no dropout: -> (logits (L, V), layers),
-    layers[k] a dict of layer k's activations by name ("h", "c", gates), each (L, H)."""
-    logits, layers, _ = _trace_window(params, spec, ids, zero_state(spec, 1))
-    return logits, layers
-
-
-def _trace_window(params, spec, ids, state):
-    """trace() of ids (w,) from state -> (logits (w, V), layers, the state after them)."""
-    x = np.asarray(ids).reshape(-1, 1)
-    top, new_state, caches, _ = _layers_forward(params, spec, x, state, None)
-    if spec.stack == "residual":
-        caches = [layer.cell for layer in caches.layers]
-    layers = [{name: a[:, 0].copy() for name, a in spec.cell_module.activations(c).items()}
-              for c in caches]
-    return output_layer(params, top), layers, new_state
-
-
-# characters a window of trace_windows and advance reads at most: its caches are a few times
-# this by the layers' width, whatever the length of the text
-TEXT_WINDOW = 2048
-
-
-def text_window(spec):
-    """Characters per window of trace_windows: at most TEXT_WINDOW, and few enough that the
-    window's (w, V) logits take at most OUTPUT_CHUNK_BYTES (one row at the least)."""
-    itemsize = np.dtype(spec.dtype).itemsize
-    return max(1, min(TEXT_WINDOW, OUTPUT_CHUNK_BYTES // (spec.vocab_size * itemsize)))
-
-
-def trace_windows(params, spec, ids):
-    """trace() of ids (L,) one window of text_window(spec) characters at a time, the state
-    carried: yields (logits (w, V), layers) of consecutive windows, so that no (L, V) array
-    and no cache of the whole text ever exists. The same numbers as trace() to rounding (the
-    products run on fewer rows)."""
-    state = zero_state(spec, 1)
-    w = text_window(spec)
-    for start in range(0, len(ids), w):
-        logits, layers, state = _trace_window(params, spec, ids[start:start + w], state)
-        yield logits, layers
-
-
-def advance(params, spec, ids, state):
-    """The state after reading ids (L,) at batch 1 from state (as zero_state(spec, 1) gives
-    it), no dropout: the state logits() returns, without the output layer and one window of
-    TEXT_WINDOW characters at a time, so a long prime needs no (L, V) logits."""
-    for start in range(0, len(ids), TEXT_WINDOW):
-        x = np.asarray(ids[start:start + TEXT_WINDOW]).reshape(-1, 1)
-        _, state, _, _ = _layers_forward(params, spec, x, state, None)
-    return state
-
-
-def stepper(params, spec):
-    """A generation step at batch 1 with its per-character work cut to the arithmetic.
-
-    Returns step(id, state) -> (logits (V,), new state), id an int and state as
-    zero_state(spec, 1) gives it. It computes one step of what logits() does for x = [[id]], but
-    the input table and each layer's parameter views are made once here instead of on every
-    character, and the BLAS runs on one thread: a (1, H) product is too small to share.
-    """
-    one_thread = blas.one_blas_thread()
-    if spec.stack == "residual":
-        return residual.stepper(params, spec, one_thread)
-    cell = spec.cell_module
-    table = input_table(params)
-    layers = [layer_params(params, layer) for layer in range(spec.layers)]
-    upper = [(p, p["Wx"], p["b"]) for p in layers[1:]]
-    first = layers[0]
-    Wy, by = params["Wy"], params["by"]
-
-    def step(idx, state):
-        with one_thread:
-            h = cell.step(first, table[idx:idx + 1], state[0])  # (1, G) row: a view, no copy
-            new_state = [h]
-            for p, Wx, b in upper:
-                a = h[0] @ Wx
-                a += b
-                h = cell.step(p, a, state[len(new_state)])
-                new_state.append(h)
-            out = h[0][0] @ Wy
-        out += by
-        return out, new_state
-
-    return step
-
-
-def input_table(params):
-    """(V, G) table whose row v is the first layer's x Wx + b for the one-hot x of character v."""
-    return params["l0.Wx"] + params["l0.b"]

@@ -125,7 +125,7 @@ def _dropped(a, mask):
     return a * mask, mask
 
 
-def forward(params, spec, ids, state, masks=None, threads=runtime.CURRENT):
+def forward(params, spec, ids, state, masks=None, threads=runtime.ONE_THREAD):
     """ids (T, N) -> top (T, N, H) (the final norm's output), the new state, a StackCache;
     masks the model.Masks of model.dropout_masks (None: no dropout)."""
     T, N = ids.shape
@@ -165,7 +165,7 @@ def _affine_backward(x, W, dout, threads):
     return dW, dout.sum(axis=0), dx
 
 
-def backward(params, spec, cache, dtop, grads, threads=runtime.CURRENT):
+def backward(params, spec, cache, dtop, grads, threads=runtime.ONE_THREAD):
     """Gradients of the stack given dtop (T, N, H) = dLoss/dtop: written into grads (a dict);
     returns d(initial state), one tuple per layer."""
     ids, caches, norm = cache
@@ -202,7 +202,7 @@ def backward(params, spec, cache, dtop, grads, threads=runtime.CURRENT):
 
 
 def stepper(params, spec, one_thread):
-    """model.stepper for the residual stack: step(id, state) -> (logits (V,), new state), what
+    """inference.stepper for the residual stack: step(id, state) -> (logits (V,), new state), what
     forward and the output layer compute for x = [[id]], with each layer's parameters looked up
     once here; its products run inside one_thread (a context holding the BLAS at one thread)."""
     cell = spec.cell_module

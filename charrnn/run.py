@@ -8,7 +8,8 @@ import time
 
 import numpy as np
 
-from . import checkpoint, data, distributed, divergence, evaluate, interrupt, model, optim
+from . import checkpoint, data, distributed, divergence, evaluate, interrupt, model, optim, \
+    runtime
 from .errors import CharrnnError
 from .loss import bits
 from .runstate import RunState
@@ -16,7 +17,9 @@ from .sample import generate
 
 
 class Run:
-    """A run's state and the objects that act on it: the model's spec, the data, the group.
+    """A run's state and the objects that act on it: the model's spec, the data, the group,
+    the thread layout of cfg.threads (one thread when it is None) that every step and evaluation
+    runs on.
 
     cfg: the run's settings. Its schedule (`steps`, so each step's learning rate) belongs to the
     caller, which may fit it again while the run goes (schedule.Pacer): train_step, evaluate
@@ -30,6 +33,7 @@ class Run:
         and holds their carried state (all of the rest of the state is the same on every one)."""
         self.cfg, self.corpus, self.group = cfg, corpus, group
         self.rows = group.rows(cfg.batch_size)
+        self.threads = runtime.Threads(cfg.threads or 1)
         self.spec = model.spec_of(cfg, len(corpus.vocab))
         train_ids, self.val_ids = data.split(corpus.ids, cfg.val_frac)
         self.batches = data.Batches(train_ids, cfg.batch_size, cfg.seq_len)
@@ -112,8 +116,9 @@ class Run:
         loss, new_state, cache = model.forward(
             s.params, self.spec, np.ascontiguousarray(x[:, rows]),
             np.ascontiguousarray(y[:, rows]), state,
-            None if masks is None else masks.rows(rows), mean_over=T * N)
-        grads, _ = model.backward(s.params, self.spec, cache)
+            None if masks is None else masks.rows(rows), mean_over=T * N,
+            threads=self.threads)
+        grads, _ = model.backward(s.params, self.spec, cache, threads=self.threads)
         return loss, new_state, grads
 
     def timed_step(self, lr, vote=interrupt.NO_VOTE):
@@ -164,7 +169,8 @@ class Run:
             loss, _, _ = model.forward(
                 s.params, self.spec, np.ascontiguousarray(x[:, self.rows]),
                 np.ascontiguousarray(y[:, self.rows]),
-                self.zero_state() if wrapped else s.carried_state, mean_over=T * N)
+                self.zero_state() if wrapped else s.carried_state, mean_over=T * N,
+                threads=self.threads)
         return self.group.sum(loss)
 
     def validation_loss(self, params=None):
@@ -180,7 +186,8 @@ class Run:
         rows = self.group.rows(n)
         total = evaluate.score_streams(params or self.state.params, self.spec, streams.x[rows],
                                        streams.y[rows], self.cfg.seq_len,
-                                       streams.rest if rows.stop == n else None)
+                                       streams.rest if rows.stop == n else None,
+                                       threads=self.threads)
         return self.group.sum(total) / (len(ids) - 1)
 
     def evaluate(self, lr):
