@@ -39,7 +39,8 @@ class Trace:
 
 
 class Model:
-    """A trained model: vocab (str, id order), spec (cell and sizes), params (name -> array),
+    """A trained model: vocab (str, id order), spec (cell and sizes), params (name -> array:
+    the checkpoint's weights, or their moving average when that scored better, Checkpoint.weights),
     config (the TrainConfig it was trained with) and checkpoint (everything the file held).
 
     threads (a runtime.Threads) is the layout score, trace and a sample's prime run on: that of
@@ -51,7 +52,7 @@ class Model:
 
     def __init__(self, ck):
         self.checkpoint = ck
-        self.vocab, self.spec, self.params, self.config = ck.vocab, ck.spec, ck.params, ck.config
+        self.vocab, self.spec, self.params, self.config = ck.vocab, ck.spec, ck.weights, ck.config
         self.threads = runtime.Threads(self.config.threads or 1)
 
     def __repr__(self):

@@ -4,7 +4,11 @@ Parameters are one flat dict whose names double as checkpoint keys: `l{i}.{name}
 cell parameters (see cells/) and `Wy` (H, V), `by` (V,) for the output layer. Shape letters:
 T time, N batch, H hidden, V vocabulary. Logits y_t = h_t Wy + by on the last layer's output.
 Dropout (inverted, rate `dropout`) is applied to each layer's output, i.e. between layers and
-before the output layer, only when the masks of dropout_masks are passed (training).
+before the output layer, only when the masks of dropout_masks are passed (training): a new mask
+at every step (`dropout_mode: step`) or one per stream for the whole window (`locked`,
+variational dropout). `weight_drop` (recurrent DropConnect, AWD-LSTM) runs each cell on
+Wh * M, M one mask of 0 and 1 / (1 - weight_drop) per window, drawn there too; the cells never
+see it (dWh = dWh' * M).
 
 Two stacks: "plain" (above), and "residual" (residual.py: an embedding, pre-norm residual blocks
 around each cell with an optional MLP, a final norm), chosen by ModelSpec.stack; the output layer
@@ -17,6 +21,7 @@ import numpy as np
 
 from . import residual, runtime
 from .cells import CELLS
+from .dropconnect import drop_weights, drop_weights_grads
 from .loss import nll_sum, softmax_cross_entropy_rows
 
 # The output layer and the softmax run on chunks of the window's T*N rows whose (rows, V) logits
@@ -28,9 +33,10 @@ OUTPUT_CHUNK_BYTES = 16 * 2**20
 
 
 # the config keys a ModelSpec is made of, besides the vocabulary's size. SHAPE_KEYS give the
-# weights their shapes and meaning (a fine-tuning run must keep them); dropout only trains them.
+# weights their shapes and meaning (a fine-tuning run must keep them); the dropouts only train
+# them.
 SHAPE_KEYS = ("cell", "hidden_size", "layers", "dtype", "stack", "expand", "mlp")
-MODEL_KEYS = SHAPE_KEYS + ("dropout",)
+MODEL_KEYS = SHAPE_KEYS + ("dropout", "dropout_mode", "weight_drop")
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,8 @@ class ModelSpec:
     stack: str = "plain"  # or "residual" (residual.py)
     expand: int = 1  # residual: the cell's width is expand * hidden_size
     mlp: int = 0  # residual: an MLP of width mlp * hidden_size after each cell (0: none)
+    dropout_mode: str = "step"  # a dropout mask per step, or "locked": one per window
+    weight_drop: float = 0.0  # recurrent DropConnect's rate on each cell's Wh
 
     @property
     def cell_module(self):
@@ -68,12 +76,31 @@ def spec_of(cfg, vocab_size):
     return ModelSpec(vocab_size=vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
 
 
+class Masks(NamedTuple):
+    """A training window's masks (dropout_masks), each holding 0 and 1 / (1 - rate)."""
+    layers: object  # per dropout place a (T, N, H) array (locked: broadcast over T), or None
+    recurrent: object  # per layer a mask of its Wh's shape (weight_drop), or None
+
+    def rows(self, rows):
+        """The masks of rows (a slice) of the batch: the activation masks cut to them, the
+        recurrent ones, shared by every stream, whole."""
+        return Masks(None if self.layers is None else [m[:, rows] for m in self.layers],
+                     self.recurrent)
+
+    def layer(self, k):
+        """Layer k's recurrent mask, or None."""
+        return None if self.recurrent is None else self.recurrent[k]
+
+
+NO_MASKS = Masks(None, None)
+
+
 class WindowCache(NamedTuple):
     """What backward needs from forward over a window."""
     dtop: np.ndarray  # (T*N, H): d(mean loss)/d(the last layer's output, after dropout)
     output_grads: dict  # {"Wy": (H, V), "by": (V,)}: the output layer's, taken in forward
     layers: object  # each layer's cell cache (plain), or residual.StackCache
-    masks: list  # each layer's dropout mask (T, N, H) or None (residual: None, its cache has them)
+    masks: object  # the window's Masks (residual: its cache has the activation masks)
     shape: tuple  # (T, N)
 
 
@@ -120,36 +147,59 @@ def zero_state(spec, N):
 
 
 def dropout_masks(spec, T, N, rng):
-    """The inverted-dropout masks of a training window of N streams, drawn from rng: one (T, N, H)
-    array of 0 and 1 / (1 - dropout) per place the stack applies dropout, in the order it applies
-    them (each layer's output; residual.dropout_places), or None when spec has no dropout.
+    """The masks of a training window of N streams, drawn from rng -> Masks, or None when spec
+    has neither dropout nor weight_drop. Activation masks: one (T, N, H) array of 0 and
+    1 / (1 - dropout) per place the stack applies dropout, in the order it applies them (each
+    layer's output; residual.dropout_places); `locked` draws an (N, H) mask and repeats it over
+    the window (a read-only broadcast view). Then, with weight_drop, one mask per layer of the
+    shape of its Wh, the same for every stream.
 
     The one place masks are drawn: a data-parallel run draws the whole batch's and gives each
-    process its rows, so the random numbers do not depend on how the batch is shared out."""
-    if spec.dropout <= 0:
+    process its rows (Masks.rows), so the random numbers do not depend on how the batch is
+    shared out."""
+    if spec.dropout <= 0 and spec.weight_drop <= 0:
         return None
-    keep, dtype = 1.0 - spec.dropout, np.dtype(spec.dtype)
-    places = residual.dropout_places(spec) if spec.stack == "residual" else spec.layers
+    layers = recurrent = None
+    if spec.dropout > 0:
+        places = residual.dropout_places(spec) if spec.stack == "residual" else spec.layers
+        shape = (N, spec.hidden_size) if spec.dropout_mode == "locked" else (T, N,
+                                                                              spec.hidden_size)
+        layers = [np.broadcast_to(m, (T, N, spec.hidden_size))
+                  for m in _bernoulli(spec, spec.dropout, [shape] * places, rng)]
+    if spec.weight_drop > 0:
+        E = spec.cell_size
+        D = spec.vocab_size if spec.stack == "plain" else spec.hidden_size
+        wh = spec.cell_module.param_shapes(D, E)["Wh"]
+        recurrent = _bernoulli(spec, spec.weight_drop, [wh] * spec.layers, rng)
+    return Masks(layers, recurrent)
+
+
+def _bernoulli(spec, rate, shapes, rng):
+    """One array of each shape, 1 / (1 - rate) with probability 1 - rate and 0 otherwise, in
+    spec's dtype, drawn in order from rng."""
+    keep, dtype = 1.0 - rate, np.dtype(spec.dtype)
     masks = []
-    for _ in range(places):
-        mask = rng.random((T, N, spec.hidden_size), dtype=dtype) < keep
+    for shape in shapes:
+        mask = rng.random(shape, dtype=dtype) < keep
         masks.append(mask.astype(dtype) * dtype.type(1.0 / keep))
     return masks
 
 
 def _layers_forward(params, spec, x, state, masks=None, threads=runtime.CURRENT):
-    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks; masks as
-    dropout_masks gives them (None: no dropout); threads as in forward."""
+    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and the Masks used; masks as
+    dropout_masks gives them (None: none); threads as in forward."""
+    masks = masks or NO_MASKS
     if spec.stack == "residual":
         top, new_state, cache = residual.forward(params, spec, x, state, masks, threads)
-        return top, new_state, cache, None
+        return top, new_state, cache, masks
     cell, inp = spec.cell_module, x
-    masks = masks or [None] * spec.layers
+    drops = masks.layers or [None] * spec.layers
     caches, new_state = [], []
     for layer in range(spec.layers):
-        hs, final, cache = cell.forward(layer_params(params, layer), inp, state[layer], threads)
-        if masks[layer] is not None:
-            hs = hs * masks[layer]
+        p = drop_weights(layer_params(params, layer), masks.layer(layer))
+        hs, final, cache = cell.forward(p, inp, state[layer], threads)
+        if drops[layer] is not None:
+            hs = hs * drops[layer]
         caches.append(cache)
         new_state.append(final)
         inp = hs
@@ -223,7 +273,7 @@ def forward(params, spec, x, y, state, masks=None, mean_over=None, threads=runti
 
     x, y (T, N) ids (y is x shifted by one); state from zero_state or a previous window.
     Returns (loss in nats/char, new state, cache). masks: the window's dropout masks
-    (dropout_masks; None for none). threads: the layout the loops and products run on
+    (dropout_masks: Masks, or None for none). threads: the layout the loops and products run on
     (runtime.Threads); backward takes the same. One layout always gives the same bits; two
     layouts agree to rounding. The output layer's gradients are taken here, chunk by
     chunk, and kept in the cache instead of the (T*N, V) logits' (output_forward_backward).
@@ -260,14 +310,16 @@ def _layers_backward(params, spec, caches, masks, dh, grads, threads):
     if spec.stack == "residual":
         return residual.backward(params, spec, caches, dh, grads, threads)
     cell = spec.cell_module
-    if masks[-1] is not None:
+    drops = masks.layers or [None] * spec.layers
+    if drops[-1] is not None:
         dh = dh.copy()
     dstate0 = [None] * spec.layers
     for layer in range(spec.layers - 1, -1, -1):
-        if masks[layer] is not None:
-            dh *= masks[layer]
-        g, dh, dstate0[layer] = cell.backward(layer_params(params, layer), caches[layer], dh,
-                                              threads=threads)
-        for k, v in g.items():
+        if drops[layer] is not None:
+            dh *= drops[layer]
+        mask = masks.layer(layer)
+        g, dh, dstate0[layer] = cell.backward(drop_weights(layer_params(params, layer), mask),
+                                              caches[layer], dh, threads=threads)
+        for k, v in drop_weights_grads(g, mask).items():
             grads[f"l{layer}.{k}"] = v
     return dstate0

@@ -51,9 +51,13 @@ class Run:
         rng = np.random.default_rng(self.cfg.seed)
         params = model.init_params(self.spec, rng)
         if init_ck is not None:
-            params = {k: v.copy() for k, v in init_ck.params.items()}
+            params = {k: v.copy() for k, v in init_ck.weights.items()}
         return RunState(params=params, optim_state=optim.init_state(self.cfg.optimizer, params),
-                        carried_state=self.zero_state(), rng=rng)
+                        carried_state=self.zero_state(), rng=rng, ema_params=self._ema_of(params))
+
+    def _ema_of(self, params):
+        """The moving average's start, the weights themselves (None when ema is off)."""
+        return {k: v.copy() for k, v in params.items()} if self.cfg.ema else None
 
     def _resumed(self, ck):
         if ck.data_position > self.batches.streams.shape[1]:
@@ -65,6 +69,8 @@ class Run:
         state.carried_state = ([tuple(s[self.rows] for s in layer) for layer in ck.carried_state]
                                or self.zero_state())
         state.rng = state.rng or np.random.default_rng(self.cfg.seed)
+        if state.ema_params is None:
+            state.ema_params = self._ema_of(state.params)
         return state
 
     def zero_state(self):
@@ -110,7 +116,7 @@ class Run:
         loss, new_state, cache = model.forward(
             s.params, self.spec, np.ascontiguousarray(x[:, rows]),
             np.ascontiguousarray(y[:, rows]), state,
-            None if masks is None else [m[:, rows] for m in masks], mean_over=T * N,
+            None if masks is None else masks.rows(rows), mean_over=T * N,
             threads=self.threads)
         grads, _ = model.backward(s.params, self.spec, cache, threads=self.threads)
         return loss, new_state, grads
@@ -138,8 +144,11 @@ class Run:
         if self.loss_limit is None:
             self.loss_limit = divergence.limit(len(self.corpus.vocab), loss)
         self._check_divergence(loss, f"the training loss at step {s.step + 1}")
-        optim.apply(self.cfg.optimizer, s.params, grads, s.optim_state, lr)
+        optim.apply(self.cfg.optimizer, s.params, grads, s.optim_state, lr,
+                    self.cfg.weight_decay)
         s.step += 1
+        if s.ema_params is not None:
+            optim.ema_update(s.ema_params, s.params, self.cfg.ema, s.step)
 
     def _check_divergence(self, loss, what, confirm=None):
         """Raise the group's error when loss (the same on every process) is past the limit;
@@ -164,17 +173,18 @@ class Run:
                 threads=self.threads)
         return self.group.sum(loss)
 
-    def validation_loss(self):
-        """Loss on the first eval_chars characters of the validation split (all when 0), so that
-        evaluating a large corpus's split does not stall training. Each process scores its
-        block of the split's streams; the group sums the totals."""
+    def validation_loss(self, params=None):
+        """Loss of params (None: the weights) on the first eval_chars characters of the
+        validation split (all when 0), so that evaluating a large corpus's split does not stall
+        training. Each process scores its block of the split's streams; the group sums the
+        totals."""
         ids = self.val_ids[:self.cfg.eval_chars or None]
         if len(ids) < 2:
             return 0.0
         streams = evaluate.cut(ids, self.cfg.batch_size, self.cfg.seq_len)
         n = len(streams.x)
         rows = self.group.rows(n)
-        total = evaluate.score_streams(self.state.params, self.spec, streams.x[rows],
+        total = evaluate.score_streams(params or self.state.params, self.spec, streams.x[rows],
                                        streams.y[rows], self.cfg.seq_len,
                                        streams.rest if rows.stop == n else None,
                                        threads=self.threads)
@@ -191,7 +201,8 @@ class Run:
         """
         s = self.state
         on_grid = s.step % self.cfg.eval_every == 0
-        val = self.validation_loss()
+        scores = self._validation_scores()
+        val = min(scores.values())
         # the last update may be the one that diverged: its model must never be saved. A model
         # that overfits a small text may score its validation split far worse than chance while
         # it fits its training text well: only a model past the limit on both has diverged
@@ -204,12 +215,23 @@ class Run:
         rec = {"step": s.step, "chars": s.chars, "elapsed": round(s.elapsed, 3),
                "train_loss": train_loss, "train_bpc": bits(train_loss),
                "val_loss": val, "val_bpc": bits(val), "lr": lr, "threads": self.cfg.threads}
+        if len(scores) > 1:  # which weights scored val_loss: what best.npz and load() use
+            rec.update({f"val_loss_{name}": v for name, v in scores.items()},
+                       weights=min(scores, key=scores.get))
         improved = val < s.best_val
         if on_grid:
             if improved:
                 s.best_val = val
             s.evals_since_best = 0 if improved else s.evals_since_best + 1
         return rec, improved and val < s.best_floor
+
+    def _validation_scores(self):
+        """{"raw": the weights' validation loss}, and "ema": the moving average's when the run
+        keeps one (the weights win a tie)."""
+        scores = {"raw": self.validation_loss()}
+        if self.state.ema_params is not None:
+            scores["ema"] = self.validation_loss(self.state.ema_params)
+        return scores
 
     def checkpoint(self, cfg, record=None):
         """The state as a Checkpoint of config cfg, the carried state of every process's rows

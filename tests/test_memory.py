@@ -97,7 +97,7 @@ def test_windows_give_the_trace_of_one_pass(monkeypatch, cell):
     pass over the text, to rounding; its top=K the first K of a stable sort."""
     spec = model_mod.ModelSpec(cell, 11, 6, 2, dtype="float64")
     params = model_mod.init_params(spec, np.random.default_rng(3))
-    ck = type("Ck", (), {"vocab": "abcdefghij\n", "spec": spec, "params": params,
+    ck = type("Ck", (), {"vocab": "abcdefghij\n", "spec": spec, "weights": params,
                          "config": charrnn.TrainConfig()})()
     m = charrnn.Model(ck)
     text = "".join(np.random.default_rng(4).choice(list("abcdefghij\n"), 40))

@@ -121,7 +121,7 @@ def test_parts_in_chunks_add_up_to_the_batch(monkeypatch):
     for rows in (slice(0, N // 2), slice(N // 2, N)):
         part_state = [tuple(s[rows] for s in layer) for layer in state]
         part_loss, _, cache = model.forward(params, spec, x[:, rows], y[:, rows], part_state,
-                                            [m[:, rows] for m in masks], mean_over=T * N)
+                                            masks.rows(rows), mean_over=T * N)
         loss += part_loss
         for k, g in model.backward(params, spec, cache)[0].items():
             grads[k] = grads.get(k, 0) + g

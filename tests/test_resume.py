@@ -109,6 +109,28 @@ def test_resume_equals_an_uninterrupted_run(small_corpus, uninterrupted, tmp_pat
     assert_same_run(out, uninterrupted)
 
 
+REGULARIZERS = {"weight_drop": ["--weight-drop", 0.3], "locked": ["--dropout-mode", "locked"],
+                "weight_decay": ["--weight-decay", 0.1], "ema": ["--ema", 0.9]}
+
+
+@pytest.mark.parametrize("regularizer", sorted(REGULARIZERS))
+def test_resume_is_exact_with_each_regularizer(small_corpus, tmp_path, regularizer):
+    """Stopped at step 12 (between evaluations) and resumed to 20: the masks' generator, the
+    decayed weights and the moving average (ema/ in every checkpoint) come back as they were."""
+    args = [*EXACT, *REGULARIZERS[regularizer]]
+    whole, out = tmp_path / "whole", tmp_path / "run"
+    for run_dir, steps in ((whole, 20), (out, 12)):
+        done = cli_process("train", small_corpus, *args, "--out", run_dir, "--steps", steps)
+        assert done.returncode == 0, done.stderr
+    second = cli_process("train", small_corpus, *args, "--resume", out / "last.npz",
+                         "--steps", 20)
+    assert second.returncode == 0, second.stderr
+    assert_same_run(out, whole)
+    if regularizer == "ema":
+        assert "ema/Wy" in arrays(out / "last.npz")
+        assert all({"val_loss_raw", "val_loss_ema", "weights"} <= set(r) for r in metrics(out))
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_saves_last_and_resume_is_exact(small_corpus, tmp_path, sig):
     out = tmp_path / "run"
