@@ -34,11 +34,12 @@ from common import CORPUS, corpus_ids, trainer  # noqa: E402
 from min_quality import flops_per_char  # noqa: E402
 
 
-def residual_gemm_step(spec, N, T, split, seed=0):
-    """A closure doing only the window-wide products of one step of a residual-stack model."""
+def residual_gemm_step(spec, N, T, threads=None, seed=0):
+    """A closure doing only the window-wide products of one step of a residual-stack model, on
+    the BLAS's threads (threads None) or cut on a runtime.Threads."""
     rng = np.random.default_rng(seed)
     dt = np.dtype(spec.dtype)
-    mm = runtime.CURRENT.matmul if split else np.matmul
+    mm = np.matmul if threads is None else threads.matmul
     M = T * N
     work = []
     for name, shape in model.param_shapes(spec).items():
@@ -95,11 +96,11 @@ def speed(args):
               f"{flops_per_char(spec) / 1e6:.2f} MFLOP/char in products")
     for threads in args.threads:
         runners = {}
-        with runtime.use_threads(threads):
+        with runtime.use_threads(threads) as layout:
             for spec in specs:
                 gemm = gemm_only_step if spec.stack == "plain" else residual_gemm_step
-                runners[str(spec)] = (trainer(spec, ids, N, T),
-                                      gemm(spec, N, T, False), gemm(spec, N, T, True))
+                runners[str(spec)] = (trainer(spec, ids, N, T, threads=layout),
+                                      gemm(spec, N, T), gemm(spec, N, T, layout))
             for fns in runners.values():
                 for fn in fns:
                     for _ in range(args.warmup):

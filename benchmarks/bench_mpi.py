@@ -208,7 +208,7 @@ def time_rows(spec, params, cfg, n, repeats):
         masks = model.dropout_masks(spec, T, N, drop)
         _, _, cache = model.forward(params, spec, np.ascontiguousarray(x[:-1, rows]),
                                     np.ascontiguousarray(x[1:, rows]), state,
-                                    masks and [m[:, rows] for m in masks], T * N)
+                                    masks and masks.rows(rows), T * N)
         model.backward(params, spec, cache)
         best.append(time.perf_counter() - t0)
     return statistics.median(best[1:])  # the first pays for page faults

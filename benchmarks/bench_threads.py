@@ -46,9 +46,9 @@ def cell_window(cell_name, N, H, T=100):
     state = tuple(np.zeros((N, H), np.float32) for _ in cell.STATE_NAMES)
     dhs = rng.standard_normal((T, N, H)).astype(np.float32)
 
-    def go():
-        _, _, cache = cell.forward(p, x, state)
-        cell.backward(p, cache, dhs)
+    def go(threads):
+        _, _, cache = cell.forward(p, x, state, threads)
+        cell.backward(p, cache, dhs, threads=threads)
     return go
 
 
@@ -64,10 +64,10 @@ def min_rows(args):
             for H in args.hidden:
                 for r in args.rows:
                     go = cell_window(cell, 2 * r, H, args.seq_len)
-                    with runtime.use_threads(1):
-                        one, _ = best_time(go, args.repeat)
-                    with runtime.use_threads(2):
-                        two, _ = best_time(go, args.repeat)
+                    with runtime.use_threads(1) as threads:
+                        one, _ = best_time(lambda: go(threads), args.repeat)
+                    with runtime.use_threads(2) as threads:
+                        two, _ = best_time(lambda: go(threads), args.repeat)
                     print(f"{cell:5s} {H:4d} {r:10d} {1e3 * one:10.2f} {1e3 * two:11.2f} "
                           f"{one / two:8.2f}x", flush=True)
     finally:
@@ -87,7 +87,7 @@ def hold(args):
     scan = (time.perf_counter() - t) / (n // 10)
     ids, V = corpus_ids(CORPUS, 65)
     spec = model.ModelSpec("rnn", V, 256, 1, 0.0, "float32")
-    step = trainer(spec, ids, 64, 100)
+    step = trainer(spec, ids, 64, 100, threads=runtime.Threads(2))
     calls = [0]
     real_run = runtime.concurrently
 
@@ -197,11 +197,11 @@ def step_model(args):
             opt = optim.init_state("adam", params)
             fixed, _ = best_time(lambda: (optim.clip(grads, "norm", 5.0),
                                           optim.apply("adam", params, grads, opt, 1e-9)), 5)
-        with runtime.use_threads(2):
-            two, _ = best_time(step, 3)
-        with runtime.use_threads(1):
+        with runtime.use_threads(2) as threads:
+            two, _ = best_time(trainer(spec, ids, N, T, threads=threads), 3)
+        with runtime.use_threads(1) as threads:
             one_row = [cell_window(cell, 1, H, T) for _ in range(layers)]
-            serial, _ = best_time(lambda: [w() for w in one_row], 5)
+            serial, _ = best_time(lambda: [w(threads) for w in one_row], 5)
 
         measured = {}
 

@@ -22,7 +22,8 @@ Scaling with cores: run under `taskset -c 0 ... --threads 1` and `taskset -c 0,1
 On a busy machine: add --busy (one CPU-bound process pinned to CPU 1 while the rounds run).
 
 Without PyTorch installed only charrnn's figures are printed. charrnn's step runs inside
-runtime.use_threads(--threads), which also sets the BLAS pool to that many threads.
+the layout of --threads (runtime.Threads), inside runtime.use_threads(--threads), which sets
+the BLAS pool to that many threads.
 """
 import argparse
 import json
@@ -73,18 +74,19 @@ def machine_line():
 
 # ---------------------------------------------------------------- charrnn
 
-def gemm_only_step(spec, N, T, split, seed=0):
+def gemm_only_step(spec, N, T, threads=None, seed=0):
     """A closure doing only the matrix products of one charrnn step, into preallocated arrays.
 
-    split False: each product on the BLAS's own threads. split True: the recurrent products of
-    the batch blocks on their threads and each large product cut into pieces (charrnn's
-    charrnn/runtime.py), the BLAS at one thread. The bound is the faster of the two.
+    threads None: each product on the BLAS's own threads. threads a runtime.Threads: the
+    recurrent products of its batch blocks on their threads and each large product cut into
+    pieces (charrnn/runtime.py), the BLAS at one thread. The bound is the faster of the two.
     """
+    split = threads is not None
     rng = np.random.default_rng(seed)
     dt = np.dtype(spec.dtype)
     H, V, G = spec.hidden_size, spec.vocab_size, spec.cell_module.GATES * spec.hidden_size
-    mm = runtime.CURRENT.matmul if split else np.matmul
-    blocks = runtime.CURRENT.blocks(N) if split else [slice(0, N)]
+    mm = threads.matmul if split else np.matmul
+    blocks = threads.blocks(N) if split else [slice(0, N)]
     run = runtime.concurrently if split else (lambda fn, slices: [fn(rows) for rows in slices])
 
     def arr(*shape):
@@ -180,10 +182,11 @@ def time_steps(step, n):
 def bench_core(args, ids, V):
     spec = model.ModelSpec(args.cell, V, args.hidden_size, args.layers, 0.0, args.dtype)
     N, T = args.batch_size, args.seq_len
-    runners = {"charrnn": trainer(spec, ids, N, T)}
+    threads = runtime.Threads(args.threads)
+    runners = {"charrnn": trainer(spec, ids, N, T, threads=threads)}
     if args.compare_products:
         # the same trainer with the window-wide products left to the BLAS's threads
-        blas_step = trainer(spec, ids, N, T)
+        blas_step = trainer(spec, ids, N, T, threads=threads)
 
         def with_blas_products():
             runtime.PRODUCTS = "blas"
@@ -193,8 +196,8 @@ def bench_core(args, ids, V):
                 runtime.PRODUCTS = "cut"
         runners["charrnn-blas"] = with_blas_products
     if not args.no_gemm:
-        runners["gemm-blas"] = gemm_only_step(spec, N, T, split=False)
-        runners["gemm-split"] = gemm_only_step(spec, N, T, split=True)
+        runners["gemm-blas"] = gemm_only_step(spec, N, T)
+        runners["gemm-split"] = gemm_only_step(spec, N, T, threads)
     if torch is not None and not args.no_torch:
         runners["pytorch"] = torch_trainer(spec, ids, N, T)
     for step in runners.values():  # warm-up: allocator, BLAS pool, code paths

@@ -23,7 +23,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import data, model, runtime  # noqa: E402
+from charrnn import data, inference, model, runtime  # noqa: E402
 from charrnn.cells import _input  # noqa: E402
 from charrnn.sample import next_id  # noqa: E402
 from common import trainer, vocab_of  # noqa: E402
@@ -67,15 +67,15 @@ def onehot(args):
     print(f"{'G':>5s} {'V':>6s} {'dense':>8s} {'segments':>9s}  dense/segments")
     saved = _input.DENSE_MAX_V
     try:
-        with runtime.use_threads(args.threads):
+        with runtime.use_threads(args.threads) as threads:
             for G in args.gates:
                 da = rng.standard_normal((M, G)).astype(np.float32)
                 for V in args.vocab:
                     ids = np.minimum(rng.zipf(1.1, size=M) - 1, V - 1)
                     _input.DENSE_MAX_V = 10 ** 9
-                    dense = best(lambda: _input.one_hot_transpose_product(ids, da, V))
+                    dense = best(lambda: _input.one_hot_transpose_product(ids, da, V, threads))
                     _input.DENSE_MAX_V = 0
-                    seg = best(lambda: _input.one_hot_transpose_product(ids, da, V))
+                    seg = best(lambda: _input.one_hot_transpose_product(ids, da, V, threads))
                     print(f"{G:5d} {V:6d} {1e3 * dense:8.2f} {1e3 * seg:9.2f}  {dense / seg:.2f}",
                           flush=True)
     finally:
@@ -98,7 +98,7 @@ def train(args):
     try:
         for method, limit in (("segments", saved), ("dense", 10 ** 9)):
             _input.DENSE_MAX_V = limit
-            step = trainer(spec, ids, N, T)
+            step = trainer(spec, ids, N, T, threads=runtime.Threads(args.threads))
 
             with runtime.use_threads(args.threads):
                 step()
@@ -135,7 +135,7 @@ every step of a round), and the peak of NumPy allocations in a step."""
     names = [f"{mb:g} MB" if mb else "one chunk" for mb in args.chunk_mb]
     steps, peaks = [], []
     for _ in sizes:
-        steps.append(trainer(spec, ids, N, T))
+        steps.append(trainer(spec, ids, N, T, threads=runtime.Threads(args.threads)))
     saved = model.OUTPUT_CHUNK_BYTES
     times, cpus = [[] for _ in sizes], [[] for _ in sizes]
     print(f"{args.cell} {args.layers}x{args.hidden_size}, V = {V:,}, batch {N} x {T}, "
@@ -215,7 +215,7 @@ def sample(args):
               f" (the same id for {same} of 2,000 draws)")
     spec = model.ModelSpec("rnn", V, 256, 1, 0.0, "float32")
     params = model.init_params(spec, rng)
-    step = model.stepper(params, spec)
+    step = inference.stepper(params, spec)
     state = model.zero_state(spec, 1)
     us = best(lambda: [step(7, state) for _ in range(2000)]) / 2000
     print(f"  a model step (rnn 1x256, V = {V:,}) for comparison: {1e6 * us:.1f} us")

@@ -23,6 +23,7 @@ runtime.use_threads (before issue 12) runs with its own default layout.
 import argparse
 import contextlib
 import importlib.util
+import inspect
 import os
 import shutil
 import subprocess
@@ -50,13 +51,16 @@ def train(cell, threads, steps=5):
     state = model.zero_state(spec, N)
     layout = (runtime.use_threads(threads) if hasattr(runtime, "use_threads")
               else contextlib.nullcontext())
-    with layout:
+    # a checkout before the layout was an argument reads it from use_threads
+    passed = "threads" in inspect.signature(model.forward).parameters
+    with layout as held:
+        kw = {"threads": held} if passed else {}
         for x in ids:
             # a checkout before issue 29 draws the masks inside forward, from the generator
             masks = (model.dropout_masks(spec, T, N, drop) if hasattr(model, "dropout_masks")
                      else drop)
-            _, state, cache = model.forward(params, spec, x[:-1], x[1:], state, masks)
-            grads, _ = model.backward(params, spec, cache)
+            _, state, cache = model.forward(params, spec, x[:-1], x[1:], state, masks, **kw)
+            grads, _ = model.backward(params, spec, cache, **kw)
             optim.clip(grads, "norm", 5.0)
             optim.apply("adam", params, grads, opt, 5e-3)
     return {f"{cell}/{k}": v for k, v in params.items()}

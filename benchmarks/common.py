@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from charrnn import data, model, optim
+from charrnn import data, model, optim, runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
@@ -18,10 +18,10 @@ CORPUS = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 LR, CLIP = 2e-3, 5.0  # Adam's rate and the clipping norm of every benchmark's steps
 
 
-def trainer(spec, ids, N, T, seed=0, params=None):
+def trainer(spec, ids, N, T, seed=0, params=None, threads=runtime.ONE_THREAD):
     """A closure doing one training step of charrnn's core on batches of ids, as
-    charrnn.run.Run does (Adam at LR, clipped at CLIP), from params or a fresh model; it
-    returns the step's loss."""
+    charrnn.run.Run does (Adam at LR, clipped at CLIP), from params or a fresh model, on the
+    thread layout `threads`; it returns the step's loss."""
     params = params if params is not None else model.init_params(spec,
                                                                  np.random.default_rng(seed))
     opt = optim.init_state("adam", params)
@@ -32,8 +32,8 @@ def trainer(spec, ids, N, T, seed=0, params=None):
         x, y, wrapped = batches.next()
         if wrapped:
             carried[0] = model.zero_state(spec, N)
-        loss, carried[0], cache = model.forward(params, spec, x, y, carried[0])
-        grads, _ = model.backward(params, spec, cache)
+        loss, carried[0], cache = model.forward(params, spec, x, y, carried[0], threads=threads)
+        grads, _ = model.backward(params, spec, cache, threads=threads)
         optim.clip(grads, "norm", CLIP)
         optim.apply("adam", params, grads, opt, LR)
         return loss

@@ -1,10 +1,10 @@
 """Where a training step of charrnn's core spends its time, by phase.
 
 Runs training steps of the model on tiny Shakespeare as charrnn.training does (heap settings, Adam,
-norm clipping, dropout when asked) and times, per step: the per-step time loops of the cells
-(forward and backward), the window-wide products (input projection of upper layers, output
-layer, dWh, dWx, dx, the one-hot transpose), the softmax, clipping and Adam; the rest is
-"other" (the input lookup, dropout masks, reshapes, Python). Timing wraps the functions in
+norm clipping, dropout when asked, a thread per usable CPU) and times, per step: the per-step
+time loops of the cells (forward and backward), the window-wide products (input projection of
+upper layers, output layer, dWh, dWx, dx, the one-hot transpose), the softmax, clipping and
+Adam; the rest is "other" (the input lookup, dropout masks, reshapes, Python). Timing wraps the functions in
 place, so it adds a few microseconds per call and nothing per time step.
 
     python benchmarks/profile_step.py --cell lstm --hidden-size 256 --layers 2
@@ -35,6 +35,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     runtime.keep_freed_memory()
+    threads = runtime.Threads(runtime.available_cpus())  # `threads: none`, training's default
     ids, V = corpus_ids(CORPUS, 65)
     spec = model.ModelSpec(args.cell, V, args.hidden_size, args.layers, args.dropout)
     rng = np.random.default_rng(0)
@@ -73,8 +74,8 @@ def main(argv=None):
         if wrapped:
             state[0] = model.zero_state(spec, args.batch_size)
         masks = model.dropout_masks(spec, *x.shape, dropout_rng) if dropout_rng else None
-        loss, state[0], cache = model.forward(params, spec, x, y, state[0], masks)
-        grads, _ = model.backward(params, spec, cache)
+        loss, state[0], cache = model.forward(params, spec, x, y, state[0], masks, threads=threads)
+        grads, _ = model.backward(params, spec, cache, threads=threads)
         clip(grads, "norm", 5.0)
         apply("adam", params, grads, opt, 2e-3)
 

@@ -6,8 +6,8 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from . import checkpoint, corpus as corpus_mod, data, distributed, evaluate, \
-    model as model_mod, resume as resume_mod, rundir, runtime, sample as sample_mod, training
+from . import checkpoint, corpus as corpus_mod, data, distributed, evaluate, inference, \
+    resume as resume_mod, rundir, runtime, sample as sample_mod, training
 from .arguments import PathLike, checked
 from .config import TrainConfig
 from .errors import CharrnnError
@@ -39,12 +39,21 @@ class Trace:
 
 
 class Model:
-    """A trained model: vocab (str, id order), spec (cell and sizes), params (name -> array),
-    config (the TrainConfig it was trained with) and checkpoint (everything the file held)."""
+    """A trained model: vocab (str, id order), spec (cell and sizes), params (name -> array:
+    the checkpoint's weights, or their moving average when that scored better, Checkpoint.weights),
+    config (the TrainConfig it was trained with) and checkpoint (everything the file held).
+
+    threads (a runtime.Threads) is the layout score, trace and a sample's prime run on: that of
+    the thread count the model was trained with (config.threads), the layout its run's
+    evaluations ran on, or one thread where the config names none. The same layout gives the
+    same bits on any machine; set it to runtime.Threads(n) to run on n threads instead, which
+    agrees to rounding.
+    """
 
     def __init__(self, ck):
         self.checkpoint = ck
-        self.vocab, self.spec, self.params, self.config = ck.vocab, ck.spec, ck.params, ck.config
+        self.vocab, self.spec, self.params, self.config = ck.vocab, ck.spec, ck.weights, ck.config
+        self.threads = runtime.Threads(self.config.threads or 1)
 
     def __repr__(self):
         return (f"<charrnn.Model {self.spec}, vocabulary of {self.spec.vocab_size}, "
@@ -63,7 +72,7 @@ class Model:
         rng = sample_mod.make_rng(seed)  # a Generator passed as seed is used as it is
         chars = sample_mod.generate(self.params, self.spec, self.vocab, length, rng,
                                     temperature=temperature, top_k=top_k, top_p=top_p,
-                                    prime=prime_ids)
+                                    prime=prime_ids, threads=self.threads)
         if stop:
             chars = sample_mod.until(chars, stop)
         return _chain(prime, chars)
@@ -96,11 +105,12 @@ class Model:
         """
         ids = self._ids(text)
         if windows is None:
-            total, n = evaluate.score(self.params, self.spec, ids, n_streams=1)
+            total, n = evaluate.score(self.params, self.spec, ids, n_streams=1,
+                                      threads=self.threads)
             protocol = {}
         else:
             total, n = evaluate.score_windows(self.params, self.spec, ids, windows, num_windows,
-                                              seed)
+                                              seed, self.threads)
             protocol = {"window": windows, "num_windows": num_windows, "seed": seed}
         if n == 0:
             raise CharrnnError("the text is too short to score (it needs at least 2 characters)")
@@ -116,7 +126,7 @@ class Model:
         Trace.probs takes L x V x 8 bytes (8 GB for 200,000 characters of a vocabulary of
         5,000); top=K keeps only each position's K most likely next characters (Trace.top_ids,
         Trace.top_probs) instead, so the memory grows with L alone. The text is run one window
-        at a time (model.trace_windows), and a trace that would need more memory than the
+        at a time (inference.trace_windows), and a trace that would need more memory than the
         machine has free is refused (CharrnnError) before it starts.
         """
         ids = self._ids(text)
@@ -132,7 +142,7 @@ class Model:
         top_ids = np.empty((L, top), dtype=np.int64) if top else None
         top_probs = np.empty((L, top)) if top else None
         loss, layers, at = np.empty(L - 1), None, 0
-        for logits, window in model_mod.trace_windows(self.params, self.spec, ids):
+        for logits, window in inference.trace_windows(self.params, self.spec, ids, self.threads):
             w = len(logits)
             logp = log_softmax(logits.astype(np.float64))
             nxt = ids[at + 1:at + w + 1]  # the characters that came next; the last has none
@@ -156,10 +166,10 @@ class Model:
         """About the bytes trace() of L characters holds at its peak: its arrays (probs or the
         top K, loss, every layer's activations) and one window's work."""
         V = len(self.vocab)
-        _, layers = model_mod.trace(self.params, self.spec, np.zeros(1, dtype=np.int64))
+        _, layers = inference.trace(self.params, self.spec, np.zeros(1, dtype=np.int64))
         per_char = sum(a.nbytes for layer in layers for a in layer.values())
         per_char += 8 + (V * 8 if top is None else top * 16)
-        window = model_mod.text_window(self.spec) * (V * 8 * 3 + per_char * 4)
+        window = inference.text_window(self.spec) * (V * 8 * 3 + per_char * 4)
         return L * per_char + window
 
     def _ids(self, text):

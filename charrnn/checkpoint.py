@@ -39,6 +39,15 @@ class Checkpoint(RunState):
     def spec(self):
         return model.spec_of(self.config, len(self.vocab))
 
+    @property
+    def weights(self):
+        """The weights to use the model with: the moving average (ema_params) when the
+        evaluation that saved the checkpoint scored it better, else params, which training
+        continues from."""
+        if self.ema_params is not None and (self.record or {}).get("weights") == "ema":
+            return self.ema_params
+        return self.params
+
 
 class Field(NamedTuple):
     """How one field of a Checkpoint is stored. key: its .npz key, or the prefix of its arrays
@@ -173,6 +182,18 @@ def _optim_state(arrays, found, path):
     return state
 
 
+def _ema_params(arrays, found, path):
+    """The moving average of the weights, checked like them (None when the checkpoint has
+    none: ema off, or saved before the key existed)."""
+    if not any(k.startswith("ema/") for k in arrays):
+        return None
+    cfg = found["config"]
+    if not cfg.ema:
+        raise CharrnnError(f"checkpoint {path} holds ema/ arrays but its config's ema is 0")
+    spec = model.spec_of(cfg, len(found["vocab"]))
+    return _checked_group(arrays, "ema/", model.param_shapes(spec), cfg.dtype, path)
+
+
 def _carried_state(arrays, found, path):
     """Per layer a tuple of (N, H) arrays ([] when the checkpoint has none)."""
     if not any(k.startswith("state/") for k in arrays):
@@ -210,6 +231,7 @@ FIELDS = {
     "params": Field("param/", _write_group("param/"), _params),
     "optim_state": Field("optim/", _write_group("optim/"), _optim_state),
     "carried_state": Field("state/", _write_carried, _carried_state),
+    "ema_params": Field("ema/", _write_group("ema/"), _ema_params),
     "last_val": None,  # not saved: runstate.py says why
     "best_floor": None,
 }

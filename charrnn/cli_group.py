@@ -1,6 +1,6 @@
 """The Click group every `charrnn` command runs in: where an error becomes one line `Error: ...`
-and an exit code (a CharrnnError or an out-of-memory 1, Ctrl-C outside training 130, a failed
-write to a full disk or a closed stdout 1), and where the one rule for a command under an MPI
+and an exit code (a usage error 2, a CharrnnError or an out-of-memory 1, Ctrl-C outside training
+130, a failed write to a full disk or a closed stdout 1), and where the one rule for a command under an MPI
 launcher is applied (Command): train on every rank, tune refused, any other on rank 0 alone, the
 other ranks quiet."""
 import errno
@@ -36,6 +36,13 @@ class Command(click.Command):
         super().__init__(*args, **kwargs)
         self.parallel, self.refusal = parallel, refusal
 
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            e.ctx = e.ctx or ctx  # the parser's own errors (a flag without its value) name none
+            raise
+
     def invoke(self, ctx):
         # after parsing, so every rank meets a usage error alike (CharrnnCommands.main)
         if self.parallel is not None and self.parallel(ctx.params):
@@ -45,10 +52,34 @@ class Command(click.Command):
         return super().invoke(ctx)
 
 
+class UsageLine(click.UsageError):
+    """A usage error (an unknown flag, a missing argument, a value of the wrong type) shown as
+    one line, `Error: <Click's message> (see 'charrnn CMD -h')`, in place of Click's usage
+    block; the exit code stays Click's 2."""
+
+    def show(self, file=None):
+        path = self.ctx.command_path if self.ctx is not None else "charrnn"
+        click.echo(f"Error: {self.format_message()} (see '{path} -h')", file=file, err=True)
+
+
+def _one_line(e):
+    """e as a UsageLine; `charrnn CMD` with no arguments, which shows the help, left as it is."""
+    if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        return e
+    return UsageLine(e.format_message(), e.ctx)
+
+
 class CharrnnCommands(click.Group):
-    """Turns CharrnnError into Click's one-line error, wherever a command raises it."""
+    """Turns CharrnnError into Click's one-line error and every usage error into one line
+    (UsageLine), wherever a command raises them."""
 
     command_class = Command
+
+    def make_context(self, *args, **kwargs):
+        try:  # the group's own options: `charrnn --bogus`
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as e:
+            raise _one_line(e) from None
 
     def main(self, *args, standalone_mode=True, **kwargs):
         if sys.stdout is None:
@@ -76,6 +107,8 @@ class CharrnnCommands(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:  # a command's name, its arguments, or its own checks
+            raise _one_line(e) from None
         except distributed.GroupError as e:
             if not e.shown:  # another rank of an MPI job reports it: once is enough
                 ctx.exit(1)

@@ -16,6 +16,7 @@ from typing import Optional
 import yaml
 
 from .cells import CELLS
+from .dropconnect import has_recurrent_weights
 from .errors import CharrnnError
 from .optim import LR_SCHEDULES, OPTIMIZERS
 
@@ -44,6 +45,12 @@ class TrainConfig:
     layers: int = _key(1, "stacked recurrent layers", low=1, high=1024)
     dropout: float = _key(0.0, "dropout between layers and before the output", low=0.0, high=1.0,
                           high_open=True)
+    dropout_mode: str = _key("step", "dropout's masks: step (a new one at every step) or locked "
+                             "(variational: one per stream for the whole window)",
+                             choices=("step", "locked"))
+    weight_drop: float = _key(0.0, "recurrent DropConnect: drop this share of each cell's "
+                              "hidden-to-hidden weights Wh, one mask per window (rnn, lstm, gru; "
+                              "mingru and minlstm have no Wh)", low=0.0, high=1.0, high_open=True)
     dtype: str = _key("float32", "floating-point type", choices=("float32", "float64"))
     stack: str = _key("plain", "how the layers stack: plain (one-hot input, each cell feeding the "
                       "next) or residual (an embedding, pre-norm residual blocks with RMSNorm "
@@ -73,6 +80,12 @@ class TrainConfig:
     lr_decay_every: int = _key(1000, "step: ... every N steps", low=1)
     lr_decay_frac: float = _key(0.2, "wsd: the last share of --steps over which the rate falls "
                                 "linearly to lr_min", low=0.0, high=1.0, low_open=True)
+    weight_decay: float = _key(0.0, "decoupled weight decay (AdamW): each update also takes "
+                               "lr x weight_decay x w off every weight matrix (not the biases, "
+                               "nor the norms' gains)", low=0.0)
+    ema: float = _key(0.0, "keep an exponential moving average of the weights with this decay "
+                      "(e.g. 0.999; 0 = off): evaluations score it too, and the better one is "
+                      "saved and used", low=0.0, high=1.0, high_open=True)
     clip: float = _key(5.0, "gradient clipping threshold (0 = off)", low=0.0)
     clip_mode: str = _key("norm", "clip the global norm or each value", choices=("norm", "value"))
     # run length, logging, speed
@@ -207,6 +220,10 @@ def validate(cfg):
     if cfg.stack == "plain" and (cfg.expand != 1 or cfg.mlp != 0):
         raise CharrnnError(f"config keys 'expand' ({cfg.expand}) and 'mlp' ({cfg.mlp}) shape "
                            f"the residual stack: set stack: residual, or leave them at 1 and 0")
+    if cfg.weight_drop > 0 and not has_recurrent_weights(cfg.cell):
+        raise CharrnnError(f"config key 'weight_drop' drops hidden-to-hidden weights, and "
+                           f"{cfg.cell} has none (its gates read the input only): use rnn, "
+                           f"lstm or gru, or leave weight_drop at 0")
     if cfg.lr_min > cfg.lr:
         raise CharrnnError(f"config key 'lr_min' ({cfg.lr_min!r}) must not exceed lr ({cfg.lr!r})")
     return cfg

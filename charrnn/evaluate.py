@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import model
+from . import model, runtime
 from .errors import CharrnnError
 
 WINDOW = 256  # nanoGPT's shakespeare_char block_size
@@ -33,39 +33,43 @@ def cut(ids, n_streams=64, seq_len=100):
                    ids[1:n_streams * S + 1].reshape(n_streams, S), ids[n_streams * S:])
 
 
-def score_streams(params, spec, x, y, seq_len, rest=None):
+def score_streams(params, spec, x, y, seq_len, rest=None, threads=runtime.ONE_THREAD):
     """Total NLL (nats) of y (n, S) given x (n, S), n streams each read window by window from a
     zero state with its state carried, then of rest[1:] given rest[:-1] from the last stream's
     state when rest (R,) is given. Any block of a cut's streams scores alone: the blocks' totals
-    add up to the whole's, to rounding, when the last block takes the rest."""
+    add up to the whole's, to rounding, when the last block takes the rest. threads: the layout
+    the passes run on (runtime.Threads), as in model.forward."""
     if len(x) == 0:
         return 0.0
     state = model.zero_state(spec, len(x))
     total = 0.0
     for p in range(0, x.shape[1], seq_len):
         nats, state = model.window_nll(params, spec, np.ascontiguousarray(x[:, p:p + seq_len].T),
-                                       np.ascontiguousarray(y[:, p:p + seq_len].T), state)
+                                       np.ascontiguousarray(y[:, p:p + seq_len].T), state,
+                                       threads)
         total += nats
     if rest is not None and len(rest) > 1:
         last = [tuple(s[-1:] for s in layer) for layer in state]
         nats, _ = model.window_nll(params, spec, rest[:-1].reshape(-1, 1),
-                                   rest[1:].reshape(-1, 1), last)
+                                   rest[1:].reshape(-1, 1), last, threads)
         total += nats
     return total
 
 
-def score(params, spec, ids, n_streams=64, seq_len=100):
+def score(params, spec, ids, n_streams=64, seq_len=100, threads=runtime.ONE_THREAD):
     """Total NLL (nats) of ids[1:] given everything before it, from a zero state.
 
     ids (L,) are cut into n_streams contiguous streams read window by window with the state
     carried, so each stream is scored like one long text. The few characters left after the
     streams follow the last stream, so they are scored with its state: every one of the L - 1
-    predictable characters counts. Returns (total_nats, chars_scored).
+    predictable characters counts. Returns (total_nats, chars_scored). threads: the layout the
+    passes run on (runtime.Threads).
     """
     if len(ids) < 2:
         return 0.0, 0
     streams = cut(ids, n_streams, seq_len)
-    return score_streams(params, spec, streams.x, streams.y, seq_len, streams.rest), len(ids) - 1
+    total = score_streams(params, spec, streams.x, streams.y, seq_len, streams.rest, threads)
+    return total, len(ids) - 1
 
 
 def window_starts(n, window, num_windows, seed):
@@ -84,11 +88,13 @@ def window_starts(n, window, num_windows, seed):
     return np.random.default_rng(seed).integers(0, n - window, size=num_windows)
 
 
-def score_windows(params, spec, ids, window=WINDOW, num_windows=NUM_WINDOWS, seed=0):
+def score_windows(params, spec, ids, window=WINDOW, num_windows=NUM_WINDOWS, seed=0,
+                  threads=runtime.ONE_THREAD):
     """Total NLL (nats) of num_windows random windows of ids (window_starts), each window's
     every position predicted from a zero state and the characters before it in the window.
     Returns (total_nats, chars_scored = num_windows * window); their ratio is nanoGPT's
-    validation loss when ids is the validation split.
+    validation loss when ids is the validation split. threads: the layout the passes run on
+    (runtime.Threads).
 
     The windows run side by side, as many as fit ROWS_AT_ONCE characters (one at least):
     x, y (T, N) = (window, ROWS_AT_ONCE // window).
@@ -100,6 +106,6 @@ def score_windows(params, spec, ids, window=WINDOW, num_windows=NUM_WINDOWS, see
     for i in range(0, num_windows, at_once):
         first = positions + starts[i:i + at_once]  # (T, N) indices of the inputs
         nats, _ = model.window_nll(params, spec, ids[first], ids[first + 1],
-                                   model.zero_state(spec, first.shape[1]))
+                                   model.zero_state(spec, first.shape[1]), threads)
         total += nats
     return total, num_windows * window

@@ -4,7 +4,11 @@ Parameters are one flat dict whose names double as checkpoint keys: `l{i}.{name}
 cell parameters (see cells/) and `Wy` (H, V), `by` (V,) for the output layer. Shape letters:
 T time, N batch, H hidden, V vocabulary. Logits y_t = h_t Wy + by on the last layer's output.
 Dropout (inverted, rate `dropout`) is applied to each layer's output, i.e. between layers and
-before the output layer, only when the masks of dropout_masks are passed (training).
+before the output layer, only when the masks of dropout_masks are passed (training): a new mask
+at every step (`dropout_mode: step`) or one per stream for the whole window (`locked`,
+variational dropout). `weight_drop` (recurrent DropConnect, AWD-LSTM) runs each cell on
+Wh * M, M one mask of 0 and 1 / (1 - weight_drop) per window, drawn there too; the cells never
+see it (dWh = dWh' * M).
 
 Two stacks: "plain" (above), and "residual" (residual.py: an embedding, pre-norm residual blocks
 around each cell with an optional MLP, a final norm), chosen by ModelSpec.stack; the output layer
@@ -15,8 +19,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import blas, residual, runtime
+from . import residual, runtime
 from .cells import CELLS
+from .dropconnect import drop_weights, drop_weights_grads
 from .loss import nll_sum, softmax_cross_entropy_rows
 
 # The output layer and the softmax run on chunks of the window's T*N rows whose (rows, V) logits
@@ -28,9 +33,10 @@ OUTPUT_CHUNK_BYTES = 16 * 2**20
 
 
 # the config keys a ModelSpec is made of, besides the vocabulary's size. SHAPE_KEYS give the
-# weights their shapes and meaning (a fine-tuning run must keep them); dropout only trains them.
+# weights their shapes and meaning (a fine-tuning run must keep them); the dropouts only train
+# them.
 SHAPE_KEYS = ("cell", "hidden_size", "layers", "dtype", "stack", "expand", "mlp")
-MODEL_KEYS = SHAPE_KEYS + ("dropout",)
+MODEL_KEYS = SHAPE_KEYS + ("dropout", "dropout_mode", "weight_drop")
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,8 @@ class ModelSpec:
     stack: str = "plain"  # or "residual" (residual.py)
     expand: int = 1  # residual: the cell's width is expand * hidden_size
     mlp: int = 0  # residual: an MLP of width mlp * hidden_size after each cell (0: none)
+    dropout_mode: str = "step"  # a dropout mask per step, or "locked": one per window
+    weight_drop: float = 0.0  # recurrent DropConnect's rate on each cell's Wh
 
     @property
     def cell_module(self):
@@ -68,12 +76,31 @@ def spec_of(cfg, vocab_size):
     return ModelSpec(vocab_size=vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
 
 
+class Masks(NamedTuple):
+    """A training window's masks (dropout_masks), each holding 0 and 1 / (1 - rate)."""
+    layers: object  # per dropout place a (T, N, H) array (locked: broadcast over T), or None
+    recurrent: object  # per layer a mask of its Wh's shape (weight_drop), or None
+
+    def rows(self, rows):
+        """The masks of rows (a slice) of the batch: the activation masks cut to them, the
+        recurrent ones, shared by every stream, whole."""
+        return Masks(None if self.layers is None else [m[:, rows] for m in self.layers],
+                     self.recurrent)
+
+    def layer(self, k):
+        """Layer k's recurrent mask, or None."""
+        return None if self.recurrent is None else self.recurrent[k]
+
+
+NO_MASKS = Masks(None, None)
+
+
 class WindowCache(NamedTuple):
     """What backward needs from forward over a window."""
     dtop: np.ndarray  # (T*N, H): d(mean loss)/d(the last layer's output, after dropout)
     output_grads: dict  # {"Wy": (H, V), "by": (V,)}: the output layer's, taken in forward
     layers: object  # each layer's cell cache (plain), or residual.StackCache
-    masks: list  # each layer's dropout mask (T, N, H) or None (residual: None, its cache has them)
+    masks: object  # the window's Masks (residual: its cache has the activation masks)
     shape: tuple  # (T, N)
 
 
@@ -120,43 +147,66 @@ def zero_state(spec, N):
 
 
 def dropout_masks(spec, T, N, rng):
-    """The inverted-dropout masks of a training window of N streams, drawn from rng: one (T, N, H)
-    array of 0 and 1 / (1 - dropout) per place the stack applies dropout, in the order it applies
-    them (each layer's output; residual.dropout_places), or None when spec has no dropout.
+    """The masks of a training window of N streams, drawn from rng -> Masks, or None when spec
+    has neither dropout nor weight_drop. Activation masks: one (T, N, H) array of 0 and
+    1 / (1 - dropout) per place the stack applies dropout, in the order it applies them (each
+    layer's output; residual.dropout_places); `locked` draws an (N, H) mask and repeats it over
+    the window (a read-only broadcast view). Then, with weight_drop, one mask per layer of the
+    shape of its Wh, the same for every stream.
 
     The one place masks are drawn: a data-parallel run draws the whole batch's and gives each
-    process its rows, so the random numbers do not depend on how the batch is shared out."""
-    if spec.dropout <= 0:
+    process its rows (Masks.rows), so the random numbers do not depend on how the batch is
+    shared out."""
+    if spec.dropout <= 0 and spec.weight_drop <= 0:
         return None
-    keep, dtype = 1.0 - spec.dropout, np.dtype(spec.dtype)
-    places = residual.dropout_places(spec) if spec.stack == "residual" else spec.layers
+    layers = recurrent = None
+    if spec.dropout > 0:
+        places = residual.dropout_places(spec) if spec.stack == "residual" else spec.layers
+        shape = (N, spec.hidden_size) if spec.dropout_mode == "locked" else (T, N,
+                                                                              spec.hidden_size)
+        layers = [np.broadcast_to(m, (T, N, spec.hidden_size))
+                  for m in _bernoulli(spec, spec.dropout, [shape] * places, rng)]
+    if spec.weight_drop > 0:
+        E = spec.cell_size
+        D = spec.vocab_size if spec.stack == "plain" else spec.hidden_size
+        wh = spec.cell_module.param_shapes(D, E)["Wh"]
+        recurrent = _bernoulli(spec, spec.weight_drop, [wh] * spec.layers, rng)
+    return Masks(layers, recurrent)
+
+
+def _bernoulli(spec, rate, shapes, rng):
+    """One array of each shape, 1 / (1 - rate) with probability 1 - rate and 0 otherwise, in
+    spec's dtype, drawn in order from rng."""
+    keep, dtype = 1.0 - rate, np.dtype(spec.dtype)
     masks = []
-    for _ in range(places):
-        mask = rng.random((T, N, spec.hidden_size), dtype=dtype) < keep
+    for shape in shapes:
+        mask = rng.random(shape, dtype=dtype) < keep
         masks.append(mask.astype(dtype) * dtype.type(1.0 / keep))
     return masks
 
 
 def _layers_forward(params, spec, x, state, masks=None, threads=runtime.CURRENT):
-    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and dropout masks; masks as
-    dropout_masks gives them (None: no dropout); threads as in forward."""
+    """x (T, N) ids -> top (T, N, H), new state, per-layer caches and the Masks used; masks as
+    dropout_masks gives them (None: none); threads as in forward."""
+    masks = masks or NO_MASKS
     if spec.stack == "residual":
         top, new_state, cache = residual.forward(params, spec, x, state, masks, threads)
-        return top, new_state, cache, None
+        return top, new_state, cache, masks
     cell, inp = spec.cell_module, x
-    masks = masks or [None] * spec.layers
+    drops = masks.layers or [None] * spec.layers
     caches, new_state = [], []
     for layer in range(spec.layers):
-        hs, final, cache = cell.forward(layer_params(params, layer), inp, state[layer], threads)
-        if masks[layer] is not None:
-            hs = hs * masks[layer]
+        p = drop_weights(layer_params(params, layer), masks.layer(layer))
+        hs, final, cache = cell.forward(p, inp, state[layer], threads)
+        if drops[layer] is not None:
+            hs = hs * drops[layer]
         caches.append(cache)
         new_state.append(final)
         inp = hs
     return inp, new_state, caches, masks
 
 
-def output_layer(params, top, threads=runtime.CURRENT):
+def output_layer(params, top, threads=runtime.ONE_THREAD):
     """top (..., H), the last layer's output -> logits (rows, V) = top Wy + by, one row per
     position (T*N rows for a window's (T, N, H))."""
     out = threads.matmul(top.reshape(-1, top.shape[-1]), params["Wy"])
@@ -171,16 +221,18 @@ def output_chunks(rows, V, itemsize):
     return [slice(i * rows // k, (i + 1) * rows // k) for i in range(k)]
 
 
-def logits(params, spec, x, state, threads=runtime.CURRENT):
-    """Forward without dropout: x (T, N) ids -> logits (T*N, V) and the new state."""
-    top, new_state, _, _ = _layers_forward(params, spec, x, state, None, threads=threads)
-    return output_layer(params, top, threads), new_state
+def stack_forward(params, spec, x, state, threads=runtime.ONE_THREAD):
+    """Forward without dropout through the stack: x (T, N) ids -> top (T, N, H), the last
+    layer's output; the new state; the layers' caches (a list of cell caches, or
+    residual.StackCache), whose activations inference.trace reads."""
+    top, new_state, caches, _ = _layers_forward(params, spec, x, state, None, threads=threads)
+    return top, new_state, caches
 
 
-def window_nll(params, spec, x, y, state, threads=runtime.CURRENT):
+def window_nll(params, spec, x, y, state, threads=runtime.ONE_THREAD):
     """Forward without dropout, scored: x, y (T, N) ids -> (summed NLL of y in nats (float64),
     new state), the logits made one chunk of rows at a time (output_chunks)."""
-    top, new_state, _, _ = _layers_forward(params, spec, x, state, None, threads=threads)
+    top, new_state, _ = stack_forward(params, spec, x, state, threads)
     top2, targets = top.reshape(-1, spec.hidden_size), y.reshape(-1)
     total = 0.0
     for rows in output_chunks(len(targets), spec.vocab_size, top.itemsize):
@@ -188,7 +240,7 @@ def window_nll(params, spec, x, y, state, threads=runtime.CURRENT):
     return total, new_state
 
 
-def output_forward_backward(params, top2, targets, M, threads=runtime.CURRENT):
+def output_forward_backward(params, top2, targets, M, threads=runtime.ONE_THREAD):
     """The output layer, the softmax cross-entropy and their gradients, one chunk of rows at a
     time (output_chunks), so that only one chunk's logits exist at once.
 
@@ -221,7 +273,7 @@ def forward(params, spec, x, y, state, masks=None, mean_over=None, threads=runti
 
     x, y (T, N) ids (y is x shifted by one); state from zero_state or a previous window.
     Returns (loss in nats/char, new state, cache). masks: the window's dropout masks
-    (dropout_masks; None for none). threads: the layout the loops and products run on
+    (dropout_masks: Masks, or None for none). threads: the layout the loops and products run on
     (runtime.Threads); backward takes the same. One layout always gives the same bits; two
     layouts agree to rounding. The output layer's gradients are taken here, chunk by
     chunk, and kept in the cache instead of the (T*N, V) logits' (output_forward_backward).
@@ -258,105 +310,16 @@ def _layers_backward(params, spec, caches, masks, dh, grads, threads):
     if spec.stack == "residual":
         return residual.backward(params, spec, caches, dh, grads, threads)
     cell = spec.cell_module
-    if masks[-1] is not None:
+    drops = masks.layers or [None] * spec.layers
+    if drops[-1] is not None:
         dh = dh.copy()
     dstate0 = [None] * spec.layers
     for layer in range(spec.layers - 1, -1, -1):
-        if masks[layer] is not None:
-            dh *= masks[layer]
-        g, dh, dstate0[layer] = cell.backward(layer_params(params, layer), caches[layer], dh,
-                                              threads=threads)
-        for k, v in g.items():
+        if drops[layer] is not None:
+            dh *= drops[layer]
+        mask = masks.layer(layer)
+        g, dh, dstate0[layer] = cell.backward(drop_weights(layer_params(params, layer), mask),
+                                              caches[layer], dh, threads=threads)
+        for k, v in drop_weights_grads(g, mask).items():
             grads[f"l{layer}.{k}"] = v
     return dstate0
-
-
-def trace(params, spec, ids):
-    """One pass over ids (L,) from a zero state, batch 1, no dropout: -> (logits (L, V), layers),
-    layers[k] a dict of layer k's activations by name ("h", "c", gates), each (L, H)."""
-    logits, layers, _ = _trace_window(params, spec, ids, zero_state(spec, 1))
-    return logits, layers
-
-
-def _trace_window(params, spec, ids, state):
-    """trace() of ids (w,) from state -> (logits (w, V), layers, the state after them)."""
-    x = np.asarray(ids).reshape(-1, 1)
-    top, new_state, caches, _ = _layers_forward(params, spec, x, state, None)
-    if spec.stack == "residual":
-        caches = [layer.cell for layer in caches.layers]
-    layers = [{name: a[:, 0].copy() for name, a in spec.cell_module.activations(c).items()}
-              for c in caches]
-    return output_layer(params, top), layers, new_state
-
-
-# characters a window of trace_windows and advance reads at most: its caches are a few times
-# this by the layers' width, whatever the length of the text
-TEXT_WINDOW = 2048
-
-
-def text_window(spec):
-    """Characters per window of trace_windows: at most TEXT_WINDOW, and few enough that the
-    window's (w, V) logits take at most OUTPUT_CHUNK_BYTES (one row at the least)."""
-    itemsize = np.dtype(spec.dtype).itemsize
-    return max(1, min(TEXT_WINDOW, OUTPUT_CHUNK_BYTES // (spec.vocab_size * itemsize)))
-
-
-def trace_windows(params, spec, ids):
-    """trace() of ids (L,) one window of text_window(spec) characters at a time, the state
-    carried: yields (logits (w, V), layers) of consecutive windows, so that no (L, V) array
-    and no cache of the whole text ever exists. The same numbers as trace() to rounding (the
-    products run on fewer rows)."""
-    state = zero_state(spec, 1)
-    w = text_window(spec)
-    for start in range(0, len(ids), w):
-        logits, layers, state = _trace_window(params, spec, ids[start:start + w], state)
-        yield logits, layers
-
-
-def advance(params, spec, ids, state):
-    """The state after reading ids (L,) at batch 1 from state (as zero_state(spec, 1) gives
-    it), no dropout: the state logits() returns, without the output layer and one window of
-    TEXT_WINDOW characters at a time, so a long prime needs no (L, V) logits."""
-    for start in range(0, len(ids), TEXT_WINDOW):
-        x = np.asarray(ids[start:start + TEXT_WINDOW]).reshape(-1, 1)
-        _, state, _, _ = _layers_forward(params, spec, x, state, None)
-    return state
-
-
-def stepper(params, spec):
-    """A generation step at batch 1 with its per-character work cut to the arithmetic.
-
-    Returns step(id, state) -> (logits (V,), new state), id an int and state as
-    zero_state(spec, 1) gives it. It computes one step of what logits() does for x = [[id]], but
-    the input table and each layer's parameter views are made once here instead of on every
-    character, and the BLAS runs on one thread: a (1, H) product is too small to share.
-    """
-    one_thread = blas.one_blas_thread()
-    if spec.stack == "residual":
-        return residual.stepper(params, spec, one_thread)
-    cell = spec.cell_module
-    table = input_table(params)
-    layers = [layer_params(params, layer) for layer in range(spec.layers)]
-    upper = [(p, p["Wx"], p["b"]) for p in layers[1:]]
-    first = layers[0]
-    Wy, by = params["Wy"], params["by"]
-
-    def step(idx, state):
-        with one_thread:
-            h = cell.step(first, table[idx:idx + 1], state[0])  # (1, G) row: a view, no copy
-            new_state = [h]
-            for p, Wx, b in upper:
-                a = h[0] @ Wx
-                a += b
-                h = cell.step(p, a, state[len(new_state)])
-                new_state.append(h)
-            out = h[0][0] @ Wy
-        out += by
-        return out, new_state
-
-    return step
-
-
-def input_table(params):
-    """(V, G) table whose row v is the first layer's x Wx + b for the one-hot x of character v."""
-    return params["l0.Wx"] + params["l0.b"]

@@ -1,5 +1,6 @@
-"""Optimizers (Adam, Adagrad, SGD with momentum) and gradient clipping, updating in place, and
-the learning-rate schedule.
+"""Optimizers (Adam, Adagrad, SGD with momentum, each with decoupled weight decay), gradient
+clipping and the moving average of the weights, updating in place, and the learning-rate
+schedule.
 
 The optimizer state is a flat dict of arrays keyed `{slot}.{param name}` (e.g. `m.l0.Wx`) plus
 `t`, the number of updates applied, so it saves into a checkpoint as it is.
@@ -45,17 +46,30 @@ def clip(grads, mode, value):
     return norm
 
 
-def apply(kind, params, grads, state, lr):
+def decays(p):
+    """Whether weight decay applies to a parameter: to the weight matrices (Wx, Wh, Wy, embed,
+    Wo, W1, W2: 2-D), not to the biases (b, bhn, by, bo, b1, b2) nor the norms' gains (norm,
+    mlp_norm: 1-D), whose size sets no scale to keep down (as nanoGPT and AWD-LSTM's AdamW)."""
+    return p.ndim >= 2
+
+
+def apply(kind, params, grads, state, lr, weight_decay=0.0):
     """One update of every parameter, in place.
 
     adam:    m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps)
     adagrad: g2 += g^2;  p -= lr g / sqrt(g2 + eps)          (as in min-char-rnn)
     sgd:     mom = mu mom + g;  p -= lr mom                   (PyTorch's momentum form)
+
+    weight_decay (decoupled, Loshchilov & Hutter's AdamW): first p *= 1 - lr * weight_decay for
+    the parameters that decays() picks, outside the optimizer's moments, as torch.optim.AdamW
+    does; 0 leaves the update as it was, bit for bit.
     """
     state["t"] += 1
     t = int(state["t"])
     for name, p in params.items():
         g = grads[name]
+        if weight_decay and decays(p):
+            p *= 1 - lr * weight_decay
         if kind == "adam":
             b1, b2 = ADAM_BETAS
             m, v = state[f"m.{name}"], state[f"v.{name}"]
@@ -86,6 +100,18 @@ def apply(kind, params, grads, state, lr):
             p -= lr * mom
         else:
             raise ValueError(f"unknown optimizer {kind!r}")
+
+
+def ema_update(ema, params, decay, step):
+    """The moving average of the weights after update number `step` (1 for the first), in
+    place: ema = d ema + (1 - d) p with d = min(decay, (1 + step) / (10 + step)), which starts
+    low so that the average forgets the random initial weights within the first steps (as
+    TensorFlow's ExponentialMovingAverage with num_updates) and settles at decay."""
+    d = min(decay, (1 + step) / (10 + step))
+    for name, p in params.items():
+        e = ema[name]
+        e *= d
+        e += (1 - d) * p
 
 
 def lr_at(step, lr, schedule="constant", total_steps=1, warmup_steps=0, lr_min=0.0, decay=0.5,

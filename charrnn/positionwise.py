@@ -19,7 +19,7 @@ class NormCache(NamedTuple):
     r: np.ndarray  # (M, 1): 1 / rms(x)
 
 
-def rms_norm(x, g, threads=runtime.CURRENT):
+def rms_norm(x, g, threads=runtime.ONE_THREAD):
     """y = g * x / sqrt(mean(x^2) + eps) per row: x (M, H), g (H,) -> y (M, H), cache."""
     y, xhat = np.empty_like(x), np.empty_like(x)
     r = np.empty((len(x), 1), dtype=x.dtype)
@@ -37,7 +37,7 @@ def rms_norm(x, g, threads=runtime.CURRENT):
     return y, NormCache(xhat, r)
 
 
-def rms_norm_backward(g, cache, dy, dx, threads=runtime.CURRENT):
+def rms_norm_backward(g, cache, dy, dx, threads=runtime.ONE_THREAD):
     """Gradients of rms_norm: returns dg (H,) and adds dLoss/dx to dx (M, H) in place.
 
     dxhat = dy * g;  dx = r (dxhat - xhat mean(dxhat * xhat)) per row;  dg = sum over rows of
@@ -63,7 +63,7 @@ def rms_norm_backward(g, cache, dy, dx, threads=runtime.CURRENT):
 GELU_C = np.sqrt(2.0 / np.pi)
 
 
-def gelu(a, threads=runtime.CURRENT):
+def gelu(a, threads=runtime.ONE_THREAD):
     """The MLP's activation, GELU in its tanh form: 0.5 a (1 + tanh(c (a + 0.044715 a^3))),
     c = sqrt(2/pi), elementwise. a (M, K) -> (out (M, K), t = the tanh (M, K))."""
     out, t = np.empty_like(a), np.empty_like(a)
@@ -84,7 +84,7 @@ def gelu(a, threads=runtime.CURRENT):
     return out, t
 
 
-def gelu_backward(a, t, dout, threads=runtime.CURRENT):
+def gelu_backward(a, t, dout, threads=runtime.ONE_THREAD):
     """dLoss/da given dout = dLoss/d gelu(a), in place in dout:
     gelu'(a) = 0.5 (1 + t) + 0.5 a (1 - t^2) c (1 + 3 * 0.044715 a^2)."""
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import positionwise, runtime
 from .cells._input import one_hot_transpose_product
+from .dropconnect import drop_weights, drop_weights_grads
 
 
 class LayerCache(NamedTuple):
@@ -31,6 +32,7 @@ class LayerCache(NamedTuple):
     hs: np.ndarray  # (T*N, E): the cell's output
     mask: object  # (T*N, H) dropout mask of the cell branch, or None
     mlp: object  # MlpCache, or None
+    recurrent: object  # the cell's weight_drop mask (the shape of its Wh), or None
 
 
 class MlpCache(NamedTuple):
@@ -95,8 +97,10 @@ def init_params(spec, rng):
     return params
 
 
-def _cell_params(params, spec, k):
-    return {name: params[f"l{k}.{name}"] for name in cell_keys(spec)}
+def _cell_params(params, spec, k, recurrent=None):
+    """Layer k's cell parameters by their names in the cell, Wh times its weight_drop mask
+    recurrent when there is one."""
+    return drop_weights({name: params[f"l{k}.{name}"] for name in cell_keys(spec)}, recurrent)
 
 
 def _affine(x, W, b, threads):
@@ -121,22 +125,23 @@ def _dropped(a, mask):
     return a * mask, mask
 
 
-def forward(params, spec, ids, state, masks=None, threads=runtime.CURRENT):
+def forward(params, spec, ids, state, masks=None, threads=runtime.ONE_THREAD):
     """ids (T, N) -> top (T, N, H) (the final norm's output), the new state, a StackCache;
-    masks as model.dropout_masks gives them (None: no dropout)."""
+    masks the model.Masks of model.dropout_masks (None: no dropout)."""
     T, N = ids.shape
     H = spec.hidden_size
     cell = spec.cell_module
-    masks = iter(masks or [None] * dropout_places(spec))
+    drops = iter((masks and masks.layers) or [None] * dropout_places(spec))
+    recurrent = (masks and masks.recurrent) or [None] * spec.layers
     x = np.take(params["embed"], ids.reshape(-1), axis=0)  # (T*N, H)
     caches, new_state = [], []
     for k in range(spec.layers):
         u, norm = positionwise.rms_norm(x, params[f"l{k}.norm"], threads)
-        hs, final, ccache = cell.forward(_cell_params(params, spec, k), u.reshape(T, N, H),
-                                         state[k], threads)
+        hs, final, ccache = cell.forward(_cell_params(params, spec, k, recurrent[k]),
+                                         u.reshape(T, N, H), state[k], threads)
         hs = hs.reshape(T * N, -1)
         out, mask = _dropped(_affine(hs, params[f"l{k}.Wo"], params[f"l{k}.bo"], threads),
-                             next(masks))
+                             next(drops))
         x = x + out
         mlp = None
         if spec.mlp:
@@ -144,10 +149,10 @@ def forward(params, spec, ids, state, masks=None, threads=runtime.CURRENT):
             a1 = _affine(v, params[f"l{k}.W1"], params[f"l{k}.b1"], threads)
             m, t = positionwise.gelu(a1, threads)
             out, mmask = _dropped(_affine(m, params[f"l{k}.W2"], params[f"l{k}.b2"], threads),
-                                  next(masks))
+                                  next(drops))
             x = x + out
             mlp = MlpCache(mnorm, v, a1, t, m, mmask)
-        caches.append(LayerCache(norm, ccache, hs, mask, mlp))
+        caches.append(LayerCache(norm, ccache, hs, mask, mlp, recurrent[k]))
         new_state.append(final)
     top, norm = positionwise.rms_norm(x, params["norm"], threads)
     return top.reshape(T, N, H), new_state, StackCache(ids, caches, norm)
@@ -160,7 +165,7 @@ def _affine_backward(x, W, dout, threads):
     return dW, dout.sum(axis=0), dx
 
 
-def backward(params, spec, cache, dtop, grads, threads=runtime.CURRENT):
+def backward(params, spec, cache, dtop, grads, threads=runtime.ONE_THREAD):
     """Gradients of the stack given dtop (T, N, H) = dLoss/dtop: written into grads (a dict);
     returns d(initial state), one tuple per layer."""
     ids, caches, norm = cache
@@ -186,9 +191,9 @@ def backward(params, spec, cache, dtop, grads, threads=runtime.CURRENT):
         dout = dx if c.mask is None else dx * c.mask
         grads[f"l{k}.Wo"], grads[f"l{k}.bo"], dhs = _affine_backward(c.hs, params[f"l{k}.Wo"],
                                                                      dout, threads)
-        g, du, dstate0[k] = cell.backward(_cell_params(params, spec, k), c.cell,
+        g, du, dstate0[k] = cell.backward(_cell_params(params, spec, k, c.recurrent), c.cell,
                                           dhs.reshape(T, N, -1), threads=threads)
-        for name, value in g.items():
+        for name, value in drop_weights_grads(g, c.recurrent).items():
             grads[f"l{k}.{name}"] = value
         grads[f"l{k}.norm"] = positionwise.rms_norm_backward(params[f"l{k}.norm"], c.norm,
                                                              du.reshape(T * N, H), dx, threads)
@@ -197,7 +202,7 @@ def backward(params, spec, cache, dtop, grads, threads=runtime.CURRENT):
 
 
 def stepper(params, spec, one_thread):
-    """model.stepper for the residual stack: step(id, state) -> (logits (V,), new state), what
+    """inference.stepper for the residual stack: step(id, state) -> (logits (V,), new state), what
     forward and the output layer compute for x = [[id]], with each layer's parameters looked up
     once here; its products run inside one_thread (a context holding the BLAS at one thread)."""
     cell = spec.cell_module

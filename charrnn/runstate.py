@@ -16,6 +16,8 @@ class RunState:
     carried_state: list = field(default_factory=list)  # per layer a tuple of (N, H) ([]: zeros)
     data_position: int = 0  # where the next window starts in the training streams
     rng: Optional[np.random.Generator] = None  # the dropout masks' generator (None: from seed)
+    # the moving average of params (config key ema; None: off, or from params when resumed)
+    ema_params: Optional[dict] = None
     step: int = 0  # updates taken
     chars: int = 0  # training characters seen
     elapsed: float = 0.0  # seconds spent in training steps, evaluations excluded

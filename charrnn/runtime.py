@@ -40,8 +40,6 @@ def available_cpus():
 
 # ---------------------------------------------------------------- the layout
 
-_machine_default = None
-_current = contextvars.ContextVar("charrnn_threads", default=None)  # use_threads' n
 _in_window = contextvars.ContextVar("charrnn_in_window", default=False)
 
 
@@ -101,44 +99,24 @@ class Threads:
         return out
 
 
-class _Current(Threads):
-    """The layout of the innermost use_threads block in this context, else the machine's: 2
-    threads where the BLAS can be controlled and the process may use 2 CPUs or more, else 1."""
-
-    def __init__(self):
-        pass  # no n of its own: it is read at each use
-
-    @property
-    def n(self):
-        global _machine_default
-        n = _current.get()
-        if n is not None:
-            return n
-        if _machine_default is None:
-            _machine_default = 2 if blas_mod.get().libs and available_cpus() >= 2 else 1
-        return _machine_default
-
-    def __repr__(self):
-        return "runtime.CURRENT"
-
-
-CURRENT = _Current()  # the default layout of every function of the core that takes one
+# the default layout of every function of the core that takes one: a bare call runs serially
+# and gives the same bits on any machine; training passes the layout of its thread count
 ONE_THREAD = Threads(1)
+CURRENT = ONE_THREAD  # the same layout, under the name the defaults in cells/ and model.forward
+# and backward are written with
 
 
 @contextlib.contextmanager
 def use_threads(n):
-    """Run the training steps inside on n threads: CURRENT is Threads(n) here, and the BLAS is
-    held at n threads for the products that are not cut. Yields Threads(n); on exit the BLAS
-    thread count and CURRENT are what they were before."""
+    """Hold the BLAS at n threads for the products inside that are not cut, a process-wide
+    setting, and yield Threads(n), the layout to pass to the core; on exit the BLAS thread count
+    is what it was before."""
     threads = Threads(n)
     blas = blas_mod.get()
     old = blas.hold(threads.n) if blas.libs else None
-    token = _current.set(threads.n)
     try:
         yield threads
     finally:
-        _current.reset(token)
         if old is not None:
             blas.restore(old, threads.n)
 

@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from . import model
+from . import inference, model, runtime
 from .errors import CharrnnError
 
 
@@ -76,17 +76,19 @@ def _uniforms(rng, n, chunk=256):
         n -= chunk
 
 
-def generate(params, spec, vocab, length, rng, temperature=1.0, top_k=0, top_p=0.0, prime=""):
+def generate(params, spec, vocab, length, rng, temperature=1.0, top_k=0, top_p=0.0, prime="",
+             threads=runtime.ONE_THREAD):
     """Yield `length` new characters, one at a time, after feeding prime (ids, any length).
 
     Without a prime the model starts from a zero state and a newline (or the first character of
-    the vocabulary when it has no newline), as at the start of a paragraph.
+    the vocabulary when it has no newline), as at the start of a paragraph. threads: the
+    layout the prime is read on (runtime.Threads); the characters after it are made one at a time.
     """
-    step = model.stepper(params, spec)
+    step = inference.stepper(params, spec)
     state = model.zero_state(spec, 1)
     if len(prime) > 1:
         # the prime's state in window passes rather than character by character
-        state = model.advance(params, spec, np.asarray(prime[:-1]), state)
+        state = inference.advance(params, spec, np.asarray(prime[:-1]), state, threads)
     last = int(prime[-1]) if len(prime) else vocab.find("\n") if "\n" in vocab else 0
     draws = _uniforms(rng, length) if temperature != 0 else itertools.repeat(None, length)
     for u in draws:

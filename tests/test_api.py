@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import charrnn
-from charrnn import arguments, runtime
+from charrnn import arguments, evaluate, runtime
 from clihelp import SHAKESPEARE, TINY, run
 
 QUIET = dict(progress=False, sample_length=0)
@@ -69,6 +69,19 @@ def test_score_equals_eval_json(trained, tmp_path):
     result = run("eval", "--ckpt", trained, path, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == charrnn.load(trained).score(TEXT)
+
+
+def test_a_model_runs_on_the_layout_it_was_trained_with(trained):
+    """Model.threads is the layout of the run's thread count; score passes it down (the bits of
+    evaluate.score on that layout), and another layout set on the model agrees to rounding."""
+    model = charrnn.load(trained)
+    assert model.config.threads >= 1 and model.threads.n == model.config.threads
+    ids = model._ids(TEXT)
+    total, n = evaluate.score(model.params, model.spec, ids, n_streams=1,
+                              threads=runtime.Threads(model.config.threads))
+    assert model.score(TEXT)["loss_nats"] == total / n
+    model.threads = runtime.Threads(3)
+    assert model.score(TEXT)["loss_nats"] == pytest.approx(total / n, rel=1e-5)
 
 
 def test_trace_loss_is_the_score_and_its_layers_are_named(trained):

@@ -29,7 +29,7 @@ def _window(spec, params, x, state, rows, seed):
     else:
         loss, new_state, cache = model.forward(
             params, spec, x[:-1, rows], x[1:, rows],
-            [tuple(s[rows] for s in layer) for layer in state], [m[:, rows] for m in masks],
+            [tuple(s[rows] for s in layer) for layer in state], masks.rows(rows),
             mean_over=T * N)
     grads, _ = model.backward(params, spec, cache)
     return loss, grads, new_state
@@ -99,3 +99,25 @@ def test_a_leader_only_object_runs_on_the_one_process():
             return len(text)
     writer = distributed.ALONE.leader_only(Writer)
     assert writer.write("abc") == 3 and calls == ["abc"]
+
+
+# each regularizer that draws masks, on the stacks and cells it applies to (weight_decay and
+# ema act after the group's sum on the same weights everywhere: tests/test_mpi.py runs them)
+REGULARIZED = {"weight_drop": dict(weight_drop=0.4), "locked": dict(dropout_mode="locked"),
+               "both": dict(weight_drop=0.4, dropout_mode="locked")}
+
+
+@pytest.mark.parametrize("cell, stack", [("lstm", {}), ("gru", {}), ("rnn", {}),
+                                         ("gru", RESIDUAL)],
+                         ids=["lstm", "gru", "rnn", "gru-residual"])
+@pytest.mark.parametrize("regularizer", sorted(REGULARIZED))
+def test_parts_add_up_to_the_whole_batch_with_each_regularizer(cell, stack, regularizer):
+    """The recurrent masks are the whole batch's, shared by every part (Masks.rows keeps them
+    whole), the locked masks cut to each part's rows like the step ones."""
+    spec, params, x, state = _setup(cell, dropout=0.3, **stack, **REGULARIZED[regularizer])
+    loss, grads, _ = _window(spec, params, x, state, None, seed=7)
+    parts = [_window(spec, params, x, state, data.block(N, k, 3), seed=7) for k in range(3)]
+    assert sum(p[0] for p in parts) == pytest.approx(loss, rel=1e-13)
+    for name, g in grads.items():
+        np.testing.assert_allclose(sum(p[1][name] for p in parts), g, rtol=1e-11, atol=1e-14,
+                                   err_msg=name)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from charrnn import data, evaluate, model
+from charrnn import data, evaluate, inference, model
 from charrnn.loss import log_softmax
 
 V, H = 11, 8
@@ -37,7 +37,7 @@ def test_score_is_the_sum_of_each_characters_loss_in_one_pass(n_streams, seq_len
     for k, (x, y) in enumerate(zip(streams.x, streams.y)):
         text = np.concatenate([x, y[-1:], streams.rest[1:]]) if k == len(streams.x) - 1 else \
             np.concatenate([x, y[-1:]])
-        logits, _ = model.trace(params, spec, text)
+        logits, _ = inference.trace(params, spec, text)
         expected -= log_softmax(logits)[np.arange(len(text) - 1), text[1:]].sum()
     assert total == pytest.approx(expected, rel=1e-12)
 

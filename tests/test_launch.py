@@ -95,6 +95,8 @@ def test_every_other_command_runs_once_on_rank_0(run_dir, tmp_path):
         assert errors == [line for line in alone.stderr.splitlines()
                           if line.startswith("Error")], (name, two.stderr)
         assert "Traceback" not in two.stderr
+        if name == "a usage error":  # one line from the job, not one a rank
+            assert two.returncode == 2 and len(two.stderr.splitlines()) == 1, two.stderr
         assert wrote["1"] == [], (name, wrote)  # rank 1 wrote nothing at all
         assert wrote["0"] == alone_wrote["alone"], name
         if output:

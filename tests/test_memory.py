@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import charrnn
-from charrnn import model as model_mod, runtime
+from charrnn import inference, model as model_mod, runtime
 from clihelp import ROOT, one_line_error, run
 
 resource = pytest.importorskip("resource", reason="address-space limits are POSIX")
@@ -97,13 +97,13 @@ def test_windows_give_the_trace_of_one_pass(monkeypatch, cell):
     pass over the text, to rounding; its top=K the first K of a stable sort."""
     spec = model_mod.ModelSpec(cell, 11, 6, 2, dtype="float64")
     params = model_mod.init_params(spec, np.random.default_rng(3))
-    ck = type("Ck", (), {"vocab": "abcdefghij\n", "spec": spec, "params": params,
-                         "config": None})()
+    ck = type("Ck", (), {"vocab": "abcdefghij\n", "spec": spec, "weights": params,
+                         "config": charrnn.TrainConfig()})()
     m = charrnn.Model(ck)
     text = "".join(np.random.default_rng(4).choice(list("abcdefghij\n"), 40))
     whole = m.trace(text)
-    logits, layers = model_mod.trace(params, spec, m._ids(text))
-    monkeypatch.setattr(model_mod, "TEXT_WINDOW", 7)
+    logits, layers = inference.trace(params, spec, m._ids(text))
+    monkeypatch.setattr(inference, "TEXT_WINDOW", 7)
     windowed, top = m.trace(text), m.trace(text, top=3)
     np.testing.assert_allclose(windowed.probs, whole.probs, rtol=1e-12)
     np.testing.assert_allclose(windowed.loss, whole.loss, rtol=1e-12)
@@ -114,8 +114,8 @@ def test_windows_give_the_trace_of_one_pass(monkeypatch, cell):
     np.testing.assert_array_equal(top.top_ids, expected)
     assert top.probs is None
     # the prime's state in windows: the state of one pass
-    state = model_mod.advance(params, spec, m._ids(text), model_mod.zero_state(spec, 1))
-    _, one = model_mod.logits(params, spec, m._ids(text).reshape(-1, 1),
+    state = inference.advance(params, spec, m._ids(text), model_mod.zero_state(spec, 1))
+    _, one = inference.logits(params, spec, m._ids(text).reshape(-1, 1),
                               model_mod.zero_state(spec, 1))
     for a, b in zip(state, one):
         for x, y in zip(a, b):

@@ -3,7 +3,7 @@ kept, and a generation step equal to the training pass."""
 import numpy as np
 import pytest
 
-from charrnn import model
+from charrnn import inference, model
 from charrnn.cells import CELLS
 from gradcheck import numeric_grad, rel_error
 
@@ -122,8 +122,8 @@ def test_generation_step_equals_the_training_forward_pass(name, stack):
     params = _random_params(spec, rng)
     ids = rng.integers(0, V, size=12)
     state = [tuple(rng.standard_normal(s.shape) for s in st) for st in model.zero_state(spec, 1)]
-    logits, final = model.logits(params, spec, ids.reshape(-1, 1), state)
-    step, s = model.stepper(params, spec), state
+    logits, final = inference.logits(params, spec, ids.reshape(-1, 1), state)
+    step, s = inference.stepper(params, spec), state
     for t, i in enumerate(ids):
         out, s = step(int(i), s)
         np.testing.assert_allclose(out, logits[t], rtol=1e-12, atol=1e-12)

@@ -20,11 +20,11 @@ def _setup(cell, dtype, dropout):
     return spec, params, x, y, state
 
 
-def _step(spec, params, x, y, state):
+def _step(spec, params, x, y, state, threads=runtime.ONE_THREAD):
     drop = model.dropout_masks(spec, T, N, np.random.default_rng(7))  # the same every call
-    loss, new_state, cache = model.forward(params, spec, x, y, state, drop)
-    grads, dstate0 = model.backward(params, spec, cache)
-    nats, _ = model.window_nll(params, spec, x, y, state)
+    loss, new_state, cache = model.forward(params, spec, x, y, state, drop, threads=threads)
+    grads, dstate0 = model.backward(params, spec, cache, threads=threads)
+    nats, _ = model.window_nll(params, spec, x, y, state, threads)
     return loss, new_state, grads, dstate0, nats
 
 
@@ -48,15 +48,15 @@ def test_small_vocabularies_run_as_one_chunk():
 def test_chunks_give_the_loss_and_gradients_of_one(monkeypatch, cell, dropout, dtype, tol,
                                                    threads):
     spec, params, x, y, state = _setup(cell, dtype, dropout)
-    with runtime.use_threads(threads):
-        one = _step(spec, params, x, y, state)
+    with runtime.use_threads(threads) as layout:
+        one = _step(spec, params, x, y, state, layout)
         # 3 chunks of 16 rows (each in two softmax blocks on two threads), then 5 unequal
         # chunks of 9-10 rows
         itemsize = np.dtype(dtype).itemsize
         for k in (3, 5):
             monkeypatch.setattr(model, "OUTPUT_CHUNK_BYTES", -(-T * N * V * itemsize // k))
             assert len(model.output_chunks(T * N, V, itemsize)) == k
-            loss, new_state, grads, dstate0, nats = _step(spec, params, x, y, state)
+            loss, new_state, grads, dstate0, nats = _step(spec, params, x, y, state, layout)
             assert loss == pytest.approx(one[0], rel=tol)
             assert nats == pytest.approx(one[4], rel=tol)
             assert grads.keys() == one[2].keys()
@@ -121,7 +121,7 @@ def test_parts_in_chunks_add_up_to_the_batch(monkeypatch):
     for rows in (slice(0, N // 2), slice(N // 2, N)):
         part_state = [tuple(s[rows] for s in layer) for layer in state]
         part_loss, _, cache = model.forward(params, spec, x[:, rows], y[:, rows], part_state,
-                                            [m[:, rows] for m in masks], mean_over=T * N)
+                                            masks.rows(rows), mean_over=T * N)
         loss += part_loss
         for k, g in model.backward(params, spec, cache)[0].items():
             grads[k] = grads.get(k, 0) + g

@@ -1,6 +1,7 @@
 """Property-based tests: whatever a user hands charrnn (a config file, a damaged checkpoint or
-corpus cache, a number for any option), the answer is success or one line `Error: ...`, exit 1
-(Click's usage errors: exit 2), never a traceback, a hang or a silently wrong result.
+corpus cache, a number for any option, a flag or value no command takes), the answer is success
+or one line `Error: ...`, exit 1 (a usage error: exit 2), never a traceback, a hang or a silently
+wrong result.
 
 The example counts keep this file to a minute of the default suite, and the examples are the
 same every run (derandomised), so that CI is reproducible. To hunt for new failures, run it with
@@ -16,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -43,11 +45,11 @@ def examples(n):
 
 
 def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+    return CliRunner().invoke(main, [str(a) for a in args], prog_name="charrnn")
 
 
 def assert_clean_outcome(result):
-    """Success, one line `Error: ...` with exit 1, or a usage error (exit 2) ending in one."""
+    """Success, or one line `Error: ...` with exit 1, or 2 for a usage error."""
     assert result.exception is None or isinstance(result.exception, SystemExit), (
         result.exception, result.output)
     assert "Traceback" not in result.output
@@ -55,10 +57,8 @@ def assert_clean_outcome(result):
         return
     lines = [line for line in result.stderr.splitlines()
              if line.strip() and not line.startswith("Warning: ")]
-    if result.exit_code == 1:
-        assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    else:
-        assert result.exit_code == 2 and lines[-1].startswith("Error: "), result.stderr
+    assert result.exit_code in (1, 2), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
 
 
 def arrays(path):
@@ -329,3 +329,64 @@ def test_any_number_for_a_train_option_trains_or_is_refused(text, options):
     args = [x for kv in options.items() for x in kv]
     with tempfile.TemporaryDirectory() as out:
         assert_clean_outcome(invoke("train", text, *TINY, "--steps", 4, *args, "--out", out))
+
+
+# ---- usage errors: every command, one line ----------------------------------------------------
+
+COMMANDS = sorted(main.commands)
+NOT_A_NUMBER = st.text("xyzq!@", min_size=1, max_size=6)  # no int, float, "nan", "auto", choice
+VALUED = ("integer", "float", "integer range", "float range", "int", "choice")
+
+
+def _options(name, valued=None):
+    """The long flags of command `name` (all, or only those whose value type is in valued)."""
+    return sorted(opt for p in main.commands[name].params if isinstance(p, click.Option)
+                  and not p.is_flag and (valued is None or p.type.name in valued)
+                  for opt in p.opts if opt.startswith("--"))
+
+
+def _all_flags(name):
+    return {opt for p in main.commands[name].params for opt in p.opts + p.secondary_opts}
+
+
+@st.composite
+def usage_errors(draw):
+    """-> (command path, args): an unknown command or flag, a flag without its value, or a
+    value that is not of its flag's type, for any command."""
+    name = draw(st.sampled_from(COMMANDS))
+    kinds = ["unknown flag", "unknown command"]
+    kinds += ["no value"] if _options(name) else []
+    kinds += ["wrong type"] if _options(name, VALUED) else []
+    kind = draw(st.sampled_from(kinds))
+    if kind == "unknown command":
+        return "charrnn", [draw(st.text("abcdefgh", min_size=1).filter(
+            lambda c: c not in main.commands))]
+    if kind == "unknown flag":
+        flag = "--" + draw(st.text("abcdefghijklmnopqrstuvwxyz-", min_size=1).filter(
+            lambda f: not f.startswith("-") and "--" + f not in _all_flags(name)))
+        return f"charrnn {name}", [name, flag]
+    if kind == "no value":
+        return f"charrnn {name}", [name, draw(st.sampled_from(_options(name)))]
+    return f"charrnn {name}", [name, draw(st.sampled_from(_options(name, VALUED))),
+                               draw(NOT_A_NUMBER)]
+
+
+@examples(150)
+@given(usage_errors())
+def test_a_usage_error_is_one_line_and_exit_2(error):
+    path, args = error
+    result = invoke(*args)
+    assert result.exit_code == 2 and result.stdout == "", (args, result.output)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, (args, result.stderr)
+    assert lines[0].startswith("Error: ") and lines[0].endswith(f" (see '{path} -h')"), lines
+
+
+@pytest.mark.parametrize("name", COMMANDS + [None])
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_and_version_still_work(name, flag):
+    result = invoke(*([name] if name else []), flag)
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    assert result.stdout.startswith(f"Usage: charrnn{' ' + name if name else ''} [OPTIONS]")
+    version = invoke("--version")
+    assert version.exit_code == 0 and version.stdout.startswith("charrnn, version ")

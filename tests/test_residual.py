@@ -84,7 +84,7 @@ def test_dropout_takes_a_mask_per_branch_and_none_without_masks():
     ids = rng.integers(0, V, size=(T, N))
     state = model.zero_state(spec, N)
     masks = model.dropout_masks(spec, T, N, np.random.default_rng(4))
-    assert len(masks) == residual.dropout_places(spec) == 2 * spec.layers
+    assert len(masks.layers) == residual.dropout_places(spec) == 2 * spec.layers
     _, _, cache = residual.forward(params, spec, ids, state, masks)
     for layer in cache.layers:
         for mask in (layer.mask, layer.mlp.mask):

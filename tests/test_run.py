@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from charrnn import checkpoint, config, corpus as corpus_mod, interrupt, runstate, training
+from charrnn import checkpoint, config, corpus as corpus_mod, interrupt, runstate, runtime, training
 from charrnn.errors import CharrnnError
 from charrnn.evaluate import score
 from charrnn.schedule import lr_for
@@ -88,3 +88,18 @@ def test_validation_scores_only_the_first_eval_chars(books, tmp_path):
     r.cfg = config.build(config.to_dict(cfg), {"eval_chars": 0})  # 0: the whole split
     total, n = score(r.state.params, r.spec, r.val_ids, cfg.batch_size, cfg.seq_len)
     assert n == len(r.val_ids) - 1 and r.validation_loss() == pytest.approx(total / n)
+
+
+def test_a_run_steps_and_evaluates_on_the_layout_of_its_thread_count(books, tmp_path):
+    """Run.threads is Threads(cfg.threads), one thread when cfg names none; its evaluation is
+    evaluate's on that layout, bit for bit (a batch of 64 rows: 3 blocks on 3 threads)."""
+    c = corpus_mod.open_corpus([books], cache_dir=tmp_path)
+    cfg = config.build(config.parse_yaml(open(TINY).read()),
+                       {"val_frac": 0.2, "eval_chars": 5000, "batch_size": 64, "threads": 3})
+    r = training.Run(cfg, c)
+    assert r.threads.n == 3
+    assert training.Run(dataclasses.replace(cfg, threads=None), c).threads.n == 1
+    _step(r)
+    total, n = score(r.state.params, r.spec, r.val_ids[:5000], cfg.batch_size, cfg.seq_len,
+                     threads=runtime.Threads(3))
+    assert r.validation_loss() == total / n

@@ -18,16 +18,12 @@ def test_keep_freed_memory_takes_on_glibc():
     assert runtime.keep_freed_memory() is on_glibc  # calling it again is fine
 
 
-def test_current_follows_use_threads_and_yields_its_layout():
-    outside = runtime.CURRENT.n
+def test_use_threads_yields_its_layout_and_the_default_stays_one_thread():
     with runtime.use_threads(3) as threads:
-        assert threads.n == 3 and runtime.CURRENT.n == 3
-        assert runtime.CURRENT.blocks(N) == threads.blocks(N)
-        with runtime.use_threads(1):
-            assert runtime.CURRENT.n == 1
-        assert runtime.CURRENT.n == 3
-    assert runtime.CURRENT.n == outside
-    assert outside in (1, 2)
+        assert threads.n == 3 and threads.blocks(N) == runtime.Threads(3).blocks(N)
+        with runtime.use_threads(1) as inner:
+            assert inner.n == 1
+        assert runtime.ONE_THREAD.n == 1  # what a bare call of the core runs on, always
 
 
 def test_blocks_follow_threads_and_min_rows():

@@ -2,30 +2,63 @@
 measured pace, fixed in config.yaml and the checkpoint, kept on resume, and reproducible from the
 resolved config; and the notice when a time limit will cut an annealing schedule short."""
 import os
-import time
+import types
 
 import numpy as np
 import pytest
 import yaml
 
 import charrnn
-from charrnn import config, optim, resume as resume_mod, schedule, training
+from charrnn import config, optim, resume as resume_mod, run as run_mod, schedule, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
 TINY = os.path.join(ROOT, "configs", "tiny.yaml")
-DELAY = 0.04  # seconds added to every step: a machine much slower than this one
+# the simulated seconds of the clock below: a step at full speed, the delay that a machine much
+# slower than that adds to every step, and an evaluation
+STEP, DELAY, EVALUATION = 0.005, 0.04, 0.05
 LIMIT = 5.0
 
 
-@pytest.fixture
-def slow_steps(monkeypatch):
-    real = training.Run.train_step
+class Clock:
+    """The perf_counter that training, its Run and its schedule read, moved only by the steps
+    and evaluations the test simulates (each takes `pace` seconds, the probe's `probe` seconds),
+    so a run against a time limit comes out the same however busy the machine is."""
 
-    def slow(self, *votes):
-        time.sleep(DELAY)
-        return real(self, *votes)
-    monkeypatch.setattr(training.Run, "train_step", slow)
+    def __init__(self, pace, probe):
+        self.now, self.pace, self.probe = 0.0, pace, probe
+
+    def perf_counter(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """A Clock whose steps all take STEP + DELAY; set its pace and probe to change that."""
+    clock = Clock(STEP + DELAY, STEP + DELAY)
+    fake_time = types.SimpleNamespace(perf_counter=clock.perf_counter)
+    for module in (training, run_mod, schedule):
+        monkeypatch.setattr(module, "time", fake_time)
+    train_step, validation_loss = run_mod.Run.train_step, run_mod.Run.validation_loss
+
+    def step(run, *votes):
+        # the probe is the Run with steps=1 (schedule.fit_steps)
+        clock.now += clock.probe if run.cfg.steps == 1 else clock.pace
+        return train_step(run, *votes)
+
+    def evaluation(run):
+        clock.now += EVALUATION
+        return validation_loss(run)
+    monkeypatch.setattr(run_mod.Run, "train_step", step)
+    monkeypatch.setattr(run_mod.Run, "validation_loss", evaluation)
+    return clock
+
+
+def train_on_the_clock(clock, *args, **kwargs):
+    """-> (charrnn.train's Result, the simulated seconds it took)."""
+    start = clock.now
+    result = charrnn.train(*args, **kwargs)
+    return result, clock.now - start
 
 
 def resolved_steps(run_dir):
@@ -33,41 +66,22 @@ def resolved_steps(run_dir):
         return yaml.safe_load(f)["steps"]
 
 
-@pytest.fixture
-def train_walls(monkeypatch):
-    """The wall time of each training.train call, where the time limit counts from."""
-    walls, real_train = [], training.train
-
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return real_train(*args, **kwargs)
-        finally:
-            walls.append(time.perf_counter() - start)
-    monkeypatch.setattr(training, "train", timed)
-    return walls
-
-
-def test_auto_steps_end_the_schedule_at_the_time_limit(slow_steps, tmp_path, train_walls):
-    walls = train_walls
-    result = charrnn.train(SHAKESPEARE, TINY, out=tmp_path / "run", steps="auto",
-                           time_limit=LIMIT, lr_schedule="cosine", eval_every=20,
-                           sample_length=0, progress=False)
-    wall = walls[0]
+def test_auto_steps_end_the_schedule_at_the_time_limit(clock, tmp_path):
+    result, wall = train_on_the_clock(
+        clock, SHAKESPEARE, TINY, out=tmp_path / "run", steps="auto", time_limit=LIMIT,
+        lr_schedule="cosine", eval_every=20, sample_length=0, progress=False)
     steps = resolved_steps(tmp_path / "run")
     assert isinstance(steps, int) and steps > 20
-    # the schedule ran to its end, just before the limit (a machine busier than at the start may
-    # see the limit cut the last few steps)
-    assert result.step >= 0.95 * steps
-    assert 0.9 * LIMIT <= wall <= 1.05 * LIMIT
+    # the schedule ran to its end, just before the limit
+    assert result.step == steps
+    assert 0.9 * LIMIT <= wall <= LIMIT
     ck = charrnn.load(tmp_path / "run" / "last.npz").checkpoint
     assert ck.config.steps == steps and ck.step == result.step
     # the last cosine step is at lr_min: the schedule annealed fully
     assert schedule.lr_for(ck.config, steps - 1) < 0.01 * ck.config.lr
-    assert schedule.lr_for(ck.config, result.step - 1) < 0.05 * ck.config.lr
 
 
-def test_resume_keeps_the_resolved_steps(slow_steps, tmp_path):
+def test_resume_keeps_the_resolved_steps(clock, tmp_path):
     out = tmp_path / "run"
     charrnn.train(SHAKESPEARE, TINY, out=out, steps="auto", time_limit=LIMIT, eval_every=20,
                   sample_length=0, keep_last=10, progress=False)
@@ -80,19 +94,21 @@ def test_resume_keeps_the_resolved_steps(slow_steps, tmp_path):
     assert result.step == steps and resolved_steps(out) == steps
 
 
-def test_the_resolved_config_reproduces_the_run(slow_steps, tmp_path, monkeypatch):
+def test_the_resolved_config_reproduces_the_run(clock, tmp_path):
     auto = tmp_path / "auto"
     charrnn.train(SHAKESPEARE, TINY, out=auto, steps="auto", time_limit=LIMIT, eval_every=20,
                   sample_length=0, dropout=0.1, keep_last=1000, progress=False)
-    monkeypatch.undo()  # the rerun at full speed
+    clock.pace = STEP  # the rerun at full speed
     again = tmp_path / "again"
-    charrnn.train(SHAKESPEARE, str(auto / "config.yaml"), out=again, progress=False)
-    # the 20th step's checkpoint, which the auto run makes even on a machine so busy that the
-    # time limit cut its schedule
-    a, b = np.load(auto / "step-000020.npz"), np.load(again / "step-000020.npz")
-    for key in a.files:
-        if key.startswith(("param/", "optim/", "state/")):
-            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    charrnn.train(SHAKESPEARE, str(auto / "config.yaml"), out=again, keep_last=1000,
+                  progress=False)
+    assert resolved_steps(again) == resolved_steps(auto)
+    for name in sorted(os.listdir(auto)):
+        if name.startswith("step-"):
+            a, b = np.load(auto / name), np.load(again / name)
+            for key in a.files:
+                if key.startswith(("param/", "optim/", "state/")):
+                    np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name} {key}")
 
 
 def test_auto_steps_need_a_time_limit(tmp_path):
@@ -100,42 +116,31 @@ def test_auto_steps_need_a_time_limit(tmp_path):
         charrnn.train(SHAKESPEARE, TINY, out=tmp_path / "run", steps="auto", progress=False)
 
 
-@pytest.fixture
-def slower_after_the_probe(monkeypatch):
-    """Steps of the probe (a Run with steps=1) at full speed, the run's own DELAY slower: the
-    probe then overestimates the steps that fit, as on a machine that slows down after it."""
-    real = training.Run.train_step
-
-    def slow(self, *votes):
-        if self.cfg.steps != 1:
-            time.sleep(DELAY)
-        return real(self, *votes)
-    monkeypatch.setattr(training.Run, "train_step", slow)
-
-
-def test_a_held_schedule_is_refitted_at_the_first_evaluation(slower_after_the_probe, tmp_path,
-                                                             train_walls, monkeypatch):
-    """wsd: the probe's guess is far too long (its steps had no delay), so without a second fit
+def test_a_held_schedule_is_refitted_at_the_first_evaluation(clock, tmp_path):
+    """wsd: the probe's steps run at full speed and the run's DELAY slower, as on a machine that
+    slows down after the probe, so the probe's guess is far too long and without a second fit
     the limit would stop the run before its decay began. At the first evaluation the steps are
     fitted again from the pace so far; the run then anneals inside the limit, the new number is
     what config.yaml and the checkpoints say, and that config reproduces the run bit for bit."""
-    lines, walls = [], train_walls
+    clock.probe = STEP
+    lines = []
     auto = tmp_path / "auto"
-    result = charrnn.train(SHAKESPEARE, TINY, out=auto, steps="auto", time_limit=LIMIT,
-                           lr_schedule="wsd", lr_decay_frac=0.3, lr_min=1e-5, eval_every=20,
-                           sample_length=0, keep_last=1000, progress=False, log=lines.append)
+    result, wall = train_on_the_clock(
+        clock, SHAKESPEARE, TINY, out=auto, steps="auto", time_limit=LIMIT, lr_schedule="wsd",
+        lr_decay_frac=0.3, lr_min=1e-5, eval_every=20, sample_length=0, keep_last=1000,
+        progress=False, log=lines.append)
     first = next(line for line in lines if line.startswith("steps: auto ->"))
     guessed = int(first.split("->")[1].split()[0].replace(",", ""))
     refit = [line for line in lines if " at step 20 " in line]
     assert len(refit) == 1, lines
     steps = resolved_steps(auto)
     assert steps == int(refit[0].split("->")[1].split()[0].replace(",", ""))
-    assert steps < 0.5 * guessed  # the probe ran ~DELAY faster a step
-    assert result.step >= 0.95 * steps and 0.9 * LIMIT <= walls[0] <= 1.05 * LIMIT
+    assert steps < 0.5 * guessed  # the probe ran DELAY faster a step
+    assert result.step == steps and 0.9 * LIMIT <= wall <= LIMIT
     ck = charrnn.load(auto / "last.npz").checkpoint
     assert ck.config.steps == steps
     assert schedule.lr_for(ck.config, result.step - 1) < 0.2 * ck.config.lr  # well into its decay
-    monkeypatch.undo()
+    clock.pace = STEP  # the rerun at full speed
     again = tmp_path / "again"
     charrnn.train(SHAKESPEARE, str(auto / "config.yaml"), out=again, keep_last=1000,
                   progress=False)

@@ -1,11 +1,11 @@
 """What the thread layout (runtime.Threads) may and may not change in the numbers: a batch cut
 into row blocks gives the same gradients as finite differences, the numbers of one thread to
-rounding, and the same bits on every run of the same layout, whether the layout is passed in or
-set by use_threads; a whole run records its thread count."""
+rounding, and the same bits on every run of the same layout; a bare call runs on one thread; a
+whole run records its thread count."""
 import numpy as np
 import pytest
 
-from charrnn import model, optim, runtime
+from charrnn import inference, model, optim, runtime
 from charrnn.cells import CELLS, _input
 from gradcheck import numeric_grad, rel_error
 
@@ -25,9 +25,9 @@ def _setup(cell, rng, ids):
     return x, p, state, dhs, dstate
 
 
-def _run(cell, p, x, state, dhs, dstate):
-    hs, final, cache = cell.forward(p, x, state)
-    grads, dx, dstate0 = cell.backward(p, cache, dhs, dstate)
+def _run(cell, p, x, state, dhs, dstate, threads):
+    hs, final, cache = cell.forward(p, x, state, threads=threads)
+    grads, dx, dstate0 = cell.backward(p, cache, dhs, dstate, threads=threads)
     return hs.copy(), final, grads, dx, dstate0
 
 
@@ -42,7 +42,7 @@ def test_split_batch_gradients_match_finite_differences(name):
     cell = CELLS[name]
     rng = np.random.default_rng(0)
     x, p, state, dhs, dstate = _setup(cell, rng, ids=True)
-    _, _, grads, _, dstate0 = _run(cell, p, x, state, dhs, dstate)
+    _, _, grads, _, dstate0 = _run(cell, p, x, state, dhs, dstate, runtime.Threads(2))
 
     def f():
         hs, final, _ = cell.forward(p, x, state)
@@ -63,10 +63,8 @@ def test_two_threads_give_the_numbers_of_one(name, dtype):
     x, dhs = x.astype(dtype), dhs.astype(dtype)
     state = tuple(s.astype(dtype) for s in state)
     dstate = tuple(s.astype(dtype) for s in dstate)
-    with runtime.use_threads(2):
-        threaded = [_run(cell, p, x, state, dhs, dstate) for _ in range(2)]
-    with runtime.use_threads(1):
-        single = _run(cell, p, x, state, dhs, dstate)
+    threaded = [_run(cell, p, x, state, dhs, dstate, runtime.Threads(2)) for _ in range(2)]
+    single = _run(cell, p, x, state, dhs, dstate, runtime.ONE_THREAD)
     for a, b in zip(_flat(threaded[0]), _flat(threaded[1])):
         np.testing.assert_array_equal(a, b)  # bit for bit, whatever the thread timing
     tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -84,53 +82,55 @@ def test_split_softmax_gives_the_bits_of_one():
     params = model.init_params(spec, rng)
     x, y = rng.integers(0, V, size=(T, N)), rng.integers(0, V, size=(T, N))
     state = model.zero_state(spec, N)
-    logits, _ = model.logits(params, spec, x, state)
+    logits, _ = inference.logits(params, spec, x, state)
     whole_loss, whole_dlogits = softmax_cross_entropy(logits, y.reshape(-1))
-    with runtime.use_threads(2):
-        loss, _, cache = model.forward(params, spec, x, y, state)
-        dtop = runtime.CURRENT.matmul(whole_dlogits, np.ascontiguousarray(params["Wy"].T))
+    with runtime.use_threads(2) as threads:
+        loss, _, cache = model.forward(params, spec, x, y, state, threads=threads)
+        dtop = threads.matmul(whole_dlogits, np.ascontiguousarray(params["Wy"].T))
     assert loss == whole_loss
     np.testing.assert_array_equal(cache.output_grads["by"], whole_dlogits.sum(axis=0))
     np.testing.assert_array_equal(cache.dtop, dtop)
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_a_layout_passed_in_gives_the_bits_of_use_threads(name):
-    """cell.forward/backward with threads=Threads(2) outside any use_threads block compute what
-    they compute inside use_threads(2) with the default layout."""
+def test_a_bare_call_runs_on_one_thread_inside_use_threads_too(name):
+    """cell.forward/backward without a layout compute what they compute on runtime.ONE_THREAD,
+    inside use_threads(2) as outside: use_threads holds the BLAS, the caller passes the layout."""
     cell = CELLS[name]
     x, p, state, dhs, dstate = _setup(cell, np.random.default_rng(5), ids=False)
+    one = _run(cell, p, x, state, dhs, dstate, runtime.ONE_THREAD)
     with runtime.use_threads(2):
-        inside = _run(cell, p, x, state, dhs, dstate)
-    hs, final, cache = cell.forward(p, x, state, threads=runtime.Threads(2))
-    grads, dx, dstate0 = cell.backward(p, cache, dhs, dstate, threads=runtime.Threads(2))
-    for a, b in zip(_flat(inside), _flat((hs, final, grads, dx, dstate0))):
+        hs, final, cache = cell.forward(p, x, state)
+        grads, dx, dstate0 = cell.backward(p, cache, dhs, dstate)
+    for a, b in zip(_flat(one), _flat((hs, final, grads, dx, dstate0))):
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_model_step_with_a_layout_passed_in_gives_the_bits_of_use_threads():
+def test_a_model_step_hands_its_layout_down():
     """model.forward and backward hand their layout down to the cells, the output layer and the
-    softmax: Threads(3) passed in equals use_threads(3), and differs from one thread only in
-    rounding."""
+    softmax: Threads(3) passed in repeats its bits, use_threads(3) changes nothing of them, and
+    it differs from one thread (a bare call's layout) only in rounding."""
     spec = model.ModelSpec("gru", V, H, 2, 0.0, "float32", "residual", 2, 2)
     rng = np.random.default_rng(6)
     params = model.init_params(spec, rng)
     n = 3 * runtime.MIN_ROWS
     x, y = rng.integers(0, V, size=(T, n)), rng.integers(0, V, size=(T, n))
 
-    def step(threads=runtime.CURRENT):
-        loss, _, cache = model.forward(params, spec, x, y, model.zero_state(spec, n),
-                                       threads=threads)
-        grads, _ = model.backward(params, spec, cache, threads=threads)
+    def step(*threads):
+        kw = {"threads": threads[0]} if threads else {}
+        loss, _, cache = model.forward(params, spec, x, y, model.zero_state(spec, n), **kw)
+        grads, _ = model.backward(params, spec, cache, **kw)
         return loss, grads
 
-    with runtime.use_threads(3):
-        loss, grads = step()
+    with runtime.use_threads(3) as threads:
+        loss, grads = step(threads)
     loss3, grads3 = step(runtime.Threads(3))
     loss1, grads1 = step(runtime.ONE_THREAD)
-    assert loss3 == loss and loss1 == pytest.approx(loss, rel=1e-6)
+    bare_loss, bare_grads = step()
+    assert loss3 == loss and bare_loss == loss1 and loss1 == pytest.approx(loss, rel=1e-6)
     for k in grads:
         np.testing.assert_array_equal(grads3[k], grads[k], err_msg=k)
+        np.testing.assert_array_equal(bare_grads[k], grads1[k], err_msg=k)
         np.testing.assert_allclose(grads1[k], grads[k], rtol=1e-4, atol=1e-6, err_msg=k)
 
 
@@ -143,11 +143,12 @@ def _train(cell, V, threads, steps=5, **stack):
     ids = rng.integers(0, V, size=(steps, WIN_T + 1, WIN_N))
     drop = np.random.default_rng(2)
     state = model.zero_state(spec, WIN_N)
-    with runtime.use_threads(threads):
+    with runtime.use_threads(threads) as layout:
         for x in ids:
             loss, state, cache = model.forward(params, spec, x[:-1], x[1:], state,
-                                               model.dropout_masks(spec, WIN_T, WIN_N, drop))
-            grads, _ = model.backward(params, spec, cache)
+                                               model.dropout_masks(spec, WIN_T, WIN_N, drop),
+                                               threads=layout)
+            grads, _ = model.backward(params, spec, cache, threads=layout)
             optim.clip(grads, "norm", 5.0)
             optim.apply("adam", params, grads, opt, 5e-3)
     return params

@@ -71,3 +71,47 @@ def test_model_loss_and_gradients_match_torch(name):
         ours[f"bias_hh_l{k}"] = np.concatenate([db[:2 * H], grads[f"l{k}.bhn"]]) if name == "gru" else db
     for k, leaf in leaves.items():
         np.testing.assert_allclose(ours[k], leaf.grad.numpy(), rtol=1e-8, atol=1e-10, err_msg=k)
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_CLASS))
+def test_weight_drop_and_locked_dropout_match_torch(name):
+    """With the masks of model.dropout_masks (locked dropout 0.3, weight_drop 0.4): torch runs
+    each layer as its own module on weight_hh * mask (AWD-LSTM's WeightDrop) and multiplies its
+    output by the dropout mask; autograd's gradients are the leaves'."""
+    torch.set_num_threads(1)
+    spec = model.ModelSpec(name, V, H, LAYERS, 0.3, "float64", dropout_mode="locked",
+                           weight_drop=0.4)
+    rng = np.random.default_rng(1)
+    params = {k: rng.standard_normal(v.shape) * 0.5
+              for k, v in model.init_params(spec, rng).items()}
+    x, y = rng.integers(0, V, size=(T, N)), rng.integers(0, V, size=(T, N))
+    state = [tuple(rng.standard_normal((N, H)) for _ in s) for s in model.zero_state(spec, N)]
+    masks = model.dropout_masks(spec, T, N, rng)
+
+    loss, _, cache = model.forward(params, spec, x, y, state, masks)
+    grads, _ = model.backward(params, spec, cache)
+
+    leaves, cols = _torch_tensors(name, params), _cols(name)
+    inp = torch.nn.functional.one_hot(torch.from_numpy(x), V).double()
+    for k in range(LAYERS):
+        layer = getattr(torch.nn, TORCH_CLASS[name])(V if k == 0 else H, H).double()
+        weights = {f"{w}_l0": leaves[f"{w}_l{k}"] for w in ("weight_ih", "bias_ih", "bias_hh")}
+        mask = torch.tensor(np.ascontiguousarray(masks.recurrent[k][:, cols].T))
+        weights["weight_hh_l0"] = leaves[f"weight_hh_l{k}"] * mask
+        h0 = torch.tensor(state[k][0][None])
+        init = (h0, torch.tensor(state[k][1][None])) if name == "lstm" else h0
+        hs, _ = torch.func.functional_call(layer, weights, (inp, init))
+        inp = hs * torch.tensor(np.ascontiguousarray(masks.layers[k]))
+    logits = inp.reshape(T * N, H) @ leaves["out.weight"].T + leaves["out.bias"]
+    torch_loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y).reshape(-1))
+    torch_loss.backward()
+
+    assert loss == pytest.approx(torch_loss.item(), rel=1e-12)
+    ours = {k: v.detach().numpy() for k, v in _torch_tensors(name, grads).items()}
+    for k in range(LAYERS):
+        np.testing.assert_allclose(ours[f"weight_hh_l{k}"],
+                                   leaves[f"weight_hh_l{k}"].grad.numpy(), rtol=1e-8, atol=1e-10,
+                                   err_msg=k)
+    for k in ("weight_ih_l0", "weight_ih_l1", "out.weight", "out.bias"):
+        np.testing.assert_allclose(ours[k], leaves[k].grad.numpy(), rtol=1e-8, atol=1e-10,
+                                   err_msg=k)

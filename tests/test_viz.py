@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 import charrnn
 import charrnn.viz as viz
-from charrnn import model as model_mod
+from charrnn import inference
 from charrnn.cli import main
 from charrnn.viz import features, pack
 from viz_browser import CHROMIUM, Browser
@@ -152,7 +152,7 @@ def probs64(model, ids):
     """Model.trace's probabilities computed in float64 from the same float32 weights."""
     spec = dataclasses.replace(model.spec, dtype="float64")
     params = {k: v.astype(np.float64) for k, v in model.params.items()}
-    logits, _ = model_mod.trace(params, spec, ids)
+    logits, _ = inference.trace(params, spec, ids)
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 

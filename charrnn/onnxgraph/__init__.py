@@ -53,14 +53,14 @@ def to_onnx(ck, window=False):
     except ImportError:
         raise CharrnnError(INSTALL_HINT) from None
     from . import builder, stacks
-    weights = sum(a.nbytes for a in ck.params.values())
+    weights = sum(a.nbytes for a in ck.params.values())  # the same shapes as ck.weights
     if weights >= 2**31 - 2**20:
         raise CharrnnError(f"the model's {weights / 2**30:.1f} GB of weights are more than the "
                            f"2 GB an ONNX file holds in one piece")
     make = stacks.window_graph if window else stacks.step_graph
     opsets = [onnx.helper.make_opsetid("", builder.OPSET)]
     model = onnx.helper.make_model(
-        make(ck.params, ck.spec), opset_imports=opsets, producer_name="charrnn",
+        make(ck.weights, ck.spec), opset_imports=opsets, producer_name="charrnn",
         producer_version=_version(),
         # the oldest IR version that carries the opset, so older runtimes read the file too
         ir_version=onnx.helper.find_min_ir_version_for(opsets),

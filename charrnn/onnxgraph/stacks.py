@@ -9,7 +9,7 @@ H in the residual stack), L layers. The state travels as one (L, N, E) array per
 import numpy as np
 from onnx import TensorProto, helper
 
-from .. import model as model_mod
+from .. import inference
 from ..reference.blocks import NORM_EPS
 from . import cells
 from .builder import Graph, Weights
@@ -24,7 +24,7 @@ def _plain(g, spec, ids, state):
     """One-hot input (a row lookup of x Wx + b) -> stacked cells -> top (N, H), new state."""
     step, recurrent, W = cells.STEPS[spec.cell], _recurrent_keys(spec), g.weights
     if "l0.table" not in W.tensors:  # one row per character: x Wx + b for the one-hot x
-        W.add("l0.table", model_mod.input_table(W.params))
+        W.add("l0.table", inference.input_table(W.params))
     inp, new_state = None, []
     for k in range(spec.layers):
         g.scope = f"l{k}"

@@ -7,7 +7,9 @@ charrnn/residual.py) must equal it (tests/test_reference.py checks this in float
     cells.py      the RNN, the LSTM, the GRU; sigmoid, tanh, one_hot
     min_cells.py  minGRU and minLSTM, whose gates read the input only
     blocks.py     RMS normalisation, GELU and an affine map, for the residual stack
-    model.py      the whole model in both stacks; WINDOWS, every cell by name
+    model.py      the whole model in both stacks, with dropout and weight-drop masks; WINDOWS,
+                  every cell by name
+    optim.py      AdamW's update (decoupled weight decay) and the moving average of the weights
 
 Shape letters: T time, N batch, D input width, H hidden, V vocabulary. Arrays are time-major,
 x (T, N, D) and hs (T, N, H). A cell's state is a tuple: (h,), or (h, c) for the LSTM, each
@@ -28,3 +30,4 @@ from .min_cells import (mingru_backward, mingru_forward, mingru_step_backward,  
                         mingru_step_forward, minlstm_backward, minlstm_forward,
                         minlstm_step_backward, minlstm_step_forward)
 from .model import WINDOWS, model_backward, model_forward  # noqa: F401
+from .optim import adamw_step, ema_step  # noqa: F401

@@ -140,42 +140,58 @@ def sweep(corpus: Union[PathLike, Sequence[PathLike]], space: Union[PathLike, di
     study_name = study or storage_mod.DEFAULT_STUDY
     storage_mod.bind_folder(out, study_name, storage)
     optuna = storage_mod.optuna()
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise CharrnnError(f"cannot create {out}: {e.strerror or e}") from None
+    _make_folder(out)
     with storage_mod.quiet(optuna):
-        st = storage_mod.open_storage(optuna, out, storage)
-        the_study = _open_study(optuna, st, study_name,
-                                _pruner(optuna, pruner, pruner_startup, pruner_warmup))
-        had = the_study.user_attrs.get("space")
-        if had is not None and had != json.loads(json.dumps(space.as_dict())):
-            raise CharrnnError(f"study {study_name!r} was started with another search space; "
-                               f"use the same SPACE.yaml or another --study")
-        storage_mod.bind_folder(out, study_name, storage, write=True)
-        if had is None:
-            the_study.set_user_attr("space", space.as_dict())
+        the_study = _study_of(optuna, out, storage, study_name, space,
+                              _pruner(optuna, pruner, pruner_startup, pruner_warmup))
         with interrupt.StopRequests() as stop:
             objective = _Objective(the_study, space, paths, out, trials, seed, stop, log)
-            while stop.signum is None:
-                _fail_dead_workers(optuna, the_study)
-                if sum(map(_taken, the_study.get_trials(deepcopy=False))) >= trials:
-                    break
-                try:
-                    the_study.optimize(objective, n_trials=1,
-                                       catch=(CharrnnError, MemoryError, _Surplus))
-                except KeyboardInterrupt as e:
-                    signum = getattr(e, "signum", None) or stop.signum or signal.SIGINT
-                    raise SweepStopped(signum, objective.stopped_message or
-                                       "interrupted") from None
-                if objective.surplus:
-                    break
-            if stop.signum is not None:
-                raise SweepStopped(stop.signum, f"{signal.Signals(stop.signum).name}: "
-                                   f"stopped between trials; run the same command to continue")
+            _run_trials(optuna, the_study, objective, trials, stop)
         rep = results.of_study(the_study)
     results.write_best(rep, out)
     return rep
+
+
+def _make_folder(folder):
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise CharrnnError(f"cannot create {folder}: {e.strerror or e}") from None
+
+
+def _study_of(optuna, out, storage, study_name, space, pruner):
+    """The study of out's storage, refused when it was started with another space; out bound
+    to it, and the space recorded in a new study."""
+    st = storage_mod.open_storage(optuna, out, storage)
+    the_study = _open_study(optuna, st, study_name, pruner)
+    had = the_study.user_attrs.get("space")
+    if had is not None and had != json.loads(json.dumps(space.as_dict())):
+        raise CharrnnError(f"study {study_name!r} was started with another search space; "
+                           f"use the same SPACE.yaml or another --study")
+    storage_mod.bind_folder(out, study_name, storage, write=True)
+    if had is None:
+        the_study.set_user_attr("space", space.as_dict())
+    return the_study
+
+
+def _run_trials(optuna, the_study, objective, trials, stop):
+    """One trial at a time until the study has `trials` taken ones or another worker took the
+    last; a stop signal raises SweepStopped, in a trial or between two."""
+    while stop.signum is None:
+        _fail_dead_workers(optuna, the_study)
+        if sum(map(_taken, the_study.get_trials(deepcopy=False))) >= trials:
+            break
+        try:
+            the_study.optimize(objective, n_trials=1,
+                               catch=(CharrnnError, MemoryError, _Surplus))
+        except KeyboardInterrupt as e:
+            signum = getattr(e, "signum", None) or stop.signum or signal.SIGINT
+            raise SweepStopped(signum, objective.stopped_message or "interrupted") from None
+        if objective.surplus:
+            break
+    if stop.signum is not None:
+        raise SweepStopped(stop.signum, f"{signal.Signals(stop.signum).name}: "
+                           f"stopped between trials; run the same command to continue")
 
 
 class _Objective:
@@ -189,42 +205,15 @@ class _Objective:
 
     def __call__(self, trial):
         optuna = storage_mod.optuna()
-        # a sampler seeded by the trial's number: reproducible for one worker, and two workers
-        # never draw the same random start
-        self.study.sampler = optuna.samplers.TPESampler(seed=_derived(self.seed, trial.number, 0))
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
-        before = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
-        if sum(map(_taken, before)) >= self.trials:
-            self.surplus = True
-            trial.set_user_attr("surplus", True)
-            raise _Surplus(f"the study had its {self.trials} trials when this one started")
-        if self.stop.signum is not None:
-            raise _Signalled()
+        self._start(optuna, trial)
         params = self.space.suggest(trial)
         folder = os.path.join(self.out, f"trial-{trial.number:04d}")
-        values = {**self.space.fixed, **params, "out": folder}
-        if "seed" not in self.space.fixed and "seed" not in self.space.searched:
-            values["seed"] = _derived(self.seed, trial.number, 1)
         info = {"study": self.study.study_name, "number": trial.number, "state": "RUNNING",
                 "params": params, "host": socket.gethostname(), "pid": os.getpid(),
                 "started": datetime.datetime.now().isoformat(timespec="seconds")}
         seen, self.made = [], False
         try:
-            cfg = config_mod.load(values)
-            trial.set_user_attr("config", config_mod.to_dict(cfg))
-            trial.set_user_attr("run_dir", os.path.abspath(folder))
-            try:
-                os.makedirs(folder)
-                self.made = True
-            except FileExistsError:
-                raise CharrnnError(f"{folder} already exists: another sweep's trial? choose "
-                                   f"another --out") from None
-            except OSError as e:
-                raise CharrnnError(f"cannot create {folder}: {e.strerror or e}") from None
-            _write_trial(os.path.join(folder, TRIAL), info)
-            result = api.train(self.paths, cfg, progress=False,
-                                   on_eval=lambda rec: self._on_eval(trial, cfg, rec, seen))
+            result = self._train(trial, folder, info, self._values(trial, params, folder), seen)
         except optuna.TrialPruned as e:
             self._end(trial, folder, info, "PRUNED", seen, note=str(e))
             raise
@@ -242,6 +231,48 @@ class _Objective:
             raise
         self._end(trial, folder, info, "COMPLETE", seen, result=result)
         return result.best_val
+
+    def _start(self, optuna, trial):
+        """The trial's sampler and worker recorded; refused (_Surplus) when the study had its
+        trials before it started, and ended (_Signalled) when a stop signal came first."""
+        # a sampler seeded by the trial's number: reproducible for one worker, and two workers
+        # never draw the same random start
+        self.study.sampler = optuna.samplers.TPESampler(seed=_derived(self.seed, trial.number, 0))
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        before = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
+        if sum(map(_taken, before)) >= self.trials:
+            self.surplus = True
+            trial.set_user_attr("surplus", True)
+            raise _Surplus(f"the study had its {self.trials} trials when this one started")
+        if self.stop.signum is not None:
+            raise _Signalled()
+
+    def _values(self, trial, params, folder):
+        """The trial's config values: the space's fixed ones, its suggested params, its folder
+        and, unless the space sets it, a seed derived from the sweep's."""
+        values = {**self.space.fixed, **params, "out": folder}
+        if "seed" not in self.space.fixed and "seed" not in self.space.searched:
+            values["seed"] = _derived(self.seed, trial.number, 1)
+        return values
+
+    def _train(self, trial, folder, info, values, seen):
+        """The trial's run in its own new folder, its trial.json written first -> train's
+        Result; each evaluation's line goes to _on_eval (and into seen)."""
+        cfg = config_mod.load(values)
+        trial.set_user_attr("config", config_mod.to_dict(cfg))
+        trial.set_user_attr("run_dir", os.path.abspath(folder))
+        try:
+            os.makedirs(folder)
+            self.made = True
+        except FileExistsError:
+            raise CharrnnError(f"{folder} already exists: another sweep's trial? choose "
+                               f"another --out") from None
+        except OSError as e:
+            raise CharrnnError(f"cannot create {folder}: {e.strerror or e}") from None
+        _write_trial(os.path.join(folder, TRIAL), info)
+        return api.train(self.paths, cfg, progress=False,
+                         on_eval=lambda rec: self._on_eval(trial, cfg, rec, seen))
 
     def _interrupted(self, e, trial, folder, info, seen):
         """Record a trial that a signal stopped as failed, and not finished: it is run again."""

@@ -16,7 +16,7 @@ from importlib import resources
 
 import numpy as np
 
-from .. import atomic, model as model_mod, runtime
+from .. import atomic, inference, runtime
 from ..api import Model
 from ..arguments import PathLike, checked
 from ..errors import CharrnnError
@@ -104,7 +104,7 @@ def page_bytes(model, L, live=False):
     only, Model.trace_bytes); two float64 copies of one state (the features' correlations);
     and the packed arrays (one byte per activation, the guesses and the loss) about six times
     over: their bytes, joined, deflated, base64, in the page's text and its UTF-8."""
-    _, layers = model_mod.trace(model.params, model.spec, np.zeros(1, dtype=np.int64))
+    _, layers = inference.trace(model.params, model.spec, np.zeros(1, dtype=np.int64))
     values = sum(a.size for layer in layers for a in layer.values())
     packed = L * (values + TOP * 4 + 4)
     weights = sum(p.size for p in model.params.values()) * 4 * 6 if live else 0
