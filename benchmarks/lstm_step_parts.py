@@ -43,10 +43,11 @@ def main(argv=None):
     G = 4 * H
     rng = np.random.default_rng(0)
     f32 = np.float32
-    scale, offset = lstm.gate_constants(H, f32)
+    scale = lstm.gate_scale(H, f32)
     Wh = (rng.uniform(-1, 1, (H, G)) / np.sqrt(H)).astype(f32) * scale
     WhT = np.ascontiguousarray(Wh.T)
-    projections = rng.standard_normal((T, n, G)).astype(f32)
+    Wh4 = lstm._gate_major(Wh, H)  # (4, H, H), as lstm.forward's
+    projections = rng.standard_normal((lstm.GATES, T, n, H)).astype(f32)
     dhs = (rng.standard_normal((T, n, H)) * 0.01).astype(f32)
     clock = time.perf_counter
     saved = {}  # forward's outputs, which backward runs on
@@ -56,33 +57,32 @@ def main(argv=None):
         hs = np.zeros((T + 1, n, H), f32)
         cs = np.zeros_like(hs)
         tanh_cs = np.empty((T, n, H), f32)
-        rec, tmp = np.empty((n, G), f32), np.empty((n, H), f32)
-        half, off = lstm._rows(scale, n), lstm._rows(offset, n)
+        rec, tmp = np.empty((lstm.GATES, n, H), f32), np.empty((n, H), f32)
         spent = np.zeros(3)
         for t in range(T):
             t0 = clock()
-            np.matmul(hs[t], Wh, out=rec)
+            np.matmul(hs[t], Wh4, out=rec)
             t1 = clock()
-            acts[t] += rec
+            acts[:, t] += rec
             t2 = clock()
-            lstm._activate(acts[t], cs[t], cs[t + 1], tanh_cs[t], hs[t + 1], tmp, half, off)
+            lstm._activate(acts[:, t], cs[t], cs[t + 1], tanh_cs[t], hs[t + 1], tmp)
             spent += (t1 - t0, t2 - t1, clock() - t2)
         saved.update(acts=acts, cs=cs, tanh_cs=tanh_cs)
         return tuple(spent / T)
 
     def backward():
         acts, cs, tanh_cs = saved["acts"], saved["cs"], saved["tanh_cs"]
-        da = np.empty_like(acts)
+        da = np.empty((T, n, G), f32)
         dh, dc = np.zeros((n, H), f32), np.zeros((n, H), f32)
-        tmp, work = np.empty((n, H), f32), np.empty((n, G), f32)
-        shift = np.zeros((n, G), f32)
-        shift[:, 3 * H:] = 1.0
+        tmp = np.empty((n, H), f32)
+        da_t, work = np.empty((lstm.GATES, n, H), f32), np.empty((lstm.GATES, n, H), f32)
         spent = np.zeros(3)
         for t in range(T - 1, -1, -1):
             t0 = clock()
             dh += dhs[t]
             t1 = clock()
-            lstm._backward_step(acts[t], cs[t], tanh_cs[t], dh, dc, da[t], tmp, work, shift)
+            lstm._backward_step(acts[:, t], cs[t], tanh_cs[t], dh, dc, da_t, tmp, work)
+            np.copyto(da[t].reshape(n, lstm.GATES, H).transpose(1, 0, 2), da_t)
             t2 = clock()
             np.matmul(da[t], WhT, out=dh)
             spent += (t1 - t0, t2 - t1, clock() - t2)
@@ -95,7 +95,8 @@ def main(argv=None):
     print(f"LSTM H={H}, one thread, half batch ({n} rows), per time step, best of {args.rounds}:")
     print(f"  forward:  product {us[0]:6.1f} us, + projection {us[1]:5.1f} us, "
           f"gates {us[2]:5.1f} us")
-    print(f"  backward: dh += {us[3]:5.1f} us, gates {us[4]:5.1f} us, product {us[5]:6.1f} us")
+    print(f"  backward: dh += {us[3]:5.1f} us, gates and their copy into the product's rows "
+          f"{us[4]:5.1f} us, product {us[5]:6.1f} us")
     outside = (fwd[1] + fwd[2] + bwd[0] + bwd[1]) * T * args.layers
     print(f"  outside the products, per training step ({args.layers} layers x {T} steps each "
           f"way, the two halves side by side): {1e3 * outside:.1f} ms")

@@ -126,3 +126,49 @@ def test_one_hot_transpose_product_is_the_scatter(D):
     np.add.at(expected, ids, da2)
     np.testing.assert_allclose(_input.one_hot_transpose_product(ids, da2, D), expected,
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gru_halved_gates_give_the_bits_of_the_plain_sigmoid(dtype):
+    """The GRU halves the r, z columns of Wx, b and Wh to save a call per step (gru.gate_scale);
+    halving is exact, so the gates must equal the textbook sigmoid step bit for bit."""
+    from charrnn.cells import gru
+    from charrnn.cells._activations import sigmoid
+    rng = np.random.default_rng(3)
+    T, N, D, H = 4, 5, 6, 7
+    p = gru.init(rng, D, H, dtype)
+    x = rng.standard_normal((T, N, D)).astype(dtype)
+    h = rng.standard_normal((N, H)).astype(dtype)
+    _, _, cache = gru.forward(p, x, (h,))
+    for t in range(T):
+        a = x[t] @ p["Wx"] + p["b"]
+        rec = h @ p["Wh"]
+        rz = sigmoid(a[:, :2 * H] + rec[:, :2 * H], out=np.empty((N, 2 * H), dtype))
+        hn = rec[:, 2 * H:] + p["bhn"]
+        n = np.tanh(a[:, 2 * H:] + rz[:, :H] * hn)
+        h = n + rz[:, H:] * (h - n)
+        found = gru.activations(cache)
+        assert np.array_equal(np.concatenate([found[g][t] for g in "rz"], axis=1), rz)
+        assert np.array_equal(found["n"][t], n)
+        assert np.array_equal(cache.hs_ext[t + 1], h)
+
+
+def test_lstm_gate_major_window_keeps_the_checkpoint_gate_order():
+    """The LSTM keeps its gates gate-major inside a window, (4, T, N, H), while Wx, Wh and b keep
+    i, f, o, g column blocks: activations() must name each gate the textbook step computes."""
+    from charrnn.cells import lstm
+    rng = np.random.default_rng(4)
+    T, N, D, H = 3, 4, 5, 6
+    p = lstm.init(rng, D, H, np.float64)
+    x = rng.integers(0, D, (T, N))
+    h, c = rng.standard_normal((N, H)), rng.standard_normal((N, H))
+    _, _, cache = lstm.forward(p, x, (h, c))
+    found = lstm.activations(cache)
+    for t in range(T):
+        a = p["Wx"][x[t]] + p["b"] + h @ p["Wh"]
+        i, f, o = (1 / (1 + np.exp(-a[:, k * H:(k + 1) * H])) for k in range(3))
+        g = np.tanh(a[:, 3 * H:])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        for name, want in zip("ifogch", (i, f, o, g, c, h)):
+            np.testing.assert_allclose(found[name][t], want, rtol=1e-12, atol=1e-14)

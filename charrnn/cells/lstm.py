@@ -1,8 +1,9 @@
 """LSTM layer over a whole window, the four gates packed into one Wx and one Wh.
 
 Gate order along the 4H columns of Wx, Wh and b is i, f, o, g (input, forget, output, cell
-candidate); it is part of the checkpoint format. The three sigmoid gates come first so one
-sigmoid call covers a contiguous (N, 3H) block:
+candidate); it is part of the checkpoint format. Inside a window the gates are kept gate-major,
+(4, T, N, H), so that each gate of a step is a contiguous (N, H) block, and the three sigmoid
+gates come first so that one call covers them:
 
     [i | f | o | g] = x_t Wx + h_{t-1} Wh + b            (N, 4H) pre-activations
     i, f, o = sigmoid(.), g = tanh(.)
@@ -18,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import runtime
-from ._input import project, project_backward
+from ._input import is_ids, project, project_backward
 
 STATE_NAMES = ("h", "c")
 GATES = 4
@@ -28,7 +29,7 @@ GATE_NAMES = ("i", "f", "o", "g")
 class Cache(NamedTuple):
     """What backward needs from forward."""
     x: object  # the input, ids (T, N) or (T, N, D)
-    acts: np.ndarray  # (T, N, 4H): the gates i, f, o, g after their activations
+    acts: np.ndarray  # (4, T, N, H): the gates i, f, o, g after their activations, gate-major
     cs_ext: np.ndarray  # (T+1, N, H): c0, then c_1 .. c_T
     tanh_cs: np.ndarray  # (T, N, H): tanh(c_t)
     hs_ext: np.ndarray  # (T+1, N, H): h0, then h_1 .. h_T
@@ -52,40 +53,34 @@ def init(rng, D, H, dtype):
 
 
 @functools.lru_cache(maxsize=None)
-def gate_constants(H, dtype):
-    """(scale, offset), each (4H,) and read-only: scale is 1/2 on i, f, o and 1 on g, offset
-    1/2 on i, f, o and 0 on g.
+def gate_scale(H, dtype):
+    """(4H,) read-only: 1/2 on the i, f, o columns, 1 on g.
 
     sigmoid(x) = (1 + tanh(x / 2)) / 2, so once the i, f, o columns of the pre-activations are
-    scaled, a single tanh over the whole contiguous (N, 4H) row block gives every gate's tanh,
-    and `* scale + offset` over the same block turns three of them into sigmoids. Column slices
-    of a row block are strided, and NumPy runs a strided (N, H) slice several times slower than a
-    contiguous array of the same size, so whole-row operations are what keep the per-step work
-    small. Halving is exact in floating point, so x Wx and h Wh with halved columns are exactly
-    half the products.
+    halved, a single tanh over all four gates gives every gate's tanh, and `* 0.5 + 0.5` over
+    the i, f, o block turns three of them into sigmoids. Halving is exact in floating point, so
+    x Wx and h Wh with halved columns are exactly half the products.
     """
     scale = np.ones(4 * H, dtype=dtype)
     scale[:3 * H] = 0.5
-    offset = np.where(scale == 1, 0, 0.5).astype(dtype)
-    scale.flags.writeable = offset.flags.writeable = False
-    return scale, offset
+    scale.flags.writeable = False
+    return scale
 
 
-def _rows(row, n):
-    """row (G,) repeated into a contiguous (n, G) array: a full operand runs faster than a
-    broadcast one."""
-    return np.repeat(row[None, :], n, axis=0)
+def _activate(z, c_prev, c, tanh_c, h, tmp):
+    """One step in place. z (4, N, H) holds the pre-activations, i, f, o halved, on entry and
+    i, f, o, g on exit; c_prev (N, H) is read; c, tanh_c and h (N, H) are written; tmp (N, H) is
+    scratch.
 
-
-def _activate(z, c_prev, c, tanh_c, h, tmp, half, offset):
-    """One step in place. z (N, 4H) holds the pre-activations, i, f, o columns halved, on entry
-    and i, f, o, g on exit; c_prev (N, H) is read; c, tanh_c and h (N, H) are written; tmp (N, H)
-    is scratch; half and offset, (N, 4H) or broadcast (4H,), are gate_constants'."""
-    H = c.shape[1]
+    Gate-major: each gate is its own (N, H) block, contiguous in the window's buffers, because
+    NumPy runs an operation on a column block of an (N, 4H) row (a strided view) 2-3x slower
+    than on a contiguous array of the same size.
+    """
     np.tanh(z, out=z)
-    z *= half
-    z += offset
-    i, f, o, g = (z[:, k * H:(k + 1) * H] for k in range(4))
+    ifo = z[:3]
+    ifo *= 0.5
+    ifo += 0.5
+    i, f, o, g = z
     np.multiply(f, c_prev, out=c)
     np.multiply(i, g, out=tmp)
     c += tmp
@@ -93,50 +88,58 @@ def _activate(z, c_prev, c, tanh_c, h, tmp, half, offset):
     np.multiply(o, tanh_c, out=h)
 
 
+def _gate_major(W, H):
+    """W (K, 4H) -> (4, K, H), contiguous: the gates' column blocks stacked."""
+    return np.ascontiguousarray(W.reshape(W.shape[0], GATES, H).transpose(1, 0, 2))
+
+
 def forward(p, x, state, threads=runtime.CURRENT):
     """Run the window. Returns hs (T, N, H), the final state (hT, cT) and a cache for backward."""
     h0, c0 = state
     H = p["Wh"].shape[0]
-    scale, offset = gate_constants(H, p["Wh"].dtype)
-    # (T, N, 4H): x_t Wx + b with i, f, o halved, overwritten by the gates
-    acts = project(p["Wx"] * scale, p["b"] * scale, x, threads=threads)
-    T, N, G = acts.shape
-    Wh = p["Wh"] * scale
+    scale = gate_scale(H, p["Wh"].dtype)
+    Wx, b = _gate_major(p["Wx"] * scale, H), (p["b"] * scale).reshape(GATES, H)
+    T, N = x.shape[:2]
+    dtype = Wx.dtype if is_ids(x) else np.result_type(x, Wx)
+    # (4, T, N, H): x_t Wx + b with i, f, o halved, gate by gate (a lookup or a product each),
+    # overwritten by the gates
+    acts = np.empty((GATES, T, N, H), dtype=dtype)
+    for k in range(GATES):
+        project(Wx[k], b[k], x, out=acts[k], threads=threads)
+    Wh = _gate_major(p["Wh"] * scale, H)  # (4, H, H): one product gives (4, n, H)
     # hs_ext, cs_ext (T+1, N, H) hold h0, c0 in slot 0, so step t reads slot t and backward gets
     # dWh = sum_t h_{t-1}^T da_t as one product
-    hs_ext = np.empty((T + 1, N, H), dtype=acts.dtype)
+    hs_ext = np.empty((T + 1, N, H), dtype=dtype)
     cs_ext = np.empty_like(hs_ext)
     hs_ext[0], cs_ext[0] = h0, c0
-    tanh_cs = np.empty((T, N, H), dtype=acts.dtype)  # kept so backward needs no second tanh
+    tanh_cs = np.empty((T, N, H), dtype=dtype)  # kept so backward needs no second tanh
 
     def loop(rows):
         n = rows.stop - rows.start
-        rec = np.empty((n, G), dtype=acts.dtype)
-        tmp = np.empty((n, H), dtype=acts.dtype)
-        half, off = _rows(scale, n), _rows(offset, n)
+        rec = np.empty((GATES, n, H), dtype=dtype)
+        tmp = np.empty((n, H), dtype=dtype)
         for t in range(T):
             np.matmul(hs_ext[t, rows], Wh, out=rec)
-            z = acts[t, rows]
+            z = acts[:, t, rows]
             z += rec
             _activate(z, cs_ext[t, rows], cs_ext[t + 1, rows], tanh_cs[t, rows],
-                      hs_ext[t + 1, rows], tmp, half, off)
+                      hs_ext[t + 1, rows], tmp)
 
     threads.each_block(loop, N)
     hs = hs_ext[1:]
     return hs, (hs[-1].copy(), cs_ext[-1].copy()), Cache(x, acts, cs_ext, tanh_cs, hs_ext)
 
 
-def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, work, shift):
-    """Gates at one step given dh, dc (N, H) = dLoss/d(h_t, c_t).
+def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, work):
+    """Gates at one step given dh, dc (N, H) = dLoss/d(h_t, c_t); acts, da (4, N, H).
 
-    Writes da (N, 4H) = dLoss/d(pre-activations) and turns dc into dLoss/dc_{t-1} in place;
-    tmp (N, H) and work (N, 4H) are scratch, shift (N, 4H) is 0 on i, f, o and 1 on g.
-    Derivatives come from the stored outputs: sigmoid' = s (1 - s), tanh' = (1 - g)(1 + g).
+    Writes da = dLoss/d(pre-activations) and turns dc into dLoss/dc_{t-1} in place; tmp (N, H)
+    and work (4, N, H) are scratch. Derivatives come from the stored outputs:
+    sigmoid' = (1 - s) s, tanh' = (1 - g)(1 + g).
     """
-    H = dh.shape[1]
-    i, f, o, g = (acts[:, k * H:(k + 1) * H] for k in range(4))
-    di, df, do, dg = (da[:, k * H:(k + 1) * H] for k in range(4))
-    # dLoss/d(gate outputs) first, block by block ...
+    i, f, o, g = acts
+    di, df, do, dg = da
+    # dLoss/d(gate outputs) first, gate by gate ...
     np.multiply(dh, tanh_c, out=do)
     # dc_t += dh * o * (1 - tanh(c_t)^2)
     np.multiply(tanh_c, tanh_c, out=tmp)
@@ -147,11 +150,12 @@ def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, work, shift):
     np.multiply(dc, g, out=di)
     np.multiply(dc, c_prev, out=df)
     np.multiply(dc, i, out=dg)
-    # ... then every activation's derivative over the whole row at once: (1 - a) (a + shift)
+    # ... then every activation's derivative: (1 - a) for all four, a on i, f, o, (1 + g) on g
     np.subtract(1.0, acts, out=work)
     da *= work
-    np.add(acts, shift, out=work)
-    da *= work
+    da[:3] *= acts[:3]
+    np.add(g, 1.0, out=tmp)
+    dg *= tmp
     dc *= f
 
 
@@ -164,30 +168,32 @@ def backward(p, cache, dhs, dstate=None, threads=runtime.CURRENT):
     """
     x, acts, cs_ext, tanh_cs, hs_ext = cache
     T, N, H = dhs.shape
+    dtype = acts.dtype
     # a contiguous copy: OpenBLAS runs the small products against a transposed view ~40% slower
     WhT = np.ascontiguousarray(p["Wh"].T)
-    da = np.empty_like(acts)  # (T, N, 4H): dLoss/d(pre-activations)
-    dh0, dc0 = np.empty((N, H), dtype=acts.dtype), np.empty((N, H), dtype=acts.dtype)
-    shift = np.zeros((N, 4 * H), dtype=acts.dtype)  # rows enough for any slice of rows
-    shift[:, 3 * H:] = 1.0
+    # (T, N, 4H): dLoss/d(pre-activations) in the parameters' column order, so that each step's
+    # rows are one product's operand and the window's gradients one product each
+    da = np.empty((T, N, GATES * H), dtype=dtype)
+    dh0, dc0 = np.empty((N, H), dtype=dtype), np.empty((N, H), dtype=dtype)
 
     def loop(rows):
         n = rows.stop - rows.start
         if dstate is None:
-            dh, dc = np.zeros((n, H), dtype=acts.dtype), np.zeros((n, H), dtype=acts.dtype)
+            dh, dc = np.zeros((n, H), dtype=dtype), np.zeros((n, H), dtype=dtype)
         else:
             dh, dc = dstate[0][rows].copy(), dstate[1][rows].copy()
-        tmp = np.empty((n, H), dtype=acts.dtype)
-        work = np.empty((n, 4 * H), dtype=acts.dtype)
+        tmp = np.empty((n, H), dtype=dtype)
+        da_t, work = np.empty((GATES, n, H), dtype=dtype), np.empty((GATES, n, H), dtype=dtype)
         for t in range(T - 1, -1, -1):
             dh += dhs[t, rows]
-            _backward_step(acts[t, rows], cs_ext[t, rows], tanh_cs[t, rows], dh, dc, da[t, rows],
-                           tmp, work, shift[:n])
+            _backward_step(acts[:, t, rows], cs_ext[t, rows], tanh_cs[t, rows], dh, dc, da_t,
+                           tmp, work)
+            np.copyto(da[t, rows].reshape(n, GATES, H).transpose(1, 0, 2), da_t)
             np.matmul(da[t, rows], WhT, out=dh)
         dh0[rows], dc0[rows] = dh, dc
 
     threads.each_block(loop, N)
-    dWh = threads.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, 4 * H))
+    dWh = threads.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, GATES * H))
     dWx, db, dx = project_backward(p["Wx"], x, da, threads=threads)
     return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0, dc0)
 
@@ -195,20 +201,22 @@ def backward(p, cache, dhs, dstate=None, threads=runtime.CURRENT):
 def activations(cache):
     """What a unit computed at each step, by name: h, c and the gates i, f, o, g, each (T, N, H),
     views into the cache."""
-    H = cache.cs_ext.shape[2]
     found = {"h": cache.hs_ext[1:], "c": cache.cs_ext[1:]}
     for k, name in enumerate(GATE_NAMES):
-        found[name] = cache.acts[:, :, k * H:(k + 1) * H]
+        found[name] = cache.acts[k]
     return found
 
 
 def step(p, a, state):
     """One step for generation. a (N, 4H) = x Wx + b already looked up; returns (h, c)."""
     h, c_prev = state
-    scale, offset = gate_constants(c_prev.shape[1], a.dtype)
+    N, H = c_prev.shape
     z = h @ p["Wh"]
     z += a
-    z *= scale
+    z *= gate_scale(H, a.dtype)
     c, tanh_c, h_new, tmp = (np.empty_like(c_prev, dtype=z.dtype) for _ in range(4))
-    _activate(z, c_prev, c, tanh_c, h_new, tmp, scale, offset)
+    # (4, N, H) gate-major view; one row's gate blocks are already consecutive, and NumPy runs a
+    # contiguous view faster than the transposed one (generation is batch 1)
+    gates = z.reshape(GATES, 1, H) if N == 1 else z.reshape(N, GATES, H).transpose(1, 0, 2)
+    _activate(gates, c_prev, c, tanh_c, h_new, tmp)
     return h_new, c
