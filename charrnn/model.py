@@ -185,7 +185,7 @@ def _bernoulli(spec, rate, shapes, rng):
     return masks
 
 
-def _layers_forward(params, spec, x, state, masks=None, threads=runtime.CURRENT):
+def _layers_forward(params, spec, x, state, masks=None, threads=runtime.ONE_THREAD):
     """x (T, N) ids -> top (T, N, H), new state, per-layer caches and the Masks used; masks as
     dropout_masks gives them (None: none); threads as in forward."""
     masks = masks or NO_MASKS
@@ -268,7 +268,7 @@ def output_forward_backward(params, top2, targets, M, threads=runtime.ONE_THREAD
     return nll, dtop, {"Wy": dWy, "by": dby}
 
 
-def forward(params, spec, x, y, state, masks=None, mean_over=None, threads=runtime.CURRENT):
+def forward(params, spec, x, y, state, masks=None, mean_over=None, threads=runtime.ONE_THREAD):
     """Loss of a window and what backward needs.
 
     x, y (T, N) ids (y is x shifted by one); state from zero_state or a previous window.
@@ -294,7 +294,7 @@ def forward(params, spec, x, y, state, masks=None, mean_over=None, threads=runti
     return float(np.sum(nll) / M), new_state, cache
 
 
-def backward(params, spec, cache, threads=runtime.CURRENT):
+def backward(params, spec, cache, threads=runtime.ONE_THREAD):
     """Gradients of forward's loss: a dict with the keys of params, and d(initial state)."""
     dtop, output_grads, caches, masks, (T, N) = cache
     # copies, so that the cache stays as forward left it whatever is done to the gradients (the

@@ -102,8 +102,6 @@ class Threads:
 # the default layout of every function of the core that takes one: a bare call runs serially
 # and gives the same bits on any machine; training passes the layout of its thread count
 ONE_THREAD = Threads(1)
-CURRENT = ONE_THREAD  # the same layout, under the name the defaults in cells/ and model.forward
-# and backward are written with
 
 
 @contextlib.contextmanager

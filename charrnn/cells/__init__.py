@@ -11,7 +11,7 @@ has the same functional interface:
     STATE_NAMES ("h", or "h", "c"), GATES (gate width G = GATES * H), GATE_NAMES (if gated)
 
 x is (T, N) ids or (T, N, D) floats, time-major; state a tuple of (N, H) arrays; threads the
-layout the window's loops and products run on (runtime.Threads; default runtime.CURRENT). A new
+layout the window's loops and products run on (runtime.Threads; default runtime.ONE_THREAD). A new
 cell must equal its plain version in charrnn/reference/ (tests/test_reference.py)."""
 from . import gru, lstm, mingru, minlstm, rnn
 

@@ -14,7 +14,7 @@ def is_ids(x):
     return x.dtype.kind in "iu"
 
 
-def project(Wx, b, x, out=None, threads=runtime.CURRENT):
+def project(Wx, b, x, out=None, threads=runtime.ONE_THREAD):
     """x Wx + b for every step of the window.
 
     Wx (D, G), b (G,), x ids (T, N) or floats (T, N, D) -> (T, N, G), written into out when
@@ -51,7 +51,7 @@ DENSE_MAX_V = 128
 SEGMENT_COLUMNS = 32  # columns per reduceat pass: a (M, 32) float32 gather stays in cache
 
 
-def one_hot_transpose_product(ids, da2, D, threads=runtime.CURRENT):
+def one_hot_transpose_product(ids, da2, D, threads=runtime.ONE_THREAD):
     """one_hot(ids)^T da2: row v of the (D, G) result sums the rows of da2 (M, G) whose id is v.
 
     This is the gradient of a row lookup. For a small vocabulary it runs as a (D, M) x (M, G)
@@ -67,7 +67,7 @@ def one_hot_transpose_product(ids, da2, D, threads=runtime.CURRENT):
     return segment_sums(ids, da2, D, threads)
 
 
-def segment_sums(ids, da2, D, threads=runtime.CURRENT):
+def segment_sums(ids, da2, D, threads=runtime.ONE_THREAD):
     """one_hot(ids)^T da2 by sorting: the rows of each id are gathered next to each other and
     summed with np.add.reduceat, a few columns at a time (reduceat walks each column of a
     segment at the row stride, which a narrow gathered copy keeps short), on the step's threads.
@@ -88,7 +88,7 @@ def segment_sums(ids, da2, D, threads=runtime.CURRENT):
     return out
 
 
-def project_backward(Wx, x, da, threads=runtime.CURRENT):
+def project_backward(Wx, x, da, threads=runtime.ONE_THREAD):
     """Gradients of project given da = dLoss/d(x Wx + b), shape (T, N, G).
 
     Returns dWx (D, G), db (G,) and dx ((T, N, D), or None for id input).
@@ -108,7 +108,7 @@ def project_backward(Wx, x, da, threads=runtime.CURRENT):
     return dWx, db, dx
 
 
-def project_blocks(Wx, b, x, k, threads=runtime.CURRENT):
+def project_blocks(Wx, b, x, k, threads=runtime.ONE_THREAD):
     """x Wx + b cut into the k column blocks of Wx, each a contiguous (T, N, G/k) array, one
     product (or lookup) per block.
 
@@ -121,7 +121,7 @@ def project_blocks(Wx, b, x, k, threads=runtime.CURRENT):
             for i in range(k)]
 
 
-def project_blocks_backward(Wx, x, das, threads=runtime.CURRENT):
+def project_blocks_backward(Wx, x, das, threads=runtime.ONE_THREAD):
     """Gradients of project_blocks given das, each block's dLoss/d(x Wx + b), (T, N, G/k) each.
 
     Returns dWx (D, G), db (G,) and dx ((T, N, D) or None for id input).

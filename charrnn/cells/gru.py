@@ -92,7 +92,7 @@ def _gate_major(W, H):
     return np.ascontiguousarray(W.reshape(W.shape[0], GATES, H).transpose(1, 0, 2))
 
 
-def forward(p, x, state, threads=runtime.CURRENT):
+def forward(p, x, state, threads=runtime.ONE_THREAD):
     """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
     (h0,) = state
     H = p["Wh"].shape[0]
@@ -154,7 +154,7 @@ def _backward_step(acts, hn, h_prev, dh, drec, dn, tmp, tmp2):
     dh *= z
 
 
-def backward(p, cache, dhs, dstate=None, threads=runtime.CURRENT):
+def backward(p, cache, dhs, dstate=None, threads=runtime.ONE_THREAD):
     """Backward through the window.
 
     dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);

@@ -93,7 +93,7 @@ def _gate_major(W, H):
     return np.ascontiguousarray(W.reshape(W.shape[0], GATES, H).transpose(1, 0, 2))
 
 
-def forward(p, x, state, threads=runtime.CURRENT):
+def forward(p, x, state, threads=runtime.ONE_THREAD):
     """Run the window. Returns hs (T, N, H), the final state (hT, cT) and a cache for backward."""
     h0, c0 = state
     H = p["Wh"].shape[0]
@@ -159,7 +159,7 @@ def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, work):
     dc *= f
 
 
-def backward(p, cache, dhs, dstate=None, threads=runtime.CURRENT):
+def backward(p, cache, dhs, dstate=None, threads=runtime.ONE_THREAD):
     """Backward through the window.
 
     dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);

@@ -42,7 +42,7 @@ def init(rng, D, H, dtype):
     return init_input(rng, D, 2 * H, dtype)
 
 
-def forward(p, x, state, threads=runtime.CURRENT):
+def forward(p, x, state, threads=runtime.ONE_THREAD):
     """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
     (h0,) = state
     # (T, N, H) each; z's becomes the gate
@@ -61,7 +61,7 @@ def forward(p, x, state, threads=runtime.CURRENT):
     return hs, (hs[-1].copy(),), Cache(x, z, n, hs_ext)
 
 
-def backward(p, cache, dhs, dstate=None, threads=runtime.CURRENT):
+def backward(p, cache, dhs, dstate=None, threads=runtime.ONE_THREAD):
     """Backward through the window.
 
     dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);

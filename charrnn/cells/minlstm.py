@@ -59,7 +59,7 @@ def _gates(af, ai, z):
         sigmoid(a, out=a)
 
 
-def forward(p, x, state, threads=runtime.CURRENT):
+def forward(p, x, state, threads=runtime.ONE_THREAD):
     """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
     (h0,) = state
     # (T, N, H) each; qf, qi overwritten
@@ -79,7 +79,7 @@ def forward(p, x, state, threads=runtime.CURRENT):
     return hs, (hs[-1].copy(),), Cache(x, qf, qi, n, z, hs_ext)
 
 
-def backward(p, cache, dhs, dstate=None, threads=runtime.CURRENT):
+def backward(p, cache, dhs, dstate=None, threads=runtime.ONE_THREAD):
     """Backward through the window.
 
     dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);

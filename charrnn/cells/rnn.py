@@ -31,7 +31,7 @@ def init(rng, D, H, dtype):
             for name, shape in param_shapes(D, H).items()}
 
 
-def forward(p, x, state, threads=runtime.CURRENT):
+def forward(p, x, state, threads=runtime.ONE_THREAD):
     """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
     (h0,) = state
     T, (N, H), Wh = x.shape[0], h0.shape, p["Wh"]
@@ -54,7 +54,7 @@ def forward(p, x, state, threads=runtime.CURRENT):
     return hs, (hs[-1].copy(),), Cache(x, hs_ext)
 
 
-def backward(p, cache, dhs, dstate=None, threads=runtime.CURRENT):
+def backward(p, cache, dhs, dstate=None, threads=runtime.ONE_THREAD):
     """Backward through the window.
 
     dhs (T, N, H): gradient of the loss w.r.t. every output h_t (from above);
