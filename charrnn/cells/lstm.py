@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import runtime
-from ._input import is_ids, project, project_backward
+from ._input import project_backward, project_gates
 
 STATE_NAMES = ("h", "c")
 GATES = 4
@@ -88,25 +88,15 @@ def _activate(z, c_prev, c, tanh_c, h, tmp):
     np.multiply(o, tanh_c, out=h)
 
 
-def _gate_major(W, H):
-    """W (K, 4H) -> (4, K, H), contiguous: the gates' column blocks stacked."""
-    return np.ascontiguousarray(W.reshape(W.shape[0], GATES, H).transpose(1, 0, 2))
-
-
 def forward(p, x, state, threads=runtime.ONE_THREAD):
     """Run the window. Returns hs (T, N, H), the final state (hT, cT) and a cache for backward."""
     h0, c0 = state
     H = p["Wh"].shape[0]
     scale = gate_scale(H, p["Wh"].dtype)
-    Wx, b = _gate_major(p["Wx"] * scale, H), (p["b"] * scale).reshape(GATES, H)
-    T, N = x.shape[:2]
-    dtype = Wx.dtype if is_ids(x) else np.result_type(x, Wx)
-    # (4, T, N, H): x_t Wx + b with i, f, o halved, gate by gate (a lookup or a product each),
-    # overwritten by the gates
-    acts = np.empty((GATES, T, N, H), dtype=dtype)
-    for k in range(GATES):
-        project(Wx[k], b[k], x, out=acts[k], threads=threads)
-    Wh = _gate_major(p["Wh"] * scale, H)  # (4, H, H): one product gives (4, n, H)
+    # acts (G, T, N, H): x_t Wx + b with i, f, o halved, gate by gate, overwritten by the gates;
+    # Wh (G, H, H): one product gives a step's (G, n, H)
+    acts, Wh = project_gates(p, x, scale, GATES, threads)
+    T, N, dtype = acts.shape[1], acts.shape[2], acts.dtype
     # hs_ext, cs_ext (T+1, N, H) hold h0, c0 in slot 0, so step t reads slot t and backward gets
     # dWh = sum_t h_{t-1}^T da_t as one product
     hs_ext = np.empty((T + 1, N, H), dtype=dtype)
