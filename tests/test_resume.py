@@ -113,19 +113,25 @@ REGULARIZERS = {"weight_drop": ["--weight-drop", 0.3], "locked": ["--dropout-mod
                 "weight_decay": ["--weight-decay", 0.1], "ema": ["--ema", 0.9]}
 
 
+def stopped_at_12_and_resumed_to_20(corpus, args, tmp_path):
+    """Train `args` to step 20 in one go and, in another folder, to 12 then resumed to 20; assert
+    the two runs' files are the same and return the resumed run's folder."""
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    for out, steps in ((whole, 20), (part, 12)):
+        done = cli_process("train", corpus, *args, "--out", out, "--steps", steps)
+        assert done.returncode == 0, done.stderr
+    second = cli_process("train", corpus, *args, "--resume", part / "last.npz", "--steps", 20)
+    assert second.returncode == 0, second.stderr
+    assert_same_run(part, whole)
+    return part
+
+
 @pytest.mark.parametrize("regularizer", sorted(REGULARIZERS))
 def test_resume_is_exact_with_each_regularizer(small_corpus, tmp_path, regularizer):
     """Stopped at step 12 (between evaluations) and resumed to 20: the masks' generator, the
     decayed weights and the moving average (ema/ in every checkpoint) come back as they were."""
-    args = [*EXACT, *REGULARIZERS[regularizer]]
-    whole, out = tmp_path / "whole", tmp_path / "run"
-    for run_dir, steps in ((whole, 20), (out, 12)):
-        done = cli_process("train", small_corpus, *args, "--out", run_dir, "--steps", steps)
-        assert done.returncode == 0, done.stderr
-    second = cli_process("train", small_corpus, *args, "--resume", out / "last.npz",
-                         "--steps", 20)
-    assert second.returncode == 0, second.stderr
-    assert_same_run(out, whole)
+    out = stopped_at_12_and_resumed_to_20(small_corpus, [*EXACT, *REGULARIZERS[regularizer]],
+                                          tmp_path)
     if regularizer == "ema":
         assert "ema/Wy" in arrays(out / "last.npz")
         assert all({"val_loss_raw", "val_loss_ema", "weights"} <= set(r) for r in metrics(out))
@@ -552,14 +558,7 @@ def test_residual_min_cell_resumes_exactly_and_keeps_its_shape(small_corpus, tmp
     shape = ["--config", TINY, "--cell", "minlstm", "--layers", 2, "--dropout", 0.1,
              "--stack", "residual", "--expand", 2, "--mlp", 2, "--eval-every", 5,
              "--sample-length", 0]
-    whole, part = tmp_path / "whole", tmp_path / "part"
-    for out, steps in ((whole, 20), (part, 12)):
-        result = cli_process("train", small_corpus, *shape, "--out", out, "--steps", steps)
-        assert result.returncode == 0, result.stderr
-    second = cli_process("train", small_corpus, *shape, "--resume", part / "last.npz",
-                         "--steps", 20)
-    assert second.returncode == 0, second.stderr
-    assert_same_run(part, whole)
+    part = stopped_at_12_and_resumed_to_20(small_corpus, shape, tmp_path)
     for flags in (["--mlp", 3], ["--expand", 1], ["--stack", "plain", "--expand", 1, "--mlp", 0]):
         result = run("train", small_corpus, *shape, "--resume", part / "last.npz",
                      "--steps", 30, *flags)
