@@ -179,17 +179,23 @@ def test_the_docs_loop_is_short_and_reads_only_onnxruntime_and_numpy():
     assert "top_k=" in call and "temperature=" in call and "prime=" in call and "seed=" in call
 
 
+def run_docs_loop(path, tmp_path, monkeypatch, capsys):
+    """docs/export.md's sampling loop run as written in a folder holding path as model.onnx ->
+    (what it printed, the arguments of its sample call)."""
+    code, call = docs_loop()
+    (tmp_path / "model.onnx").write_bytes(path.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/export.md", "exec"), {"__name__": "__main__"})
+    return capsys.readouterr().out, call
+
+
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_the_docs_loop_samples_what_charrnn_samples(case, exported, ort, tmp_path, monkeypatch,
                                                    capsys):
     """The block as written, in a folder holding the case's model.onnx, prints the text
     Model.sample gives for its call's options and seed (charrnn sample's text)."""
     model, path = exported(case)
-    code, call = docs_loop()
-    (tmp_path / "model.onnx").write_bytes(path.read_bytes())
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "docs/export.md", "exec"), {"__name__": "__main__"})
-    printed = capsys.readouterr().out
+    printed, call = run_docs_loop(path, tmp_path, monkeypatch, capsys)
     expected = eval(f"model.sample({call})", {"model": model})
     assert printed == expected + "\n" and len(expected) == len("ROMEO:") + 300
 
@@ -198,11 +204,7 @@ def test_charrnn_sample_prints_the_docs_loops_text(exported, trained, ort, tmp_p
                                                    monkeypatch, capsys):
     case = ("gru", "plain", "float32")
     _, path = exported(case)
-    code, call = docs_loop()
-    (tmp_path / "model.onnx").write_bytes(path.read_bytes())
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "docs/export.md", "exec"), {"__name__": "__main__"})
-    printed = capsys.readouterr().out
+    printed, call = run_docs_loop(path, tmp_path, monkeypatch, capsys)
     assert call == '300, prime="ROMEO:", temperature=0.8, top_k=10, seed=1'
     result = run("sample", "--ckpt", trained(*case), "--length", 300, "--prime", "ROMEO:",
                  "--temperature", 0.8, "--top-k", 10, "--seed", 1)
