@@ -6,8 +6,8 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from . import checkpoint, corpus as corpus_mod, data, distributed, evaluate, inference, \
-    resume as resume_mod, rundir, runtime, sample as sample_mod, training
+from . import checkpoint, config as config_mod, corpus as corpus_mod, data, distributed, \
+    evaluate, inference, resume as resume_mod, rundir, runtime, sample as sample_mod, training
 from .arguments import PathLike, checked
 from .config import TrainConfig
 from .errors import CharrnnError
@@ -253,8 +253,8 @@ def train(corpus: Union[PathLike, Sequence[PathLike]],
     echo = (log or (training.echo_stderr if progress else None)) if leader else None
     with group.together():
         # rank 0 reads the config and checkpoint and checks the folder; the others take them
-        ck, cfg = group.on_leader(lambda: _resolve(config, overrides, resume, init_from,
-                                                   overwrite))
+        ck, cfg, given = group.on_leader(lambda: _resolve(config, overrides, resume, init_from,
+                                                          overwrite))
         text = group.everywhere(lambda: corpus_mod.open_corpus(
             paths, cfg.cache_dir, vocab=ck.vocab if ck else None, progress=progress,
             warn=log if leader else (lambda line: None)))
@@ -264,7 +264,7 @@ def train(corpus: Union[PathLike, Sequence[PathLike]],
                                   resume_ck=ck if resume is not None else None,
                                   init_ck=ck if init_from is not None else None,
                                   progress=progress, echo=echo, on_eval=on_eval if leader else None,
-                                  group=group)
+                                  group=group, given=given)
 
 
 def _check_same_corpus(group, text, paths):
@@ -277,13 +277,16 @@ def _check_same_corpus(group, text, paths):
 
 
 def _resolve(config, overrides, resume, init_from, overwrite):
-    """-> (Checkpoint or None, TrainConfig), a fresh run refused early when its folder holds one."""
+    """-> (Checkpoint or None, TrainConfig, the keys the user set when `time` is to choose the
+    others, else None); a fresh run refused early when its folder holds one."""
     ck, cfg = resume_mod.resolve(config, overrides, resume, init_from)
     if resume is None and not overwrite:
         # before reading the corpus, which may take a while; claim() checks again, under the
         # lock, where it cannot race another process
         rundir.RunDir(cfg.out).refuse_a_run()
-    return ck, cfg
+    given = (config_mod.given_keys(config, overrides) if ck is None and cfg.time is not None
+             else None)
+    return ck, cfg, given
 
 
 @contextlib.contextmanager

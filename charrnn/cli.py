@@ -10,7 +10,8 @@ import sys
 import click
 
 from . import api, checkpoint, config as config_mod, corpus as corpus_mod, data, distributed, \
-    evaluate, report, rundir, runtime, sample as sample_mod, training, tune as tune_mod
+    evaluate, report, rundir, runtime, sample as sample_mod, schedule, training, \
+    tune as tune_mod
 from .cli_group import CharrnnCommands
 from .errors import CharrnnError
 from .loss import bits
@@ -73,7 +74,9 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, 
     from . import resume as resume_mod
     if dry_run:
         ck, cfg = resume_mod.resolve(config_path, overrides, resume_path, init_path)
-        return _dry_run(cfg, corpus, ck.vocab if ck else None)
+        given = (config_mod.given_keys(config_path, overrides)
+                 if ck is None and cfg.time is not None else None)
+        return _dry_run(cfg, corpus, ck.vocab if ck else None, given)
     runtime.keep_freed_memory()  # each step reuses the last step's arrays, not fresh pages
     try:
         result = api.train(list(corpus), config_path, resume=resume_path,
@@ -90,11 +93,19 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, 
                    f"{result.run_dir}", err=True)
 
 
-def _dry_run(cfg, paths, vocab):
-    """The first corpus pass only (nothing is cached), then the report on stdout."""
+def _dry_run(cfg, paths, vocab, given=None):
+    """The first corpus pass only (nothing is cached), then the report on stdout; for a run with
+    `time`, first the model and recipe its rules choose here, with their reasons (the paces
+    measured on random text: given, the keys the user set)."""
     sc = corpus_mod.scan(paths, progress=True)
     if vocab is not None:
         corpus_mod.check_vocab(sc, vocab)
+    if given is not None:
+        cfg, lines = schedule.plan_time(
+            dataclasses.replace(cfg, threads=cfg.threads or runtime.available_cpus()), given,
+            data.split_sizes(sc.chars, cfg.val_frac)[0], len(sc.vocab))
+        for line in lines:
+            click.echo(line)
     est = report.estimate(cfg, sc.chars, len(vocab or sc.vocab))
     for line in report.dry_run_lines(cfg, est, sc.source):
         click.echo(line)

@@ -9,6 +9,7 @@ same coerce(), so a value is checked one way whether it comes from a file, a fla
 import dataclasses
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Optional
@@ -25,12 +26,36 @@ AUTO = "auto"  # steps: auto, fixed by the trainer to fit the time limit
 
 
 def _key(default, help, *, choices=None, low=None, high=None, low_open=False, high_open=False,
-         auto=False):
+         auto=False, duration=False):
     """A TrainConfig field with what the CLI and validation need: its help text, and its choices
-    or its range (low, high; each bound closed unless *_open); auto: "auto" is a value too."""
+    or its range (low, high; each bound closed unless *_open); auto: "auto" is a value too;
+    duration: a length of time such as 90s, 10m or 1h30m (or a number of seconds)."""
     return field(default=default, metadata={
         "help": help, "choices": choices, "low": low, "high": high, "low_open": low_open,
-        "high_open": high_open, "auto": auto})
+        "high_open": high_open, "auto": auto, "duration": duration})
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s?)?")
+MAX_DURATION = 366 * 86400  # a year: a cap that catches a unit typed wrong
+MIN_TIME = 30  # seconds: `time` measures its candidates for a few seconds of it
+
+
+def seconds_of(duration):
+    """'90s', '10m', '1h30m', '1.5h', '600' or a number -> seconds (a positive float); else a
+    ValueError."""
+    if isinstance(duration, bool):
+        raise ValueError(duration)
+    if isinstance(duration, (int, float)):
+        seconds = float(duration)
+    else:
+        match = _DURATION.fullmatch(str(duration).strip().lower())
+        if match is None or not any(match.groups()):
+            raise ValueError(duration)
+        h, m, s = (float(x) if x else 0.0 for x in match.groups())
+        seconds = 3600 * h + 60 * m + s
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_DURATION):
+        raise ValueError(duration)
+    return seconds
 
 
 MAX_SIZE = 1 << 20  # a cap on the size keys, far above any model or batch a CPU can train
@@ -89,6 +114,9 @@ class TrainConfig:
     clip: float = _key(5.0, "gradient clipping threshold (0 = off)", low=0.0)
     clip_mode: str = _key("norm", "clip the global norm or each value", choices=("norm", "value"))
     # run length, logging, speed
+    time: Optional[str] = _key(None, "train for this long (90s, 10m, 1h30m) with a model and "
+                               "recipe charrnn chooses for the corpus and this machine; the "
+                               "keys you give win (docs/time.md)", duration=True)
     steps: int = _key(1000, "total training steps (windows), or auto: as many as fit the "
                       "time limit, measured at the start", low=1, auto=True)
     time_limit: Optional[float] = _key(None, "stop after this many seconds of wall time",
@@ -144,6 +172,9 @@ def coerce(key, value):
             return None
         raise CharrnnError(f"config key {key!r} must not be empty")
     try:
+        if FIELDS[key].metadata["duration"]:
+            seconds_of(value)
+            return str(value).strip().lower() if isinstance(value, str) else f"{value:g}s"
         if base is str:
             if isinstance(value, os.PathLike):  # out=Path(...) from Python
                 value = os.fspath(value)
@@ -169,6 +200,8 @@ def coerce(key, value):
 
 def type_name(key):
     base, optional = TYPES[key]
+    if FIELDS[key].metadata["duration"]:
+        return "a duration such as 90s, 10m or 1h30m" + (" or empty" if optional else "")
     return base.__name__ + (" or auto" if FIELDS[key].metadata["auto"] else "") + (
         " or empty" if optional else "")
 
@@ -215,6 +248,9 @@ def validate(cfg):
         check_value(key, getattr(cfg, key))
     if cfg.steps == AUTO and cfg.time_limit is None:
         raise CharrnnError("steps: auto needs a time_limit, the wall time the steps must fit in")
+    if cfg.time is not None and seconds_of(cfg.time) < MIN_TIME:
+        raise CharrnnError(f"config key 'time' must be at least {MIN_TIME}s, got {cfg.time}: "
+                           f"choosing the model takes a few seconds of it")
     if cfg.eval_chars == 1:  # one character predicts nothing: its loss would read as 0
         raise CharrnnError("config key 'eval_chars' must be 0 (all) or at least 2, got 1")
     if cfg.stack == "plain" and (cfg.expand != 1 or cfg.mlp != 0):
@@ -272,7 +308,25 @@ def build(file_values=None, overrides=None, base=None):
     for source in (file_values or {}, given):
         for key, value in source.items():
             values[str(key)] = coerce(str(key), value)
+    if values.get("time") is not None and base is None:
+        # a timed run: the time is its limit and steps fit it, unless given (timeplan.py)
+        explicit = set(map(str, file_values or {})) | set(given)
+        if "time_limit" not in explicit:
+            values["time_limit"] = seconds_of(values["time"])
+        if "steps" not in explicit:
+            values["steps"] = AUTO
     return validate(TrainConfig(**values))
+
+
+def given_keys(source=None, overrides=None):
+    """The keys a config source (as load takes it) and the non-None overrides set."""
+    if source is None or isinstance(source, dict):
+        keys = set(source or {})
+    elif isinstance(source, TrainConfig):
+        keys = set(FIELDS)
+    else:
+        keys = set(_read(source))
+    return {str(k) for k in keys} | {k for k, v in (overrides or {}).items() if v is not None}
 
 
 def load(source=None, overrides=None, base=None):
@@ -284,13 +338,18 @@ def load(source=None, overrides=None, base=None):
     elif isinstance(source, TrainConfig):
         file_values = to_dict(source)
     else:
-        try:
-            with open(source, encoding="utf-8") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError, TypeError, ValueError) as e:
-            raise CharrnnError(f"cannot read config {source}: {e}") from None
-        file_values = parse_yaml(text, name=f"config {source}")
+        file_values = _read(source)
     return build(file_values, overrides, base)
+
+
+def _read(path):
+    """A YAML config file -> its dict of raw values."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError, TypeError, ValueError) as e:
+        raise CharrnnError(f"cannot read config {path}: {e}") from None
+    return parse_yaml(text, name=f"config {path}")
 
 
 def to_dict(cfg):

@@ -66,6 +66,9 @@ def for_init(ck_path, config=None, overrides=None):
     # a new run: the checkpoint's own run directory is never the default
     base = dataclasses.replace(ck.config, out=config_mod.TrainConfig.out)
     cfg = config_mod.load(config, overrides, base=base)
+    if cfg.time is not None:
+        raise CharrnnError(f"--init-from {ck_path} brings its model, and `time` chooses one: "
+                           f"give time_limit and steps: auto instead of time")
     changed = _differences(ck.config, cfg, SHAPE_KEYS)
     if changed:
         raise CharrnnError(f"--init-from {ck_path} needs the same model shape: "

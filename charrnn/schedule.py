@@ -1,4 +1,5 @@
-"""A run against the clock: the learning rate of each step under the config's schedule, the
+"""A run against the clock: the model and recipe a `time` chooses (timeplan.py's rules, fed
+the paces measured here), the learning rate of each step under the config's schedule, the
 number of steps that fits a time limit (`steps: auto`), and the note when a time limit will cut
 an annealing schedule short.
 
@@ -10,7 +11,10 @@ run's length and its time limit, for each step's learning rate and whether time 
 import dataclasses
 import time
 
-from . import checkpoint, optim
+import numpy as np
+
+from . import checkpoint, config as config_mod, distributed, optim, timeplan
+from .corpus import Corpus
 
 
 def lr_for(cfg, step):
@@ -160,3 +164,42 @@ class Pacer:
                              f"{train_seconds / step * 1e3:,.1f} ms so far)")
                 self.cfg = refitted = fitted
         return lines, refitted
+
+
+PACE_WARMUP_STEPS, PACE_TIMED_STEPS = 1, 3  # per candidate: a few seconds for them all
+
+
+def measure_pace(values, vocab_size, threads, group=distributed.ALONE):
+    """The pace, in training characters a second, of a step of config `values` on random text
+    of vocab_size characters (a step's cost does not depend on the text), on `threads` threads
+    in each process of `group`; every process measures together and takes rank 0's figure."""
+    from .run import Run  # run.py imports this module
+    cfg = config_mod.load({**values, "steps": 1, "time": None, "time_limit": None,
+                           "threads": threads, "val_frac": 0.5, "ema": 0.0})
+    steps = PACE_WARMUP_STEPS + PACE_TIMED_STEPS + 1
+    ids = np.random.default_rng(0).integers(
+        0, vocab_size, 2 * steps * cfg.batch_size * (cfg.seq_len + 1)).astype(
+        np.uint8 if vocab_size <= 256 else np.uint32)
+    text = Corpus(ids=ids, vocab="".join(map(chr, range(0x100, 0x100 + vocab_size))), hash="",
+                  source="random")
+    run = Run(cfg, text, group=group)
+    for _ in range(PACE_WARMUP_STEPS):
+        run.train_step(cfg.lr)
+    t0 = time.perf_counter()
+    for _ in range(PACE_TIMED_STEPS):
+        run.train_step(cfg.lr)
+    seconds = (time.perf_counter() - t0) / PACE_TIMED_STEPS
+    return group.bcast(cfg.batch_size * cfg.seq_len / seconds)
+
+
+def plan_time(cfg, given, train_chars, vocab_size, group=distributed.ALONE):
+    """-> (cfg with timeplan's choices for every key not in `given`, the log's lines saying what
+    was chosen and why). cfg: a config with `time` and the threads the run will use; given: the
+    keys the user set (they keep their values); train_chars, vocab_size: the corpus's."""
+    plan = timeplan.choose(config_mod.seconds_of(cfg.time), train_chars, vocab_size,
+                           {k: getattr(cfg, k) for k in given},
+                           lambda values: measure_pace(values, vocab_size, cfg.threads, group))
+    planned = config_mod.load({**config_mod.to_dict(cfg), **plan.values})
+    return planned, [f"time {cfg.time}: {planned.layers} x {planned.hidden_size} "
+                     f"{planned.cell}, chosen for this corpus and machine:"] + [
+        f"  {reason}" for reason in plan.reasons]

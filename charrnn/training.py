@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from . import blas, config as config_mod, distributed, interrupt, report, resume as resume_mod, \
+from . import blas, config as config_mod, data, distributed, interrupt, report, resume as resume_mod, \
     rundir, runtime, schedule
 from .loss import bits
 from .run import Run
@@ -58,7 +58,7 @@ class Stopped(KeyboardInterrupt):
 
 
 def train(cfg, corpus, run_dir, resume_ck=None, progress=True, echo=None, init_ck=None,
-          on_eval=None, group=distributed.ALONE):
+          on_eval=None, group=distributed.ALONE, given=None):
     """Train per cfg on corpus (a corpus.Corpus) into run_dir (a rundir.RunDir this process has
     claimed). Returns a Result.
 
@@ -72,6 +72,8 @@ def train(cfg, corpus, run_dir, resume_ck=None, progress=True, echo=None, init_c
 
     group: the processes that train this model together (the distributed package); every one
     calls train, rank 0 with the claimed run_dir, echo and on_eval, which the others never call.
+    given: for a new run with `time`, the config keys the user set; the rules (timeplan.py)
+    choose the others, on this machine, within the time.
     """
     echo = echo or (lambda text: None)
     wall_start = time.perf_counter()  # the time limit counts from here, steps: auto's probe too
@@ -82,7 +84,8 @@ def train(cfg, corpus, run_dir, resume_ck=None, progress=True, echo=None, init_c
     cfg = dataclasses.replace(cfg, threads=cfg.threads or (
         runtime.available_cpus() if group.size == 1 else 1))
     with runtime.use_threads(cfg.threads):
-        run, pacer, auto_lines = _prepare(cfg, corpus, resume_ck, init_ck, wall_start, group)
+        run, pacer, auto_lines = _prepare(cfg, corpus, resume_ck, init_ck, wall_start, group,
+                                          given)
         writer = group.leader_only(lambda: RunWriter(run_dir, echo, on_eval))
         run.state.best_floor = writer.start(lines + auto_lines + _first_lines(run, run_dir, group),
                                             pacer.cfg, resume_ck)
@@ -96,10 +99,14 @@ def train(cfg, corpus, run_dir, resume_ck=None, progress=True, echo=None, init_c
     return result
 
 
-def _prepare(cfg, corpus, resume_ck, init_ck, wall_start, group):
-    """-> (the Run, the Pacer of its schedule and clock, the log's lines so far): `steps: auto`
-    fitted first by a probe, whose pace is the group's (rank 0's number counts)."""
+def _prepare(cfg, corpus, resume_ck, init_ck, wall_start, group, given):
+    """-> (the Run, the Pacer of its schedule and clock, the log's lines so far): the model a
+    `time` chooses, then `steps: auto` fitted by a probe; the paces are the group's (rank 0's
+    numbers count)."""
     eval_time, lines = None, []
+    if given is not None and cfg.time is not None:
+        train_chars = data.split_sizes(len(corpus), cfg.val_frac)[0]
+        cfg, lines = schedule.plan_time(cfg, given, train_chars, len(corpus.vocab), group)
     if cfg.steps == config_mod.AUTO:
         probe = group.everywhere(lambda: Run(dataclasses.replace(cfg, steps=1), corpus,
                                              init_ck=init_ck, group=group))

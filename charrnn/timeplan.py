@@ -1,0 +1,140 @@
+"""`time: 30m`: the rules that choose a model and a recipe for a corpus, a machine and a time.
+
+The rules see three things: the time, the corpus (its training characters and vocabulary) and
+the machine's pace for each candidate model, in characters a second, measured by the caller
+(schedule.plan_time times a few real training steps of each). They turn the time into a
+budget of training characters per candidate and choose from that budget alone, so the
+constants below hold on any machine: they were derived from sweeps that trained for a fixed
+number of characters (benchmarks/sweep_time_rules.py; the data in
+benchmarks/data/time-rules.jsonl, the derivation in docs/time.md). Keys the user gives are
+taken as they are and the rules choose the rest around them.
+
+Pure: no I/O, no clock; `measure` is handed in.
+"""
+import dataclasses
+import math
+
+from . import config as config_mod, model
+
+WIDTHS = (64, 128, 192, 256, 384, 512, 768, 1024)  # the candidates, narrowest first
+# the width whose budget gives each weight at least this many training characters: the best
+# width of each (corpus, budget) of the sweeps saw 7-30 characters a weight (docs/time.md)
+CHARS_PER_WEIGHT = 10.0
+# the share of the time that trains: the rest measures the candidates, runs steps: auto's
+# probe, the evaluations and the saves
+TRAINING_SHARE = 0.85
+# above this many passes over the training text the model starts to memorise it; dropout then
+# rises with the passes (docs/time.md: none helped below 3 passes, 0.3 helped from ~4)
+DROPOUT_FROM_EPOCHS = 3.0
+DROPOUT_PER_DOUBLING = 0.1  # dropout added for each doubling of the passes beyond that
+DROPOUT_MAX = 0.4
+# the recipe of each budget, smallest first: (budget in characters it holds from, batch,
+# window, lr, warm-up steps); each is a measured config's (docs/time.md)
+RECIPES = ((0, 32, 100, 3e-3, 50),            # the sweeps' own
+           (8_000_000, 64, 100, 3e-3, 50),    # configs/gru.yaml's
+           (24_000_000, 128, 50, 4e-3, 100))  # configs/best.yaml's
+# the recipe's keys, for the rules' own choices: a GRU of two layers with Adam and a cosine
+BASE = dict(cell="gru", layers=2, stack="plain", optimizer="adam", lr_schedule="cosine",
+            clip=5.0, steps=config_mod.AUTO)
+LR_MIN_SHARE = 1 / 60  # the cosine ends at this share of lr (3e-3 -> 5e-5, the configs')
+REGULARIZERS = ("weight_drop", "weight_decay", "ema", "dropout_mode")
+EVALUATIONS = 10  # evaluations a run makes, about
+MEASURE_BATCH, MEASURE_WINDOW = 64, 100  # the shape each candidate's pace is measured at
+
+
+@dataclasses.dataclass
+class Plan:
+    """What the rules chose: config `values` (the user's keys included, as given) and one line
+    of `reasons` per choice."""
+    values: dict
+    reasons: list
+
+
+def weights(values, vocab_size):
+    """The number of weights of the model that config `values` describe."""
+    cfg = config_mod.load({**values, "steps": 1, "time": None, "time_limit": None})
+    return sum(math.prod(s) for s in model.param_shapes(model.spec_of(cfg, vocab_size)).values())
+
+
+def choose(seconds, train_chars, vocab_size, given, measure):
+    """-> the Plan for a run of `seconds` on a corpus of train_chars training characters and
+    vocab_size characters.
+
+    given: the config keys the user gave, with their values (they win). measure(values) -> the
+    pace in characters a second of a training step of the config `values` on this machine.
+    """
+    values = {**BASE, **given}
+    width, pace, reasons = _width(seconds, vocab_size, values, given, measure)
+    values["hidden_size"] = width
+    budget = pace * seconds * TRAINING_SHARE
+    epochs = budget / train_chars
+    reasons.append(_recipe(values, given, budget))
+    reasons.append(_dropout(values, given, epochs))
+    off = [k for k in REGULARIZERS if k not in given]
+    if off:
+        reasons.append(f"{', '.join(off)} left off: none of them helped in the sweeps "
+                       f"(docs/time.md)")
+    steps = budget / (values["batch_size"] * values["seq_len"])
+    values.setdefault("eval_every", max(10, round(steps / EVALUATIONS, -1)))
+    # an evaluation scores at most a fiftieth of the budget, so ten of them cost ~2% of the run
+    values.setdefault("eval_chars", int(min(1_000_000, max(100_000, budget / 50))))
+    values["time_limit"] = given.get("time_limit", seconds)
+    return Plan(values, [f"corpus: {train_chars:,} training characters, vocabulary of "
+                         f"{vocab_size}"] + reasons)
+
+
+def _width(seconds, vocab_size, values, given, measure):
+    """-> (hidden_size, its pace, reason lines): the widest candidate whose budget gives every
+    weight CHARS_PER_WEIGHT characters (the narrowest when none does)."""
+    shape = {**values, "batch_size": given.get("batch_size", MEASURE_BATCH),
+             "seq_len": given.get("seq_len", MEASURE_WINDOW), "dropout": 0.0}
+    desc = f"{values['layers']} x {{}} {values['cell']}"
+    if "hidden_size" in given:
+        pace = measure({**shape, "hidden_size": given["hidden_size"]})
+        return given["hidden_size"], pace, [f"hidden_size {given['hidden_size']} (yours): "
+                                            f"{pace:,.0f} chars/s here"]
+    chosen, seen = None, []
+    for width in WIDTHS:
+        candidate = {**shape, "hidden_size": width}
+        pace = measure(candidate)
+        per_weight = pace * seconds * TRAINING_SHARE / weights(candidate, vocab_size)
+        seen.append(f"{desc.format(width)} {pace:,.0f} chars/s, {per_weight:,.1f} a weight")
+        if chosen is not None and per_weight < CHARS_PER_WEIGHT:
+            break
+        chosen = (width, pace, per_weight)
+        if per_weight < CHARS_PER_WEIGHT:  # even the narrowest is short of characters
+            break
+    width, pace, per_weight = chosen
+    return width, pace, [
+        f"hidden_size {width}: the widest model whose {seconds:g} s give each weight at least "
+        f"{CHARS_PER_WEIGHT:g} training characters ({per_weight:,.1f}); measured here: "
+        + "; ".join(seen)]
+
+
+def _recipe(values, given, budget):
+    """Batch, window, rate and warm-up from the budget's tier (RECIPES); -> the reason."""
+    _, batch, window, lr, warmup = [r for r in RECIPES if budget >= r[0]][-1]
+    for key, value in (("batch_size", batch), ("seq_len", window), ("lr", lr),
+                       ("warmup_steps", warmup)):
+        values.setdefault(key, value)
+    values.setdefault("lr_min", min(values["lr"] * LR_MIN_SHARE, values["lr"]))
+    yours = [k for k in ("batch_size", "seq_len", "lr", "warmup_steps", "lr_min",
+                         "lr_schedule") if k in given]
+    return (f"batch {values['batch_size']} x {values['seq_len']}, lr {values['lr']:g} with "
+            f"{values['warmup_steps']} warm-up steps and a {values['lr_schedule']} schedule to "
+            f"{values['lr_min']:g}: the recipe measured for a budget of {budget / 1e6:,.1f}M "
+            f"characters" + (f" ({', '.join(yours)} yours)" if yours else ""))
+
+
+def _dropout(values, given, epochs):
+    """Dropout from the passes over the text the budget makes; -> the reason."""
+    if "dropout" in given:
+        return f"dropout {given['dropout']:g} (yours); {epochs:,.1f} passes over the text"
+    rate = 0.0
+    if epochs > DROPOUT_FROM_EPOCHS:
+        rate = min(DROPOUT_MAX, DROPOUT_PER_DOUBLING * (1 + math.log2(epochs / DROPOUT_FROM_EPOCHS)))
+    values["dropout"] = round(rate, 2)
+    return (f"dropout {values['dropout']:g}: {epochs:,.1f} passes over the training text "
+            + ("(below 3 the model does not memorise it)" if rate == 0 else
+               "(it would memorise the text)"))
+
