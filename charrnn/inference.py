@@ -70,17 +70,18 @@ def stepper(params, spec):
 
     Returns step(id, state) -> (logits (V,), new state), id an int and state as
     zero_state(spec, 1) gives it. It computes one step of what logits() does for x = [[id]], but
-    the input table and each layer's parameter views are made once here instead of on every
-    character, and the BLAS runs on one thread: a (1, H) product is too small to share.
+    the input table and each layer's weights (cell.step_params) are made once here instead of on
+    every character, and the BLAS runs on one thread: a (1, H) product is too small to share.
     """
     one_thread = blas.one_blas_thread()
     if spec.stack == "residual":
         return residual.stepper(params, spec, one_thread)
     cell = spec.cell_module
-    table = input_table(params)
-    layers = [layer_params(params, layer) for layer in range(spec.layers)]
+    # the weights in the form step reads (the GRU's r, z columns halved), made once, not per step
+    layers = [cell.step_params(layer_params(params, layer)) for layer in range(spec.layers)]
     upper = [(p, p["Wx"], p["b"]) for p in layers[1:]]
     first = layers[0]
+    table = first["Wx"] + first["b"]  # (V, G): input_table of the step's weights
     Wy, by = params["Wy"], params["by"]
 
     def step(idx, state):

@@ -211,8 +211,9 @@ def stepper(params, spec, one_thread):
     for k in range(spec.layers):
         mlp = (tuple(params[f"l{k}.{n}"] for n in ("mlp_norm", "W1", "b1", "W2", "b2"))
                if spec.mlp else None)
-        blocks.append((params[f"l{k}.norm"], _cell_params(params, spec, k), params[f"l{k}.Wo"],
-                       params[f"l{k}.bo"], mlp))
+        # the cell's weights in the form its step reads, made once, not per step
+        blocks.append((params[f"l{k}.norm"], cell.step_params(_cell_params(params, spec, k)),
+                       params[f"l{k}.Wo"], params[f"l{k}.bo"], mlp))
 
     Wy, by = params["Wy"], params["by"]
 

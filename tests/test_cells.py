@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from charrnn.cells import CELLS, _input
+from charrnn.cells._activations import sigmoid
 from gradcheck import numeric_grad, rel_error
 
 T, N, D, H, V = 4, 3, 5, 6, 7
@@ -52,14 +53,15 @@ def test_cell_backward_matches_finite_differences(name, ids):
 
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_cell_step_matches_forward(name):
-    """The generation step reproduces the window forward pass one step at a time."""
+    """The generation step, on the weights step_params makes, reproduces the window forward pass
+    one step at a time."""
     cell = CELLS[name]
     rng = np.random.default_rng(1)
     x, p, state, _, _ = _setup(cell, rng, ids=True)
     hs, final, _ = cell.forward(p, x, state)
-    s = state
+    q, s = cell.step_params(p), state
     for t in range(T):
-        s = cell.step(p, (p["Wx"] + p["b"])[x[t]], s)
+        s = cell.step(q, (q["Wx"] + q["b"])[x[t]], s)
         np.testing.assert_allclose(s[0], hs[t], rtol=1e-12, atol=1e-12)
     for a, b in zip(s, final):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
@@ -128,12 +130,23 @@ def test_one_hot_transpose_product_is_the_scatter(D):
                                rtol=1e-12, atol=1e-12)
 
 
+def _plain_gru_step(p, x_t, h):
+    """The textbook GRU step on unhalved weights: x_t (N, D), h (N, H) -> r, z as one (N, 2H)
+    array, n (N, H) and the new h (N, H)."""
+    H = h.shape[1]
+    a = x_t @ p["Wx"] + p["b"]
+    rec = h @ p["Wh"]
+    rz = sigmoid(a[:, :2 * H] + rec[:, :2 * H], out=np.empty_like(a[:, :2 * H]))
+    hn = rec[:, 2 * H:] + p["bhn"]
+    n = np.tanh(a[:, 2 * H:] + rz[:, :H] * hn)
+    return rz, n, n + rz[:, H:] * (h - n)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gru_halved_gates_give_the_bits_of_the_plain_sigmoid(dtype):
     """The GRU halves the r, z columns of Wx, b and Wh to save a call per step (gru.gate_scale);
     halving is exact, so the gates must equal the textbook sigmoid step bit for bit."""
     from charrnn.cells import gru
-    from charrnn.cells._activations import sigmoid
     rng = np.random.default_rng(3)
     T, N, D, H = 4, 5, 6, 7
     p = gru.init(rng, D, H, dtype)
@@ -141,16 +154,36 @@ def test_gru_halved_gates_give_the_bits_of_the_plain_sigmoid(dtype):
     h = rng.standard_normal((N, H)).astype(dtype)
     _, _, cache = gru.forward(p, x, (h,))
     for t in range(T):
-        a = x[t] @ p["Wx"] + p["b"]
-        rec = h @ p["Wh"]
-        rz = sigmoid(a[:, :2 * H] + rec[:, :2 * H], out=np.empty((N, 2 * H), dtype))
-        hn = rec[:, 2 * H:] + p["bhn"]
-        n = np.tanh(a[:, 2 * H:] + rz[:, :H] * hn)
-        h = n + rz[:, H:] * (h - n)
+        rz, n, h = _plain_gru_step(p, x[t], h)
         found = gru.activations(cache)
         assert np.array_equal(np.concatenate([found[g][t] for g in "rz"], axis=1), rz)
         assert np.array_equal(found["n"][t], n)
         assert np.array_equal(cache.hs_ext[t + 1], h)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N", [1, 5], ids=["generation", "batch"])
+def test_gru_step_on_halved_weights_gives_the_bits_of_the_plain_sigmoid(dtype, N):
+    """Generation's step reads weights whose r, z columns gru.step_params halved once, where it
+    used to halve each step's x Wx + b and h Wh itself. Halving is exact, so the products on the
+    halved weights are exactly half the products and the step must still equal the textbook
+    sigmoid step bit for bit: sampled text and per-step states keep their bits."""
+    from charrnn.cells import gru
+    rng = np.random.default_rng(5)
+    T, D, H = 4, 6, 7
+    p = gru.init(rng, D, H, dtype)
+    kept = {k: v.copy() for k, v in p.items()}
+    q = gru.step_params(p)
+    assert all(np.array_equal(p[k], kept[k]) for k in p)  # halved copies: p keeps its weights
+    x = rng.standard_normal((T, N, D)).astype(dtype)
+    h = rng.standard_normal((N, H)).astype(dtype)
+    state = (h,)
+    for t in range(T):
+        a = x[t] @ q["Wx"]
+        a += q["b"]
+        state = gru.step(q, a, state)
+        _, _, h = _plain_gru_step(p, x[t], h)
+        assert np.array_equal(state[0], h)
 
 
 def test_lstm_gate_major_window_keeps_the_checkpoint_gate_order():

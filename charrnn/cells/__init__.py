@@ -6,7 +6,8 @@ has the same functional interface:
     init(rng, D, H, dtype) -> params
     forward(p, x, state, threads) -> (hs, state, cache)
     backward(p, cache, dhs, dstate, threads) -> (grads, dx, dstate0)
-    step(p, a, state) -> state          (one generation step; a = x Wx + b already looked up)
+    step_params(p) -> q                 (the weights step reads, made once before generation)
+    step(q, a, state) -> state          (one generation step; a = x q[Wx] + q[b] already looked up)
     activations(cache) -> {"h": (T, N, H), ...}   (what each unit computed, gates by name)
     STATE_NAMES ("h", or "h", "c"), GATES (gate width G = GATES * H), GATE_NAMES (if gated)
 

@@ -95,6 +95,11 @@ def activations(cache):
     return {"h": cache.hs_ext[1:], "z": cache.z, "n": cache.n}
 
 
+def step_params(p):
+    """The weights step reads, made once before generation: p as it is, nothing to fold in."""
+    return p
+
+
 def step(p, a, state):
     """One step for generation. a (N, 2H) = x Wx + b already looked up; returns (h,)."""
     (h_prev,) = state

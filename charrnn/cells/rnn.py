@@ -93,6 +93,11 @@ def activations(cache):
     return {"h": cache.hs_ext[1:]}
 
 
+def step_params(p):
+    """The weights step reads, made once before generation: p as it is, nothing to fold in."""
+    return p
+
+
 def step(p, a, state):
     """One step for generation. a (N, H) = x Wx + b already looked up; returns (h,)."""
     (h,) = state
