@@ -50,16 +50,43 @@ def write_space(folder, searched=SEARCHED, **fixed):
     return path
 
 
-def worker(*args):
-    """`python -m charrnn tune ...` as its own process, as on another machine."""
+# `python -m charrnn` whose trials wait, before training, until the file argv[1] exists
+HELD = """import os, runpy, sys, time
+import charrnn.api
+go, train = sys.argv.pop(1), charrnn.api.train
+def held(*args, **kwargs):
+    while not os.path.exists(go):
+        time.sleep(0.02)
+    return train(*args, **kwargs)
+charrnn.api.train = held
+runpy.run_module("charrnn", run_name="__main__", alter_sys=True)
+"""
+
+
+def worker(*args, held_until=None):
+    """`python -m charrnn tune ...` as its own process, as on another machine; with held_until
+    (a path), each trial waits for that file to exist before it trains."""
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.Popen([sys.executable, "-m", "charrnn", "tune", *map(str, args)],
+    head = ["-m", "charrnn"] if held_until is None else ["-c", HELD, held_until]
+    return subprocess.Popen([sys.executable, *head, "tune", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def finish(proc, timeout=120):
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
+
+
+def wait_for(ready, procs, timeout=60):
+    """Wait until ready() is true; if a worker ends first or time runs out, kill the workers
+    (a held one would wait for ever) and fail with their output."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+            for p in procs:
+                p.kill()
+            pytest.fail(f"gave up waiting: {[(p.returncode, *p.communicate()) for p in procs]}")
+        time.sleep(0.02)
 
 
 def storage_of(out, storage=None):
@@ -77,18 +104,17 @@ def check_two_workers(corpus, tmp_path, n, storage=None):
     """Two workers at once on one study: exactly n finished trials between them, each in a
     folder of its own whose trial.json agrees with the storage; the report lists them all and
     its best.yaml trains."""
-    # trials of about a second, and the second worker started once the first has begun its
-    # first trial: the first cannot finish every trial while the second is still starting
-    # (importing Optuna, opening the storage), as it could with trials of a tenth of a second
-    space, out = write_space(tmp_path, steps=300, eval_every=150), tmp_path / "sweep"
+    # both work, and at once, whatever the machine's load: the first holds its trial 0 until
+    # the second has begun trial 1 (unheld, the first could finish every trial before the
+    # second had imported Optuna, as it did once on a loaded machine)
+    space, out, go = write_space(tmp_path), tmp_path / "sweep", tmp_path / "go"
     extra = ("--storage", storage) if storage else ()
     args = (corpus, "--space", space, "--trials", n, "--out", out, "--seed", 3, *extra)
-    procs = [worker(*args)]
-    deadline = time.monotonic() + 60
-    while not (out / "trial-0000").exists():
-        assert procs[0].poll() is None and time.monotonic() < deadline, procs[0].communicate()
-        time.sleep(0.02)
+    procs = [worker(*args, held_until=go)]
+    wait_for((out / "trial-0000").exists, procs)
     procs.append(worker(*args))
+    wait_for((out / "trial-0001").exists, procs)
+    go.touch()
     for proc in procs:
         code, _, err = finish(proc)
         assert code == 0, err
@@ -96,6 +122,7 @@ def check_two_workers(corpus, tmp_path, n, storage=None):
     finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == n, [(t.number, t.state) for t in trials]
     assert {t.user_attrs["pid"] for t in finished} == {p.pid for p in procs}  # both worked
+    assert [t.user_attrs["pid"] for t in trials[:2]] == [p.pid for p in procs]  # at once
     folders = sorted(p.name for p in out.iterdir() if p.name.startswith("trial-"))
     assert folders == sorted(f"trial-{t.number:04d}" for t in finished)
     run_dirs = [t.user_attrs["run_dir"] for t in finished]
@@ -191,10 +218,7 @@ def test_two_workers_share_a_postgresql_study(corpus, tmp_path):
 def started_training(proc, folder):
     """Wait until the worker's trial has logged its first evaluation."""
     metrics = folder / "trial-0000" / "metrics.jsonl"
-    deadline = time.monotonic() + 60
-    while not (metrics.exists() and metrics.read_text().strip()):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    wait_for(lambda: metrics.exists() and metrics.read_text().strip(), [proc])
 
 
 @needs_optuna
