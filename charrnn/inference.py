@@ -77,7 +77,7 @@ def stepper(params, spec):
     if spec.stack == "residual":
         return residual.stepper(params, spec, one_thread)
     cell = spec.cell_module
-    # the weights in the form step reads (the GRU's r, z columns halved), made once, not per step
+    # the weights step reads (the LSTM's and GRU's sigmoid columns halved), made once, not per step
     layers = [cell.step_params(layer_params(params, layer)) for layer in range(spec.layers)]
     upper = [(p, p["Wx"], p["b"]) for p in layers[1:]]
     first = layers[0]

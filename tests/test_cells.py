@@ -130,78 +130,95 @@ def test_one_hot_transpose_product_is_the_scatter(D):
                                rtol=1e-12, atol=1e-12)
 
 
-def _plain_gru_step(p, x_t, h):
-    """The textbook GRU step on unhalved weights: x_t (N, D), h (N, H) -> r, z as one (N, 2H)
-    array, n (N, H) and the new h (N, H)."""
+def _plain_gru_step(p, x_t, state):
+    """The textbook GRU step on unhalved weights, the sigmoid in the cells' tanh form: x_t (N, D),
+    state (h,) -> the gates {r, z, n} and the new state (h,), each (N, H)."""
+    (h,) = state
     H = h.shape[1]
     a = x_t @ p["Wx"] + p["b"]
     rec = h @ p["Wh"]
     rz = sigmoid(a[:, :2 * H] + rec[:, :2 * H], out=np.empty_like(a[:, :2 * H]))
-    hn = rec[:, 2 * H:] + p["bhn"]
-    n = np.tanh(a[:, 2 * H:] + rz[:, :H] * hn)
-    return rz, n, n + rz[:, H:] * (h - n)
+    r, z = rz[:, :H], rz[:, H:]
+    n = np.tanh(a[:, 2 * H:] + r * (rec[:, 2 * H:] + p["bhn"]))
+    return {"r": r, "z": z, "n": n}, (n + z * (h - n),)
 
 
+def _plain_lstm_step(p, x_t, state):
+    """The textbook LSTM step on unhalved weights, the sigmoid in the cells' tanh form: x_t (N, D),
+    state (h, c) -> the gates {i, f, o, g} and the new state (h, c), each (N, H)."""
+    h, c = state
+    H = h.shape[1]
+    a = h @ p["Wh"] + (x_t @ p["Wx"] + p["b"])
+    ifo = sigmoid(a[:, :3 * H], out=np.empty_like(a[:, :3 * H]))
+    i, f, o = ifo[:, :H], ifo[:, H:2 * H], ifo[:, 2 * H:]
+    g = np.tanh(a[:, 3 * H:])
+    c = f * c + i * g
+    return {"i": i, "f": f, "o": o, "g": g}, (o * np.tanh(c), c)
+
+
+PLAIN_STEPS = {"gru": _plain_gru_step, "lstm": _plain_lstm_step}
+
+
+@pytest.mark.parametrize("name", sorted(PLAIN_STEPS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gru_halved_gates_give_the_bits_of_the_plain_sigmoid(dtype):
-    """The GRU halves the r, z columns of Wx, b and Wh to save a call per step (gru.gate_scale);
-    halving is exact, so the gates must equal the textbook sigmoid step bit for bit."""
-    from charrnn.cells import gru
+def test_halved_gates_give_the_bits_of_the_plain_sigmoid(name, dtype):
+    """The GRU and LSTM halve their sigmoid gates' columns of Wx, b and Wh to save a call per
+    step (gate_scale); halving is exact, so the window's gates and states must equal the textbook
+    sigmoid step bit for bit."""
+    cell, plain_step = CELLS[name], PLAIN_STEPS[name]
     rng = np.random.default_rng(3)
     T, N, D, H = 4, 5, 6, 7
-    p = gru.init(rng, D, H, dtype)
+    p = cell.init(rng, D, H, dtype)
     x = rng.standard_normal((T, N, D)).astype(dtype)
-    h = rng.standard_normal((N, H)).astype(dtype)
-    _, _, cache = gru.forward(p, x, (h,))
+    state = tuple(rng.standard_normal((N, H)).astype(dtype) for _ in cell.STATE_NAMES)
+    _, _, cache = cell.forward(p, x, state)
+    found = cell.activations(cache)
     for t in range(T):
-        rz, n, h = _plain_gru_step(p, x[t], h)
-        found = gru.activations(cache)
-        assert np.array_equal(np.concatenate([found[g][t] for g in "rz"], axis=1), rz)
-        assert np.array_equal(found["n"][t], n)
-        assert np.array_equal(cache.hs_ext[t + 1], h)
+        gates, state = plain_step(p, x[t], state)
+        for k, want in (*gates.items(), *zip(cell.STATE_NAMES, state)):
+            assert np.array_equal(found[k][t], want), (k, t)
 
 
+@pytest.mark.parametrize("name", sorted(PLAIN_STEPS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("N", [1, 5], ids=["generation", "batch"])
-def test_gru_step_on_halved_weights_gives_the_bits_of_the_plain_sigmoid(dtype, N):
-    """Generation's step reads weights whose r, z columns gru.step_params halved once, where it
-    used to halve each step's x Wx + b and h Wh itself. Halving is exact, so the products on the
-    halved weights are exactly half the products and the step must still equal the textbook
-    sigmoid step bit for bit: sampled text and per-step states keep their bits."""
-    from charrnn.cells import gru
+def test_step_on_halved_weights_gives_the_bits_of_the_plain_sigmoid(name, dtype, N):
+    """Generation's step reads weights whose sigmoid gates' columns step_params halved once (the
+    GRU's r, z, the LSTM's i, f, o), where it used to halve each step's pre-activations itself.
+    Halving is exact, so the products on the halved weights are exactly half the products and the
+    step must still equal the textbook sigmoid step bit for bit: sampled text and per-step states
+    keep their bits."""
+    cell, plain_step = CELLS[name], PLAIN_STEPS[name]
     rng = np.random.default_rng(5)
     T, D, H = 4, 6, 7
-    p = gru.init(rng, D, H, dtype)
+    p = cell.init(rng, D, H, dtype)
     kept = {k: v.copy() for k, v in p.items()}
-    q = gru.step_params(p)
+    q = cell.step_params(p)
     assert all(np.array_equal(p[k], kept[k]) for k in p)  # halved copies: p keeps its weights
     x = rng.standard_normal((T, N, D)).astype(dtype)
-    h = rng.standard_normal((N, H)).astype(dtype)
-    state = (h,)
+    state = want = tuple(rng.standard_normal((N, H)).astype(dtype) for _ in cell.STATE_NAMES)
     for t in range(T):
         a = x[t] @ q["Wx"]
         a += q["b"]
-        state = gru.step(q, a, state)
-        _, _, h = _plain_gru_step(p, x[t], h)
-        assert np.array_equal(state[0], h)
+        state = cell.step(q, a, state)
+        _, want = plain_step(p, x[t], want)
+        for k, (got, expected) in enumerate(zip(state, want)):
+            assert np.array_equal(got, expected), (cell.STATE_NAMES[k], t)
 
 
 def test_lstm_gate_major_window_keeps_the_checkpoint_gate_order():
     """The LSTM keeps its gates gate-major inside a window, (4, T, N, H), while Wx, Wh and b keep
-    i, f, o, g column blocks: activations() must name each gate the textbook step computes."""
+    i, f, o, g column blocks: activations() must name each gate the textbook step computes, for
+    id input too."""
     from charrnn.cells import lstm
     rng = np.random.default_rng(4)
     T, N, D, H = 3, 4, 5, 6
     p = lstm.init(rng, D, H, np.float64)
     x = rng.integers(0, D, (T, N))
-    h, c = rng.standard_normal((N, H)), rng.standard_normal((N, H))
-    _, _, cache = lstm.forward(p, x, (h, c))
+    state = (rng.standard_normal((N, H)), rng.standard_normal((N, H)))
+    _, _, cache = lstm.forward(p, x, state)
     found = lstm.activations(cache)
     for t in range(T):
-        a = p["Wx"][x[t]] + p["b"] + h @ p["Wh"]
-        i, f, o = (1 / (1 + np.exp(-a[:, k * H:(k + 1) * H])) for k in range(3))
-        g = np.tanh(a[:, 3 * H:])
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        for name, want in zip("ifogch", (i, f, o, g, c, h)):
+        gates, state = _plain_lstm_step(p, np.eye(D)[x[t]], state)
+        for name, want in (*gates.items(), *zip(lstm.STATE_NAMES, state)):
             np.testing.assert_allclose(found[name][t], want, rtol=1e-12, atol=1e-14)

@@ -110,6 +110,16 @@ def project_gates(p, x, scale, gates, threads=runtime.ONE_THREAD):
     return acts, gate_major(p["Wh"] * scale, gates)
 
 
+def scaled_gates(p, scale):
+    """p with the columns of Wx (D, G), b (G,) and Wh (H, G) multiplied by the cell's gate_scale
+    (G,), new arrays (p keeps its own), any other parameter as it is: the weights a gated cell's
+    generation step reads (step_params), made once, so that a step's x Wx + b and h_prev Wh come
+    out scaled with no multiply of their own. The scale is 1/2 or 1, exact above the subnormal
+    range, so the products and sums on the scaled weights are exactly the scaled ones: the same
+    bits as scaling each step's pre-activations."""
+    return {**p, "Wx": p["Wx"] * scale, "b": p["b"] * scale, "Wh": p["Wh"] * scale}
+
+
 def project_backward(Wx, x, da, threads=runtime.ONE_THREAD):
     """Gradients of project given da = dLoss/d(x Wx + b), shape (T, N, G).
 

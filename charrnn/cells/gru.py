@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import runtime
-from ._input import project_backward, project_gates
+from ._input import project_backward, project_gates, scaled_gates
 
 STATE_NAMES = ("h",)
 GATES = 3
@@ -197,15 +197,13 @@ def activations(cache):
 
 def step_params(p):
     """The weights step reads, made once before generation: p with the r, z columns of Wx (D, 3H),
-    b (3H,) and Wh (H, 3H) halved (gate_scale), bhn (H,) as it is.
+    b (3H,) and Wh (H, 3H) halved (gate_scale, _input.scaled_gates), bhn (H,) as it is.
 
     Halved once here, a step's x Wx + b and h_prev Wh come out with r, z already halved, and no
     step pays two multiplies and a gate_scale lookup for it (6% of a generated character's
-    instructions at 2 x 256). Halving is exact (above the subnormal range), so the products are
-    exactly half the unhalved ones and step gives the bits of halving them.
+    instructions at 2 x 256), with the same bits.
     """
-    scale = gate_scale(p["Wh"].shape[0], p["Wh"].dtype)
-    return {**p, "Wx": p["Wx"] * scale, "b": p["b"] * scale, "Wh": p["Wh"] * scale}
+    return scaled_gates(p, gate_scale(p["Wh"].shape[0], p["Wh"].dtype))
 
 
 def step(p, a, state):

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import runtime
-from ._input import project_backward, project_gates
+from ._input import project_backward, project_gates, scaled_gates
 
 STATE_NAMES = ("h", "c")
 GATES = 4
@@ -198,18 +198,22 @@ def activations(cache):
 
 
 def step_params(p):
-    """The weights step reads, made once before generation: p as it is (its step halves the i, f,
-    o pre-activations itself, one multiply of the (N, 4H) row)."""
-    return p
+    """The weights step reads, made once before generation: p with the i, f, o columns of Wx
+    (D, 4H), b (4H,) and Wh (H, 4H) halved (gate_scale, _input.scaled_gates), g's as they are.
+
+    Halved once here, a step's x Wx + b and h_prev Wh come out with i, f, o already halved, and no
+    step pays a multiply of its (N, 4H) row and a gate_scale lookup for it, with the same bits.
+    """
+    return scaled_gates(p, gate_scale(p["Wh"].shape[0], p["Wh"].dtype))
 
 
 def step(p, a, state):
-    """One step for generation. a (N, 4H) = x Wx + b already looked up; returns (h, c)."""
+    """One step for generation. p = step_params(the layer's parameters); a (N, 4H) = x p["Wx"] +
+    p["b"] already looked up, so i, f, o come halved; returns (h, c), each (N, H)."""
     h, c_prev = state
     N, H = c_prev.shape
     z = h @ p["Wh"]
     z += a
-    z *= gate_scale(H, a.dtype)
     c, tanh_c, h_new, tmp = (np.empty_like(c_prev, dtype=z.dtype) for _ in range(4))
     # (4, N, H) gate-major view; one row's gate blocks are already consecutive, and NumPy runs a
     # contiguous view faster than the transposed one (generation is batch 1)
