@@ -17,15 +17,11 @@ import math
 from . import config as config_mod, model
 
 WIDTHS = (64, 128, 192, 256, 384, 512, 768, 1024)  # the candidates, narrowest first
-# The law fitted to the sweeps (docs/time.md): a model of N core weights (those that do not
-# grow with the vocabulary) trained on C characters ends about A / N**ALPHA + B / C**BETA nats
-# above the best its corpus allows. C counts a pass over text already seen for less: the k-th
-# pass is worth exp(-(k - 1) / REPEAT_DECAY) of the first (the data-constrained form of
-# Muennighoff et al., 2023). The chosen width is the one the law puts lowest at the budget
-# its pace gives: a wider model learns more from each character, but sees fewer.
-A, ALPHA = 46.14, 0.38
-B, BETA = 0.02967, 0.42
-REPEAT_DECAY = 15.0
+# The widest candidate whose budget gives each of its weights at least this many training
+# characters is chosen. A wider model learns more from each character but, slower, sees fewer:
+# in the sweeps, compared at equal time, the winner gave each weight 4.5 to 22 characters and
+# the next wider one, which lost, 1.2 to 2.8 (docs/time.md)
+CHARS_PER_WEIGHT = 4.0
 # the share of the time that trains: the rest measures the candidates, runs steps: auto's
 # probe, the evaluations and the saves
 TRAINING_SHARE = 0.85
@@ -64,7 +60,7 @@ def choose(seconds, train_chars, vocab_size, given, measure):
     pace in characters a second of a training step of the config `values` on this machine.
     """
     values = {**BASE, **given}
-    width, pace, reasons = _width(seconds, train_chars, vocab_size, values, given, measure)
+    width, pace, reasons = _width(seconds, vocab_size, values, given, measure)
     values["hidden_size"] = width
     budget = pace * seconds * TRAINING_SHARE
     epochs = budget / train_chars
@@ -83,50 +79,39 @@ def choose(seconds, train_chars, vocab_size, given, measure):
                          f"{vocab_size}"] + reasons)
 
 
-def core_weights(values, vocab_size):
-    """The weights of config `values`' model that do not grow with the vocabulary: all but its
-    input table (the first layer's Wx, or the embedding) and its output layer."""
+def weights(values, vocab_size):
+    """The number of weights of the model that config `values` describe."""
     cfg = config_mod.load({**values, "steps": 1, "time": None, "time_limit": None})
-    shapes = model.param_shapes(model.spec_of(cfg, vocab_size))
-    vocab_side = {"embed", "Wy", "by"} | ({"l0.Wx"} if cfg.stack == "plain" else set())
-    return sum(math.prod(s) for k, s in shapes.items() if k not in vocab_side)
+    return sum(math.prod(s) for s in model.param_shapes(model.spec_of(cfg, vocab_size)).values())
 
 
-def effective_chars(chars, train_chars):
-    """Training characters, a pass over text already seen counted for less (REPEAT_DECAY)."""
-    if chars <= train_chars:
-        return chars
-    repeats = chars / train_chars - 1
-    return train_chars * (1 + REPEAT_DECAY * (1 - math.exp(-repeats / REPEAT_DECAY)))
-
-
-def excess_loss(core, chars, train_chars):
-    """The law's nats/char above the corpus's best for `core` weights trained on `chars`."""
-    return A / core ** ALPHA + B / effective_chars(chars, train_chars) ** BETA
-
-
-def _width(seconds, train_chars, vocab_size, values, given, measure):
-    """-> (hidden_size, its pace, reason lines): the candidate the law puts lowest at the budget
-    its measured pace gives, widening while that falls."""
+def _width(seconds, vocab_size, values, given, measure):
+    """-> (hidden_size, its pace, reason lines): the widest candidate whose budget gives every
+    weight CHARS_PER_WEIGHT characters (the narrowest when none does), measured narrowest first
+    up to the first that falls short."""
     shape = {**values, "batch_size": given.get("batch_size", MEASURE_BATCH),
              "seq_len": given.get("seq_len", MEASURE_WINDOW), "dropout": 0.0}
-    widths = [given["hidden_size"]] if "hidden_size" in given else WIDTHS
-    best, seen = None, []
-    for width in widths:
+    if "hidden_size" in given:
+        pace = measure({**shape, "hidden_size": given["hidden_size"]})
+        return given["hidden_size"], pace, [f"hidden_size {given['hidden_size']} (yours): "
+                                            f"{pace:,.0f} chars/s here"]
+    chosen, seen = None, []
+    for width in WIDTHS:
         candidate = {**shape, "hidden_size": width}
         pace = measure(candidate)
-        budget = pace * seconds * TRAINING_SHARE
-        predicted = excess_loss(core_weights(candidate, vocab_size), budget, train_chars)
+        per_weight = pace * seconds * TRAINING_SHARE / weights(candidate, vocab_size)
         seen.append(f"{values['layers']} x {width} {values['cell']} {pace:,.0f} chars/s, "
-                    f"{budget / 1e6:,.1f}M characters, +{predicted:.3f}")
-        if best is not None and predicted > best[2]:
+                    f"{per_weight:,.1f} a weight")
+        if chosen is not None and per_weight < CHARS_PER_WEIGHT:
             break
-        best = (width, pace, predicted)
-    width, pace, _ = best
-    why = ("yours" if "hidden_size" in given else
-           "the law of the sweeps puts it lowest (nats/char above the corpus's best) at the "
-           "characters each width trains on in the time")
-    return width, pace, [f"hidden_size {width}: {why}; measured here: " + "; ".join(seen)]
+        chosen = (width, pace, per_weight)
+        if per_weight < CHARS_PER_WEIGHT:  # even the narrowest is short of characters
+            break
+    width, pace, per_weight = chosen
+    return width, pace, [
+        f"hidden_size {width}: the widest model whose {seconds:g} s give each weight at least "
+        f"{CHARS_PER_WEIGHT:g} training characters ({per_weight:,.1f}); measured here: "
+        + "; ".join(seen)]
 
 
 def _recipe(values, given, budget):
