@@ -89,7 +89,7 @@ def table(rows):
                          f"{budget / r['train_chars']:.1f} | {r['stream']:.4f} | "
                          f"{r['window']:.4f} | {r['train_last'] or float('nan'):.4f} |")
     lines += ["", "Against time (each run's seconds at its own pace, chars/s, both workers "
-              "busy): the runs no faster run beat, per corpus (dropout 0)",
+              "busy): the runs no faster run beat, per corpus (dropout 0)", "",
               "| corpus | seconds | width | budget | chars/weight | stream |",
               "| --- | --- | --- | --- | --- | --- |"]
     for corpus in dict.fromkeys(r["corpus"] for r in rows):
