@@ -464,3 +464,19 @@ def test_a_sweep_over_the_min_cells_and_the_residual_stack(corpus, tmp_path):
         assert (ck.config.cell, ck.config.mlp, ck.config.stack) == (t.params["cell"],
                                                                      t.params["mlp"], "residual")
         assert ("l0.W1" in ck.params) == (t.params["mlp"] > 0)
+
+
+def test_a_sweep_of_timed_trials_with_auto_steps(corpus, tmp_path):
+    """A space with `steps: auto` (each trial's schedule fitted to its time limit, as `--time`
+    runs are): the pruner's check of the closing evaluation reads the number each run resolved,
+    and every trial finishes, pruned or complete, none failed."""
+    space = write_space(tmp_path, steps="auto", time_limit=3, eval_every=10)
+    out = tmp_path / "sweep"
+    result = run("tune", corpus, "--space", space, "--trials", 6, "--out", out, "--seed", 2,
+                 "--pruner-startup", 1)
+    assert result.exit_code == 0, result.output
+    states = [t.state.name for t in trials_of(out)]
+    assert len(states) == 6 and "FAIL" not in states, states
+    for t in trials_of(out):
+        ck = checkpoint.load(os.path.join(t.user_attrs["run_dir"], "last.npz"))
+        assert isinstance(ck.config.steps, int)

@@ -84,6 +84,14 @@ class _Surplus(Exception):
     """This trial was started after the study had its trials (another worker took the last)."""
 
 
+def _length(cfg, folder):
+    """cfg with the number of steps its run has now: for `steps: auto`, the number the run
+    resolved and wrote to its config.yaml (it may fit it again at its first evaluation)."""
+    if cfg.steps != config_mod.AUTO:
+        return cfg
+    return config_mod.load(os.path.join(folder, rundir.CONFIG))
+
+
 def _write_trial(path, info):
     atomic.write_text_atomic(path, json.dumps(info, indent=1, default=str) + "\n")
 
@@ -272,7 +280,8 @@ class _Objective:
             raise CharrnnError(f"cannot create {folder}: {e.strerror or e}") from None
         _write_trial(os.path.join(folder, TRIAL), info)
         return api.train(self.paths, cfg, progress=False,
-                         on_eval=lambda rec: self._on_eval(trial, cfg, rec, seen))
+                         on_eval=lambda rec: self._on_eval(trial, _length(cfg, folder), rec,
+                                                           seen))
 
     def _interrupted(self, e, trial, folder, info, seen):
         """Record a trial that a signal stopped as failed, and not finished: it is run again."""
@@ -289,6 +298,7 @@ class _Objective:
         e.signum = int(signum)
 
     def _on_eval(self, trial, cfg, rec, seen):
+        """An evaluation of the trial's run, whose config (steps resolved) is cfg."""
         seen.append(rec)
         trial.report(rec["val_loss"], rec["step"])
         if self.stop.signum is not None:  # the signal came just before train took them over
