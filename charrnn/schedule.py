@@ -196,7 +196,9 @@ def plan_time(cfg, given, train_chars, vocab_size, group=distributed.ALONE):
     """-> (cfg with timeplan's choices for every key not in `given`, the log's lines saying what
     was chosen and why). cfg: a config with `time` and the threads the run will use; given: the
     keys the user set (they keep their values); train_chars, vocab_size: the corpus's."""
-    plan = timeplan.choose(config_mod.seconds_of(cfg.time), train_chars, vocab_size,
+    # the time limit: the time's, or a shorter or longer one the user gave beside it
+    plan = timeplan.choose(cfg.time_limit or config_mod.seconds_of(cfg.time), train_chars,
+                           vocab_size,
                            {k: getattr(cfg, k) for k in given},
                            lambda values: measure_pace(values, vocab_size, cfg.threads, group))
     planned = config_mod.load({**config_mod.to_dict(cfg), **plan.values})
