@@ -19,8 +19,8 @@ from . import config as config_mod, model
 WIDTHS = (64, 128, 192, 256, 384, 512, 768, 1024)  # the candidates, narrowest first
 # The widest candidate whose budget gives each of its weights at least this many training
 # characters is chosen. A wider model learns more from each character but, slower, sees fewer:
-# in the sweeps, compared at equal time, the winner gave each weight 4.5 to 22 characters and
-# the next wider one, which lost, 1.2 to 2.8 (docs/time.md)
+# in the sweeps, compared at equal time, the winner gave each weight 6 to 22 characters and
+# the next wider one, which lost, 0.8 to 1.6 (docs/time.md)
 CHARS_PER_WEIGHT = 4.0
 # the share of the time that trains: the rest measures the candidates, runs steps: auto's
 # probe, the evaluations and the saves
@@ -42,7 +42,9 @@ BASE = dict(cell="gru", layers=2, stack="plain", optimizer="adam", lr_schedule="
 LR_MIN_SHARE = 1 / 60  # the cosine ends at this share of lr (3e-3 -> 5e-5, the configs')
 REGULARIZERS = ("weight_drop", "weight_decay", "ema", "dropout_mode")
 EVALUATIONS = 10  # evaluations a run makes, about
-MEASURE_BATCH, MEASURE_WINDOW = 64, 100  # the shape each candidate's pace is measured at
+# the batch each candidate's pace is measured at, unless the user gave one: the middle tier's
+# (the run's own, smaller or larger, differs by some 10-20% in pace; steps: auto then fits it)
+MEASURE_BATCH, MEASURE_WINDOW = 64, 100
 
 
 @dataclasses.dataclass
@@ -136,7 +138,8 @@ def _dropout(values, given, epochs):
         return f"dropout {given['dropout']:g} (yours); {epochs:,.1f} passes over the text"
     rate = 0.0
     if epochs > DROPOUT_FROM_EPOCHS:
-        rate = min(DROPOUT_MAX, DROPOUT_PER_DOUBLING * (1 + math.log2(epochs / DROPOUT_FROM_EPOCHS)))
+        doublings = math.log2(epochs / DROPOUT_FROM_EPOCHS)
+        rate = min(DROPOUT_MAX, DROPOUT_PER_DOUBLING * (1 + doublings))
     values["dropout"] = round(rate, 2)
     return (f"dropout {values['dropout']:g}: {epochs:,.1f} passes over the training text "
             + (f"(below {DROPOUT_FROM_EPOCHS:g} dropout only slows it)" if rate == 0 else

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from . import blas, config as config_mod, data, distributed, interrupt, report, resume as resume_mod, \
-    rundir, runtime, schedule
+from . import blas, config as config_mod, data, distributed, interrupt, report, \
+    resume as resume_mod, rundir, runtime, schedule
 from .loss import bits
 from .run import Run
 from .writer import RunWriter
