@@ -2,6 +2,7 @@
 arguments, one training step of charrnn's core and a busy core. (bench_train.py imports PyTorch when it is installed;
 profile_step.py must not, so that a profile of charrnn's step sees only charrnn's libraries.)"""
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +40,14 @@ def trainer(spec, ids, N, T, seed=0, params=None, threads=runtime.ONE_THREAD):
         return loss
 
     return step
+
+
+def read_jsonl(path):
+    """The JSON lines a resumable benchmark appended to path so far (none when it is absent)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
 
 
 def vocab_of(text):

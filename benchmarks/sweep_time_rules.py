@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import charrnn  # noqa: E402
+from common import read_jsonl  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "data", "time-rules.jsonl")
 BATCH, SEQ = 32, 100
@@ -111,10 +112,7 @@ def main():
     ap.add_argument("--out", default="/tmp/time-rules")
     ap.add_argument("--table", action="store_true", help="only print the table of the results")
     args = ap.parse_args()
-    done = []
-    if os.path.exists(RESULTS):
-        with open(RESULTS, encoding="utf-8") as f:
-            done = [json.loads(line) for line in f]
+    done = read_jsonl(RESULTS)
     if args.table:
         print(table(done))
         return

@@ -23,6 +23,10 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from common import read_jsonl  # noqa: E402
+
 RESULTS = os.path.join(ROOT, "benchmarks", "data", "time-check.jsonl")
 SPACE = os.path.join(ROOT, "benchmarks", "space-time-3m.yaml")
 CORPORA = ("pydoc", "words")
@@ -85,10 +89,7 @@ def main():
     ap.add_argument("--out", default="/tmp/time-check")
     ap.add_argument("--table", action="store_true", help="only print the results")
     args = ap.parse_args()
-    done = []
-    if os.path.exists(RESULTS):
-        with open(RESULTS, encoding="utf-8") as f:
-            done = [json.loads(line) for line in f]
+    done = read_jsonl(RESULTS)
     if args.table:
         for r in done:
             print(f"| {r['corpus']} | {r['kind']} | {r['model']}, dropout {r['dropout']:g} | "
