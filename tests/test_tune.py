@@ -466,6 +466,7 @@ def test_a_sweep_over_the_min_cells_and_the_residual_stack(corpus, tmp_path):
         assert ("l0.W1" in ck.params) == (t.params["mlp"] > 0)
 
 
+@needs_optuna
 def test_a_sweep_of_timed_trials_with_auto_steps(corpus, tmp_path):
     """A space with `steps: auto` (each trial's schedule fitted to its time limit, as `--time`
     runs are): the pruner's check of the closing evaluation reads the number each run resolved,
