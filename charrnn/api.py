@@ -6,8 +6,8 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from . import checkpoint, config as config_mod, corpus as corpus_mod, data, distributed, \
-    evaluate, inference, resume as resume_mod, rundir, runtime, sample as sample_mod, training
+from . import checkpoint, corpus as corpus_mod, data, distributed, evaluate, inference, \
+    resume as resume_mod, rundir, runtime, sample as sample_mod, training
 from .arguments import PathLike, checked
 from .config import TrainConfig
 from .errors import CharrnnError
@@ -284,9 +284,7 @@ def _resolve(config, overrides, resume, init_from, overwrite):
         # before reading the corpus, which may take a while; claim() checks again, under the
         # lock, where it cannot race another process
         rundir.RunDir(cfg.out).refuse_a_run()
-    given = (config_mod.given_keys(config, overrides) if ck is None and cfg.time is not None
-             else None)
-    return ck, cfg, given
+    return ck, cfg, resume_mod.chosen_by_time(ck, cfg, config, overrides)
 
 
 @contextlib.contextmanager

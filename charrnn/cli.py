@@ -74,9 +74,8 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, 
     from . import resume as resume_mod
     if dry_run:
         ck, cfg = resume_mod.resolve(config_path, overrides, resume_path, init_path)
-        given = (config_mod.given_keys(config_path, overrides)
-                 if ck is None and cfg.time is not None else None)
-        return _dry_run(cfg, corpus, ck.vocab if ck else None, given)
+        return _dry_run(cfg, corpus, ck.vocab if ck else None,
+                        resume_mod.chosen_by_time(ck, cfg, config_path, overrides))
     runtime.keep_freed_memory()  # each step reuses the last step's arrays, not fresh pages
     try:
         result = api.train(list(corpus), config_path, resume=resume_path,

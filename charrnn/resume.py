@@ -90,6 +90,15 @@ def resolve(config=None, overrides=None, resume=None, init_from=None):
     return None, config_mod.load(config, overrides)
 
 
+def chosen_by_time(ck, cfg, config=None, overrides=None):
+    """For a new run with `time`, the keys the user set (config, overrides), which the rules
+    of timeplan.py leave as they are; None when nothing is to be chosen (no `time`, or a
+    checkpoint's run, which keeps its own)."""
+    if ck is not None or cfg.time is None:
+        return None
+    return config_mod.given_keys(config, overrides)
+
+
 def describe(ck, cfg):
     """One line for the log: where the run continues and which options changed."""
     changed = [f"{k} {getattr(ck.config, k)!r} -> {getattr(cfg, k)!r}"
