@@ -1,8 +1,8 @@
 """The Click group every `charrnn` command runs in: where an error becomes one line `Error: ...`
 and an exit code (a usage error 2, a CharrnnError or an out-of-memory 1, Ctrl-C outside training
-130, a failed write to a full disk or a closed stdout 1), and where the one rule for a command under an MPI
-launcher is applied (Command): train on every rank, tune refused, any other on rank 0 alone, the
-other ranks quiet."""
+130, a failed write to a full disk or a closed stdout 1), and where the one rule for a command
+under an MPI launcher is applied (Command): train on every rank, tune refused, any other on
+rank 0 alone, the other ranks quiet."""
 import errno
 import io
 import os

@@ -28,7 +28,8 @@ def softmax_cross_entropy_rows(logits, targets, M, nll):
 
 
 def nll_sum(logits, targets):
-    """Summed negative log-likelihood in nats (float64), for evaluation: logits (M, V), targets (M,).
+    """Summed negative log-likelihood in nats (float64), for evaluation: logits (M, V),
+    targets (M,).
 
     Each target's log-probability is log_softmax's to the bit, but only the M of them are formed:
     one (M, V) temporary where log_softmax makes three.

@@ -56,7 +56,8 @@ def decays(p):
 def apply(kind, params, grads, state, lr, weight_decay=0.0):
     """One update of every parameter, in place.
 
-    adam:    m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps)
+    adam:    m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+             p -= lr m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps)
     adagrad: g2 += g^2;  p -= lr g / sqrt(g2 + eps)          (as in min-char-rnn)
     sgd:     mom = mu mom + g;  p -= lr mom                   (PyTorch's momentum form)
 

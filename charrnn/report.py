@@ -107,8 +107,8 @@ def warnings(cfg, est):
         out.append(f"the model is far too large for the corpus: {est['parameters']:,} parameters "
                    f"for {est['train_chars']:,} training characters "
                    f"({est['chars_per_param']:.2g} per parameter); it will memorise the text "
-                   f"rather than learn it: use a smaller --hidden-size or --layers, more --dropout, "
-                   f"or more text")
+                   f"rather than learn it: use a smaller --hidden-size or --layers, more "
+                   f"--dropout, or more text")
     return out
 
 

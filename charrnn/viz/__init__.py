@@ -4,10 +4,11 @@
     model = charrnn.load("runs/lstm/best.npz")
     charrnn.viz.write_page(model, open("play.txt").read(), "viz.html", chars=3000, live=True)
 
-The page is page.html with viz.css, its scripts (net.js, live.js, saturation.js, viz.js) and the data inlined: it works from file:// with no
-network request (its Content-Security-Policy forbids every one). The data is Model.trace's,
-quantised (pack.py), with the ranked units and gate saturation of features.py; with live=True
-also the float32 weights, which net.js runs forward in float64 to write text in the page.
+The page is page.html with viz.css, its scripts (net.js, live.js, saturation.js, viz.js) and the
+data inlined: it works from file:// with no network request (its Content-Security-Policy forbids
+every one). The data is Model.trace's, quantised (pack.py), with the ranked units and gate
+saturation of features.py; with live=True also the float32 weights, which net.js runs forward in
+float64 to write text in the page.
 """
 import json
 import math
