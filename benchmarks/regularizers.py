@@ -46,17 +46,20 @@ def validation_text(path, val_frac):
     return text[len(text) - int(len(text) * val_frac):]
 
 
-def one_run(corpus, variant, seed, steps, out):
-    run_dir = os.path.join(out, f"{os.path.basename(corpus)}-{variant.replace(' ', '_')}-{seed}")
+def one_run(corpus, variant, seed, steps, out, dropout=BASE["dropout"], evals=2):
+    run_dir = os.path.join(out, f"{os.path.basename(corpus)}-{variant.replace(' ', '_')}-{seed}"
+                                f"-{steps}-d{dropout:g}")
     result = charrnn.train(corpus, progress=False, out=run_dir, overwrite=True, steps=steps,
-                           eval_every=steps // 2, seed=seed, cache_dir=os.path.join(out, "cache"),
-                           **BASE, **VARIANTS[variant])
+                           eval_every=steps // evals, seed=seed,
+                           cache_dir=os.path.join(out, "cache"),
+                           **{**BASE, "dropout": dropout}, **VARIANTS[variant])
     model = charrnn.load(os.path.join(run_dir, "best.npz"))
     windows = model.score(validation_text(corpus, BASE["val_frac"]), windows=WINDOW,
                           num_windows=NUM_WINDOWS)
     with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
         last = json.loads(f.readlines()[-1])
     return {"corpus": os.path.basename(corpus), "variant": variant, "seed": seed, "steps": steps,
+            "dropout": dropout,
             "stream": result.best_val, "window": windows["loss_nats"],
             "weights": (model.checkpoint.record or {}).get("weights", "raw"),
             "chars_per_s": last["chars"] / last["elapsed"]}
@@ -92,6 +95,10 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--dropout", type=float, default=BASE["dropout"],
+                    help="every variant's dropout (locked dropout's rate too)")
+    ap.add_argument("--evals", type=int, default=2,
+                    help="evaluations a run makes; best.npz is the best of them")
     ap.add_argument("--out", default="/tmp/reg-bench")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -103,15 +110,22 @@ def main():
     for seed in args.seeds:
         for corpus in args.corpus:
             for variant in args.variants:
-                key = (os.path.basename(corpus), variant, seed, args.steps)
-                if any((r["corpus"], r["variant"], r["seed"], r["steps"]) == key for r in done):
+                key = (os.path.basename(corpus), variant, seed, args.steps, args.dropout)
+                if any(_key(r) == key for r in done):
                     continue
-                row = one_run(corpus, variant, seed, args.steps, args.out)
+                row = one_run(corpus, variant, seed, args.steps, args.out, args.dropout,
+                              args.evals)
                 print(json.dumps(row), flush=True)
                 done.append(row)
                 with open(results, "a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
-    print(table([r for r in done if r["steps"] == args.steps]))
+    print(table([r for r in done if _key(r)[3:] == (args.steps, args.dropout)]))
+
+
+def _key(row):
+    """What makes a run: rows written before --dropout existed ran at BASE's."""
+    return (row["corpus"], row["variant"], row["seed"], row["steps"],
+            row.get("dropout", BASE["dropout"]))
 
 
 if __name__ == "__main__":

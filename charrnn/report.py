@@ -7,12 +7,9 @@ from . import data, model
 from .config import AUTO
 from .loss import bits
 from .optim import SLOTS
+from .timeplan import TEXT_PER_WEIGHT
 
 PYTHON_AND_NUMPY_MB = 35  # resident size of an idle interpreter with NumPy loaded
-# below this the model can memorise its training text outright. Not 1.0: configs/best.yaml's
-# 2 x 384 GRU (0.7 per parameter on tiny Shakespeare, dropout 0.35) is the best 30-minute model
-# measured (benchmarks/RESULTS.md); with dropout a model somewhat larger than its text still pays
-MIN_CHARS_PER_PARAM = 0.5
 
 
 def n_params(spec):
@@ -103,7 +100,7 @@ def warnings(cfg, est):
     if cfg.steps != AUTO and cfg.warmup_steps >= cfg.steps:
         out.append(f"warmup_steps ({cfg.warmup_steps:,}) is not below steps ({cfg.steps:,}): the "
                    f"rate only ramps up, and the whole run trains below its lr {cfg.lr:g}")
-    if est["chars_per_param"] < MIN_CHARS_PER_PARAM:
+    if est["chars_per_param"] < TEXT_PER_WEIGHT:
         out.append(f"the model is far too large for the corpus: {est['parameters']:,} parameters "
                    f"for {est['train_chars']:,} training characters "
                    f"({est['chars_per_param']:.2g} per parameter); it will memorise the text "

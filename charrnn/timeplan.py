@@ -22,6 +22,13 @@ WIDTHS = (64, 128, 192, 256, 384, 512, 768, 1024)  # the candidates, narrowest f
 # in the sweeps, compared at equal time, the winner gave each weight 6 to 22 characters and
 # the next wider one, which lost, 0.8 to 1.6 (docs/time.md)
 CHARS_PER_WEIGHT = 4.0
+# below this many characters of training *text* a weight, a model learns its text by heart
+# rather than its language: report.warnings says so before any run, and the rules never choose
+# such a model (unless even the narrowest is one). Not higher: on tiny Shakespeare `--time 30m`'s
+# 2 x 512 GRU (0.40 a weight) reached 1.4564, below best.yaml's 2 x 384 (0.70) at 1.4618-1.4654,
+# and on verse (210,000 characters, 4M of training) 2 x 384 at 0.14 a weight still beat 2 x 128
+# at 1.07 by 0.13 nats, losing only to 2 x 256 at 0.31 (docs/time.md)
+TEXT_PER_WEIGHT = 0.1
 # the share of the time that trains: the rest measures the candidates, runs steps: auto's
 # probe, the evaluations and the saves
 TRAINING_SHARE = 0.85
@@ -63,7 +70,7 @@ def choose(seconds, train_chars, vocab_size, given, measure):
     pace in characters a second of a training step of the config `values` on this machine.
     """
     values = {**BASE, **given}
-    width, pace, reasons = _width(seconds, vocab_size, values, given, measure)
+    width, pace, reasons = _width(seconds, train_chars, vocab_size, values, given, measure)
     values["hidden_size"] = width
     budget = pace * seconds * TRAINING_SHARE
     epochs = budget / train_chars
@@ -88,10 +95,10 @@ def weights(values, vocab_size):
     return sum(math.prod(s) for s in model.param_shapes(model.spec_of(cfg, vocab_size)).values())
 
 
-def _width(seconds, vocab_size, values, given, measure):
+def _width(seconds, train_chars, vocab_size, values, given, measure):
     """-> (hidden_size, its pace, reason lines): the widest candidate whose budget gives every
-    weight CHARS_PER_WEIGHT characters (the narrowest when none does), measured narrowest first
-    up to the first that falls short."""
+    weight CHARS_PER_WEIGHT characters and whose text gives it TEXT_PER_WEIGHT (the narrowest
+    when none does), measured narrowest first up to the first that falls short."""
     shape = {**values, "batch_size": given.get("batch_size", MEASURE_BATCH),
              "seq_len": given.get("seq_len", MEASURE_WINDOW), "dropout": 0.0}
     if "hidden_size" in given:
@@ -101,20 +108,26 @@ def _width(seconds, vocab_size, values, given, measure):
     chosen, seen = None, []
     for width in WIDTHS:
         candidate = {**shape, "hidden_size": width}
+        n_weights = weights(candidate, vocab_size)
+        text = train_chars / n_weights  # characters of the corpus's training text a weight
+        if chosen is not None and text < TEXT_PER_WEIGHT:
+            seen.append(f"{values['layers']} x {width} not measured: its text gives each weight "
+                        f"{text:.2f} characters")
+            break
         pace = measure(candidate)
-        per_weight = pace * seconds * TRAINING_SHARE / weights(candidate, vocab_size)
+        per_weight = pace * seconds * TRAINING_SHARE / n_weights
         seen.append(f"{values['layers']} x {width} {values['cell']} {pace:,.0f} chars/s, "
                     f"{per_weight:,.1f} a weight")
         if chosen is not None and per_weight < CHARS_PER_WEIGHT:
             break
-        chosen = (width, pace, per_weight)
-        if per_weight < CHARS_PER_WEIGHT:  # even the narrowest is short of characters
+        chosen = (width, pace, per_weight, text)
+        if per_weight < CHARS_PER_WEIGHT or text < TEXT_PER_WEIGHT:  # the narrowest falls short
             break
-    width, pace, per_weight = chosen
+    width, pace, per_weight, text = chosen
     return width, pace, [
         f"hidden_size {width}: the widest model whose {seconds:g} s give each weight at least "
-        f"{CHARS_PER_WEIGHT:g} training characters ({per_weight:,.1f}); measured here: "
-        + "; ".join(seen)]
+        f"{CHARS_PER_WEIGHT:g} training characters ({per_weight:,.1f}) and whose text at least "
+        f"{TEXT_PER_WEIGHT:g} ({text:,.2f}); measured here: " + "; ".join(seen)]
 
 
 def _recipe(values, given, budget):

@@ -45,7 +45,8 @@ def test_dry_run_reports_and_writes_nothing(books, tmp_path):
 
 
 def test_dry_run_warnings(books, tmp_path):
-    result = run("train", books, *QUICK, "--val-frac", 0.0005, "--hidden-size", 256,
+    # 40,000 characters for 1.2M weights: 0.03 a weight, below timeplan.TEXT_PER_WEIGHT
+    result = run("train", books, *QUICK, "--val-frac", 0.0005, "--hidden-size", 1024,
                  "--out", tmp_path / "o", "--dry-run")
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]

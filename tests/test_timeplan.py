@@ -41,13 +41,23 @@ def test_the_width_is_the_widest_whose_budget_feeds_each_weight(seconds, train_c
     def per_weight(width):
         shaped = {**plan.values, "hidden_size": width}
         return speed / timeplan.weights(shaped, 65) ** 2 * seconds * timeplan.TRAINING_SHARE
+
+    def text(width):  # training characters of the corpus a weight
+        return train_chars / timeplan.weights({**plan.values, "hidden_size": width}, 65)
+
+    def fits(width):
+        return (per_weight(width) >= timeplan.CHARS_PER_WEIGHT
+                and text(width) >= timeplan.TEXT_PER_WEIGHT)
     wider = [w for w in timeplan.WIDTHS if w > width]
-    assert per_weight(width) >= timeplan.CHARS_PER_WEIGHT or width == timeplan.WIDTHS[0]
-    assert not wider or per_weight(wider[0]) < timeplan.CHARS_PER_WEIGHT
-    # measured narrowest first, and none wider than the first that falls short
+    assert fits(width) or width == timeplan.WIDTHS[0]
+    assert not wider or not fits(wider[0])
+    # measured narrowest first, and none wider than the first that falls short; one whose text
+    # is too short is not measured at all
     measured = [m["hidden_size"] for m in measure.calls]
     assert measured == list(timeplan.WIDTHS[:len(measured)])
-    assert measured[-1] == (wider[0] if wider else width) or width == timeplan.WIDTHS[0]
+    if width != timeplan.WIDTHS[0] and wider:
+        too_big = text(wider[0]) < timeplan.TEXT_PER_WEIGHT
+        assert measured[-1] == (width if too_big else wider[0])
     config.load(plan.values)  # a valid config, as it is used
 
 
