@@ -32,7 +32,7 @@ BASE = dict(cell="gru", hidden_size=256, layers=2, dropout=0.1, batch_size=32, s
 VARIANTS = {
     "baseline": {},
     "weight_drop 0.2": {"weight_drop": 0.2},
-    "locked dropout 0.1": {"dropout_mode": "locked"},
+    "locked dropout": {"dropout_mode": "locked"},  # at the baseline's rate
     "weight_decay 0.1": {"weight_decay": 0.1},
     "ema 0.99": {"ema": 0.99},
 }
