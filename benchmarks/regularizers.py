@@ -1,13 +1,23 @@
-"""Short runs with and without each regularizer (weight_drop, locked dropout, weight_decay, ema)
-on a few corpora and seeds, scored with both protocols: a first look at what each does at a
-small budget, not a tuning of its rate.
+"""Runs with and without each regularizer (weight_drop, locked dropout, weight_decay, ema) on a
+few corpora and seeds, scored with both protocols: what each does at a short budget and at a
+long one, not a tuning of its rate.
 
     python benchmarks/corpora.py /tmp/corpora --only code-1m
     python benchmarks/regularizers.py --corpus data/tinyshakespeare.txt \
         --corpus /tmp/corpora/code-1m.txt --seeds 0 1 --steps 300 --out /tmp/reg-bench
 
-The model is configs/gru.yaml's (gru 2 x 256, dropout 0.1, Adam at 3e-3 with a cosine down to
-5e-5), with a batch of 32 x 64 characters so that a run takes a minute or two on a shared core.
+A long budget, where a model memorises its text (100,000-character excerpts, some 34 passes,
+at the dropout `--time` gives that many passes, best.npz the best of ten evaluations):
+
+    python -c "open('/tmp/corpora/shakespeare-100k.txt', 'w').write(
+        open('data/tinyshakespeare.txt').read()[:100000])"      # and code-100k from code-1m.txt
+    python benchmarks/regularizers.py --corpus /tmp/corpora/shakespeare-100k.txt \
+        --corpus /tmp/corpora/code-100k.txt --seeds 0 1 --steps 1500 --dropout 0.35 --evals 10
+
+The model is configs/gru.yaml's (gru 2 x 256, dropout 0.1 unless --dropout, Adam at 3e-3 with a
+cosine down to 5e-5), with a batch of 32 x 64 characters so that a run takes a minute or two on
+a shared core.
+
 Each run writes one JSON line to OUT/results.jsonl (appending, so a stopped sweep resumes where
 it was): the corpus, the variant, the seed, best.npz's stream loss (the validation split as
 batch_size streams, the training run's own evaluation; for ema the better of the two weights,
