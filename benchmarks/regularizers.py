@@ -45,6 +45,7 @@ VARIANTS = {
     "locked dropout": {"dropout_mode": "locked"},  # at the baseline's rate
     "weight_decay 0.1": {"weight_decay": 0.1},
     "ema 0.99": {"ema": 0.99},
+    "weight_drop 0.2 + ema 0.99": {"weight_drop": 0.2, "ema": 0.99},
 }
 WINDOW, NUM_WINDOWS = 256, 500
 

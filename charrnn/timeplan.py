@@ -15,6 +15,7 @@ import dataclasses
 import math
 
 from . import config as config_mod, model
+from .dropconnect import has_recurrent_weights
 
 WIDTHS = (64, 128, 192, 256, 384, 512, 768, 1024)  # the candidates, narrowest first
 # The widest candidate whose budget gives each of its weights at least this many training
@@ -48,6 +49,16 @@ BASE = dict(cell="gru", layers=2, stack="plain", optimizer="adam", lr_schedule="
             clip=5.0, steps=config_mod.AUTO)
 LR_MIN_SHARE = 1 / 60  # the cosine ends at this share of lr (3e-3 -> 5e-5, the configs')
 REGULARIZERS = ("weight_drop", "weight_decay", "ema", "dropout_mode")
+# from this many passes over the text, where a model memorises it, the two regularizers that
+# paid there are on too: recurrent DropConnect and a moving average of the weights (RESULTS.md,
+# "The regularizers at a long budget": at 34 passes over two 100,000-character texts, on top of
+# the rule's dropout, weight_drop 0.2 gained 0.024 and 0.057 nats and ema 0.99 0.014 and 0.029,
+# in both seeds, and the two together 0.024 and 0.063; weight_decay 0.1 gained 0.008, not in
+# every seed; at 4 passes weight_drop cost
+# 0.03-0.06 and ema never scored better). Below it they stay off: between 4 and 34 passes
+# nothing was measured
+REGULARIZE_FROM_EPOCHS = 30.0
+LONG_BUDGET = {"weight_drop": 0.2, "ema": 0.99}
 EVALUATIONS = 10  # evaluations a run makes, about
 # the batch each candidate's pace is measured at, unless the user gave one: the middle tier's
 # (the run's own, smaller or larger, differs by some 10-20% in pace; steps: auto then fits it)
@@ -76,10 +87,7 @@ def choose(seconds, train_chars, vocab_size, given, measure):
     epochs = budget / train_chars
     reasons.append(_recipe(values, given, budget))
     reasons.append(_dropout(values, given, epochs))
-    off = [k for k in REGULARIZERS if k not in given]
-    if off:
-        reasons.append(f"{', '.join(off)} left off: none of them helped in the sweeps "
-                       f"(docs/time.md)")
+    reasons.extend(_regularizers(values, given, epochs))
     steps = budget / (values["batch_size"] * values["seq_len"])
     values.setdefault("eval_every", max(10, round(steps / EVALUATIONS, -1)))
     # an evaluation scores at most a fiftieth of the budget, so ten of them cost ~2% of the run
@@ -143,6 +151,29 @@ def _recipe(values, given, budget):
             f"{values['warmup_steps']} warm-up steps and a {values['lr_schedule']} schedule to "
             f"{values['lr_min']:g}: the recipe measured for a budget of {budget / 1e6:,.1f}M "
             f"characters" + (f" ({', '.join(yours)} yours)" if yours else ""))
+
+
+def _regularizers(values, given, epochs):
+    """weight_drop and ema from REGULARIZE_FROM_EPOCHS passes on (weight_drop only for a cell
+    with hidden-to-hidden weights), the rest off; -> the reasons."""
+    reasons, on = [], []
+    if epochs >= REGULARIZE_FROM_EPOCHS:
+        for key, value in LONG_BUDGET.items():
+            if key in given or (key == "weight_drop"
+                                and not has_recurrent_weights(values["cell"])):
+                continue
+            values[key] = value
+            on.append(f"{key} {value:g}")
+    if on:
+        reasons.append(f"{' and '.join(on)}: {epochs:,.1f} passes over the text (from "
+                       f"{REGULARIZE_FROM_EPOCHS:g} they paid in the sweeps, docs/time.md)")
+    off = [k for k in REGULARIZERS if k not in given and k not in values]
+    if off:
+        reasons.append(f"{', '.join(off)} left off: "
+                       + ("none of them helped in the sweeps" if not on else
+                              "smaller gains or none, not in every seed")
+                       + " (docs/time.md)")
+    return reasons
 
 
 def _dropout(values, given, epochs):

@@ -101,6 +101,21 @@ def test_no_dropout_until_the_text_is_seen_several_times():
     assert often["dropout"] > 0.2
 
 
+def test_long_budgets_turn_on_weight_drop_and_ema():
+    # hundreds of passes over 100,000 characters, then a fifth of one over 100M; a cell without
+    # hidden-to-hidden weights gets no weight_drop, and an ema the user gives wins
+    speed = 1e11
+    often = timeplan.choose(600, 100_000, 65, {}, machine(speed)).values
+    rarely = timeplan.choose(600, 10**8, 65, {}, machine(speed)).values
+    assert {k: often[k] for k in timeplan.LONG_BUDGET} == timeplan.LONG_BUDGET
+    assert not set(timeplan.LONG_BUDGET) & set(rarely)
+    mine = timeplan.choose(600, 100_000, 65, {"cell": "mingru", "ema": 0.0},
+                           machine(speed)).values
+    assert "weight_drop" not in mine and mine["ema"] == 0.0
+    for values in (often, rarely, mine):
+        config.load(values)
+
+
 def test_the_recipe_follows_the_budget():
     recipes = [timeplan.choose(seconds, 10**6, 65, {}, machine(speed)).values
                for seconds, speed in ((60, 1e9), (3600, 1e12))]
