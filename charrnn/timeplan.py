@@ -54,9 +54,8 @@ REGULARIZERS = ("weight_drop", "weight_decay", "ema", "dropout_mode")
 # "The regularizers at a long budget": at 34 passes over two 100,000-character texts, on top of
 # the rule's dropout, weight_drop 0.2 gained 0.024 and 0.057 nats and ema 0.99 0.014 and 0.029,
 # in both seeds, and the two together 0.024 and 0.063; weight_decay 0.1 gained 0.008, not in
-# every seed; at 4 passes weight_drop cost
-# 0.03-0.06 and ema never scored better). Below it they stay off: between 4 and 34 passes
-# nothing was measured
+# every seed; at 4 passes weight_drop cost 0.03-0.06 and ema never scored better). Below it
+# they stay off: between 4 and 34 passes nothing was measured
 REGULARIZE_FROM_EPOCHS = 30.0
 LONG_BUDGET = {"weight_drop": 0.2, "ema": 0.99}
 EVALUATIONS = 10  # evaluations a run makes, about
@@ -167,7 +166,7 @@ def _regularizers(values, given, epochs):
     if on:
         reasons.append(f"{' and '.join(on)}: {epochs:,.1f} passes over the text (from "
                        f"{REGULARIZE_FROM_EPOCHS:g} they paid in the sweeps, docs/time.md)")
-    off = [k for k in REGULARIZERS if k not in given and k not in values]
+    off = [k for k in REGULARIZERS if k not in values]  # values holds the given keys too
     if off:
         reasons.append(f"{', '.join(off)} left off: "
                        + ("none of them helped in the sweeps" if not on else
