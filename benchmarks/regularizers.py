@@ -14,9 +14,11 @@ at the dropout `--time` gives that many passes, best.npz the best of ten evaluat
     python benchmarks/regularizers.py --corpus /tmp/corpora/shakespeare-100k.txt \
         --corpus /tmp/corpora/code-100k.txt --seeds 0 1 --steps 1500 --dropout 0.35 --evals 10
 
-The model is configs/gru.yaml's (gru 2 x 256, dropout 0.1 unless --dropout, Adam at 3e-3 with a
-cosine down to 5e-5), with a batch of 32 x 64 characters so that a run takes a minute or two on
-a shared core.
+The model is configs/gru.yaml's (gru 2 x 256 unless --hidden-size, dropout 0.1 unless --dropout,
+Adam at 3e-3 with a cosine down to 5e-5), with a batch of 32 x 64 characters so that a run takes
+a minute or two on a shared core. A width whose run gives each weight fewer characters than
+`--time`'s rules ever do (timeplan.CHARS_PER_WEIGHT) is still learning the language, not
+memorising its text: pick the width so that the steps' characters are a few a weight.
 
 Each run writes one JSON line to OUT/results.jsonl (appending, so a stopped sweep resumes where
 it was): the corpus, the variant, the seed, best.npz's stream loss (the validation split as
@@ -57,20 +59,22 @@ def validation_text(path, val_frac):
     return text[len(text) - int(len(text) * val_frac):]
 
 
-def one_run(corpus, variant, seed, steps, out, dropout=BASE["dropout"], evals=2):
+def one_run(corpus, variant, seed, steps, out, dropout=BASE["dropout"], evals=2,
+            hidden_size=BASE["hidden_size"]):
     run_dir = os.path.join(out, f"{os.path.basename(corpus)}-{variant.replace(' ', '_')}-{seed}"
-                                f"-{steps}-d{dropout:g}")
+                                f"-{steps}-d{dropout:g}-h{hidden_size}")
     result = charrnn.train(corpus, progress=False, out=run_dir, overwrite=True, steps=steps,
                            eval_every=steps // evals, seed=seed,
                            cache_dir=os.path.join(out, "cache"),
-                           **{**BASE, "dropout": dropout}, **VARIANTS[variant])
+                           **{**BASE, "dropout": dropout, "hidden_size": hidden_size},
+                           **VARIANTS[variant])
     model = charrnn.load(os.path.join(run_dir, "best.npz"))
     windows = model.score(validation_text(corpus, BASE["val_frac"]), windows=WINDOW,
                           num_windows=NUM_WINDOWS)
     with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
         last = json.loads(f.readlines()[-1])
     return {"corpus": os.path.basename(corpus), "variant": variant, "seed": seed, "steps": steps,
-            "dropout": dropout,
+            "dropout": dropout, "hidden_size": hidden_size,
             "stream": result.best_val, "window": windows["loss_nats"],
             "weights": (model.checkpoint.record or {}).get("weights", "raw"),
             "chars_per_s": last["chars"] / last["elapsed"]}
@@ -108,6 +112,9 @@ def main():
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--dropout", type=float, default=BASE["dropout"],
                     help="every variant's dropout (locked dropout's rate too)")
+    ap.add_argument("--hidden-size", type=int, default=BASE["hidden_size"],
+                    help="the width of both layers: a budget of a few characters a weight "
+                         "or more is what `--time`'s rules choose")
     ap.add_argument("--evals", type=int, default=2,
                     help="evaluations a run makes; best.npz is the best of them")
     ap.add_argument("--out", default="/tmp/reg-bench")
@@ -121,22 +128,24 @@ def main():
     for seed in args.seeds:
         for corpus in args.corpus:
             for variant in args.variants:
-                key = (os.path.basename(corpus), variant, seed, args.steps, args.dropout)
+                key = (os.path.basename(corpus), variant, seed, args.steps, args.dropout,
+                       args.hidden_size)
                 if any(_key(r) == key for r in done):
                     continue
                 row = one_run(corpus, variant, seed, args.steps, args.out, args.dropout,
-                              args.evals)
+                              args.evals, args.hidden_size)
                 print(json.dumps(row), flush=True)
                 done.append(row)
                 with open(results, "a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
-    print(table([r for r in done if _key(r)[3:] == (args.steps, args.dropout)]))
+    print(table([r for r in done
+                 if _key(r)[3:] == (args.steps, args.dropout, args.hidden_size)]))
 
 
 def _key(row):
-    """What makes a run: rows written before --dropout existed ran at BASE's."""
+    """What makes a run: rows written before --dropout or --hidden-size existed ran at BASE's."""
     return (row["corpus"], row["variant"], row["seed"], row["steps"],
-            row.get("dropout", BASE["dropout"]))
+            row.get("dropout", BASE["dropout"]), row.get("hidden_size", BASE["hidden_size"]))
 
 
 if __name__ == "__main__":

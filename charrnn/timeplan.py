@@ -49,14 +49,17 @@ BASE = dict(cell="gru", layers=2, stack="plain", optimizer="adam", lr_schedule="
             clip=5.0, steps=config_mod.AUTO)
 LR_MIN_SHARE = 1 / 60  # the cosine ends at this share of lr (3e-3 -> 5e-5, the configs')
 REGULARIZERS = ("weight_drop", "weight_decay", "ema", "dropout_mode")
-# from this many passes over the text, where a model memorises it, the two regularizers that
-# paid there are on too: recurrent DropConnect and a moving average of the weights (RESULTS.md,
-# "The regularizers at a long budget": at 34 passes over two 100,000-character texts, on top of
-# the rule's dropout, weight_drop 0.2 gained 0.024 and 0.057 nats and ema 0.99 0.014 and 0.029,
-# in both seeds, and the two together 0.024 and 0.063; weight_decay 0.1 gained 0.008, not in
-# every seed; at 4 passes weight_drop cost 0.03-0.06 and ema never scored better). Below it
-# they stay off: between 4 and 34 passes nothing was measured
+# where a model memorises its text, the two regularizers that paid there are on too: recurrent
+# DropConnect and a moving average of the weights. Memorising needs many passes, or fewer over a
+# large budget: at 34 passes over two 100,000-character texts (3M characters), on top of the
+# rule's dropout, weight_drop 0.2 gained 0.024 and 0.057 nats and ema 0.99 0.014 and 0.029, in
+# both seeds; at 16 passes over tiny Shakespeare's 1M (16M characters, the model 0.31 nats below
+# validation in training without them) the two together gained 0.014; at 16 passes over the
+# 100,000-character Shakespeare (1.4M characters, still learning) they cost 0.035-0.04, and at 4
+# passes weight_drop cost 0.03-0.06 (RESULTS.md, "The regularizers at a long budget" and "...
+# between the two budgets"). weight_decay 0.1 gained 0.008, not in every seed: it stays off
 REGULARIZE_FROM_EPOCHS = 30.0
+REGULARIZE_LARGE_FROM_EPOCHS, LARGE_BUDGET = 15.0, 8_000_000  # 8M: between 1.4M and 16M
 LONG_BUDGET = {"weight_drop": 0.2, "ema": 0.99}
 EVALUATIONS = 10  # evaluations a run makes, about
 # the batch each candidate's pace is measured at, unless the user gave one: the middle tier's
@@ -86,7 +89,7 @@ def choose(seconds, train_chars, vocab_size, given, measure):
     epochs = budget / train_chars
     reasons.append(_recipe(values, given, budget))
     reasons.append(_dropout(values, given, epochs))
-    reasons.extend(_regularizers(values, given, epochs))
+    reasons.extend(_regularizers(values, given, epochs, budget))
     steps = budget / (values["batch_size"] * values["seq_len"])
     values.setdefault("eval_every", max(10, round(steps / EVALUATIONS, -1)))
     # an evaluation scores at most a fiftieth of the budget, so ten of them cost ~2% of the run
@@ -152,11 +155,13 @@ def _recipe(values, given, budget):
             f"characters" + (f" ({', '.join(yours)} yours)" if yours else ""))
 
 
-def _regularizers(values, given, epochs):
-    """weight_drop and ema from REGULARIZE_FROM_EPOCHS passes on (weight_drop only for a cell
-    with hidden-to-hidden weights), the rest off; -> the reasons."""
+def _regularizers(values, given, epochs, budget):
+    """weight_drop and ema where the budget makes the model memorise its text (weight_drop only
+    for a cell with hidden-to-hidden weights), the rest off; -> the reasons."""
     reasons, on = [], []
-    if epochs >= REGULARIZE_FROM_EPOCHS:
+    memorises = (epochs >= REGULARIZE_FROM_EPOCHS
+                 or (epochs >= REGULARIZE_LARGE_FROM_EPOCHS and budget >= LARGE_BUDGET))
+    if memorises:
         for key, value in LONG_BUDGET.items():
             if key in given or (key == "weight_drop"
                                 and not has_recurrent_weights(values["cell"])):
@@ -164,13 +169,15 @@ def _regularizers(values, given, epochs):
             values[key] = value
             on.append(f"{key} {value:g}")
     if on:
-        reasons.append(f"{' and '.join(on)}: {epochs:,.1f} passes over the text (from "
-                       f"{REGULARIZE_FROM_EPOCHS:g} they paid in the sweeps, docs/time.md)")
+        reasons.append(f"{' and '.join(on)}: {epochs:,.1f} passes over the text, "
+                       f"{budget / 1e6:,.1f}M characters (they paid from "
+                       f"{REGULARIZE_FROM_EPOCHS:g} passes, or {REGULARIZE_LARGE_FROM_EPOCHS:g} "
+                       f"over {LARGE_BUDGET / 1e6:g}M characters, docs/time.md)")
     off = [k for k in REGULARIZERS if k not in values]  # values holds the given keys too
     if off:
         reasons.append(f"{', '.join(off)} left off: "
-                       + ("none of them helped in the sweeps" if not on else
-                              "smaller gains or none, not in every seed")
+                       + ("they cost more than they gained at this many passes" if not memorises
+                          else "smaller gains or none, not in every seed")
                        + " (docs/time.md)")
     return reasons
 

@@ -116,6 +116,18 @@ def test_long_budgets_turn_on_weight_drop_and_ema():
         config.load(values)
 
 
+def test_fewer_passes_turn_them_on_only_over_a_large_budget():
+    # the same passes (20) over a large text and a small one: only the large budget memorises
+    def passes(train_chars):
+        return timeplan.choose(600, train_chars, 65, {"hidden_size": 256},
+                               lambda values: 20 * train_chars / 600 / timeplan.TRAINING_SHARE)
+    large, small = passes(10**6), passes(50_000)
+    assert timeplan.REGULARIZE_LARGE_FROM_EPOCHS <= 20 < timeplan.REGULARIZE_FROM_EPOCHS
+    assert {k: large.values[k] for k in timeplan.LONG_BUDGET} == timeplan.LONG_BUDGET
+    assert not set(timeplan.LONG_BUDGET) & set(small.values)
+    assert any("20.0 passes" in r and "weight_drop 0.2" in r for r in large.reasons)
+
+
 def test_the_recipe_follows_the_budget():
     recipes = [timeplan.choose(seconds, 10**6, 65, {}, machine(speed)).values
                for seconds, speed in ((60, 1e9), (3600, 1e12))]
