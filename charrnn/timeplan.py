@@ -54,10 +54,11 @@ REGULARIZERS = ("weight_drop", "weight_decay", "ema", "dropout_mode")
 # large budget: at 34 passes over two 100,000-character texts (3M characters), on top of the
 # rule's dropout, weight_drop 0.2 gained 0.024 and 0.057 nats and ema 0.99 0.014 and 0.029, in
 # both seeds; at 16 passes over tiny Shakespeare's 1M (16M characters, the model 0.31 nats below
-# validation in training without them) the two together gained 0.014; at 16 passes over the
-# 100,000-character Shakespeare (1.4M characters, still learning) they cost 0.035-0.04, and at 4
-# passes weight_drop cost 0.03-0.06 (RESULTS.md, "The regularizers at a long budget" and "...
-# between the two budgets"). weight_decay 0.1 gained 0.008, not in every seed: it stays off
+# validation in training without them) the two together gained 0.014; at 16 passes over
+# 100,000-character excerpts of Shakespeare and code (1.4M characters, the models still
+# learning) they cost 0.02-0.04, and at 4 passes weight_drop cost 0.03-0.06 (RESULTS.md, "The
+# regularizers at a long budget" and "... between the two budgets"). weight_decay 0.1 gained
+# 0.008, not in every seed: it stays off
 REGULARIZE_FROM_EPOCHS = 30.0
 REGULARIZE_LARGE_FROM_EPOCHS, LARGE_BUDGET = 15.0, 8_000_000  # 8M: between 1.4M and 16M
 LONG_BUDGET = {"weight_drop": 0.2, "ema": 0.99}
