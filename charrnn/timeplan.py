@@ -60,7 +60,10 @@ REGULARIZERS = ("weight_drop", "weight_decay", "ema", "dropout_mode")
 # regularizers at a long budget" and "... between the two budgets"). weight_decay 0.1 gained
 # 0.008, not in every seed: it stays off
 REGULARIZE_FROM_EPOCHS = 30.0
-REGULARIZE_LARGE_FROM_EPOCHS, LARGE_BUDGET = 15.0, 8_000_000  # 8M: between 1.4M and 16M
+# 12 passes and 8M characters: between the points measured (4 and 16 passes; 1.4M and 16M), and
+# far enough below 16 that tiny Shakespeare's half hour (14.5-16 passes, as the machine's pace
+# moves from day to day) does not fall on either side by chance
+REGULARIZE_LARGE_FROM_EPOCHS, LARGE_BUDGET = 12.0, 8_000_000
 LONG_BUDGET = {"weight_drop": 0.2, "ema": 0.99}
 EVALUATIONS = 10  # evaluations a run makes, about
 # the batch each candidate's pace is measured at, unless the user gave one: the middle tier's
