@@ -180,8 +180,8 @@ def _regularizers(values, given, epochs, budget):
     off = [k for k in REGULARIZERS if k not in values]  # values holds the given keys too
     if off:
         reasons.append(f"{', '.join(off)} left off: "
-                       + ("they cost more than they gained at this many passes" if not memorises
-                          else "smaller gains or none, not in every seed")
+                       + ("they cost more than they gained at these passes and budget"
+                          if not memorises else "smaller gains or none, not in every seed")
                        + " (docs/time.md)")
     return reasons
 
