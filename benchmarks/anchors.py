@@ -114,31 +114,58 @@ def score_windows(window_nll, ids, window, num_windows, seed):
     return total / (num_windows * window)
 
 
-@torch.no_grad()
-def score_context_stream(logits_of, ids, context):
-    """The stream protocol for a model of a bounded context: every character after the first,
-    predicted from the last `context` characters at most, in windows of `context` inputs that
-    advance by context // 2, each scoring only the targets the windows before it did not (the
-    first window scores all of its own). logits_of(x) maps (N, T) ids to (N, T, V) logits."""
-    L, stride = len(ids), max(1, context // 2)
+def _context_jobs(L, context):
+    """The windows that read a sequence of L ids with at most `context` inputs each: windows of
+    T = min(context, L - 1) inputs advancing by context // 2, the last ending at the sequence's
+    end. Returns ([(first input, targets the windows before it scored already)], T)."""
+    stride = max(1, context // 2)
     ends = list(range(min(context, L - 1), L, stride))
     if ends[-1] != L - 1:
         ends.append(L - 1)
-    total, previous = 0.0, 0
-    jobs = []  # (first input, targets already scored in this window)
+    jobs, previous = [], 0
     for end in ends:
         first = max(0, end - context)
         jobs.append((first, previous - first))
         previous = end
-    T = min(context, L - 1)
-    for i in range(0, len(jobs), SCORE_BATCH):
-        batch = jobs[i:i + SCORE_BATCH]
-        idx = np.array([f for f, _ in batch])[:, None] + np.arange(T)
-        logp = torch.log_softmax(logits_of(torch.from_numpy(ids[idx])).double(), dim=-1)
-        nll = -logp.gather(2, torch.from_numpy(ids[idx + 1])[..., None])[..., 0]  # (N, T)
-        for row, (_, skip) in enumerate(batch):
+    return jobs, min(context, L - 1)
+
+
+@torch.no_grad()
+def context_nll_sum(logits_of, seqs, context):
+    """Summed NLL (nats) of every id of each row of seqs (N, L) after the row's first, each
+    predicted from the last `context` ids of its own row at most (nothing before the row): the
+    windows of _context_jobs, each scoring only the targets the windows before it did not.
+    logits_of(x) maps (n, T) ids to (n, T, V) logits."""
+    N, L = seqs.shape
+    jobs, T = _context_jobs(L, context)
+    work = [(row, first, skip) for row in range(N) for first, skip in jobs]
+    total = 0.0
+    for i in range(0, len(work), SCORE_BATCH):
+        batch = work[i:i + SCORE_BATCH]
+        rows = np.array([r for r, _, _ in batch])[:, None]
+        idx = np.array([f for _, f, _ in batch])[:, None] + np.arange(T)  # (n, T)
+        logp = torch.log_softmax(logits_of(torch.from_numpy(seqs[rows, idx])).double(), dim=-1)
+        nll = -logp.gather(2, torch.from_numpy(seqs[rows, idx + 1])[..., None])[..., 0]  # (n, T)
+        for row, (_, _, skip) in enumerate(batch):
             total += float(nll[row, skip:].sum())
-    return total / (L - 1)
+    return total
+
+
+def score_context_stream(logits_of, ids, context):
+    """The stream protocol for a model of a bounded context: every character of ids after the
+    first, predicted from the last `context` characters at most (from context - context // 2 of
+    them, once past the opening), the mean in nats."""
+    return context_nll_sum(logits_of, ids[None, :], context) / (len(ids) - 1)
+
+
+def context_window_nll(logits_of, context):
+    """window_nll for score_windows from a model of a bounded context: a window longer than
+    the context is read as its own short stream from a zero state (nothing before the window),
+    one no longer than the context in one pass, as nanoGPT reads it."""
+    def window_nll(x, y):  # x, y (N, T) ids, y the next characters of x
+        seqs = torch.cat([x[:, :1], y], dim=1).numpy()  # (N, T + 1)
+        return context_nll_sum(logits_of, seqs, context)
+    return window_nll
 
 
 def report(name, args, steps, planned, train_seconds, chars, stream, windows, extra):

@@ -87,6 +87,31 @@ def test_the_context_stream_scores_each_character_once_with_half_a_context(L, co
         expected / (L - 1), rel=1e-12)
 
 
+@pytest.mark.parametrize("window", [5, 8, 20, 33])
+def test_a_window_longer_than_the_context_is_its_own_stream_from_a_zero_state(window):
+    """The fake model of the test above, on windows of up to four times its context: each
+    window's first `known` targets are uniform (nothing before the window is read), the rest
+    the bigram's, and no pass reads more than the context."""
+    context, known = 8, 4
+    rng = np.random.default_rng(window)
+    table = torch.from_numpy(rng.standard_normal((V, V)))
+
+    def logits_of(x):
+        assert x.shape[1] <= context
+        out = table[x].clone()
+        out[:, :known] = 0.0
+        return out
+
+    ids = rng.integers(0, V, size=300).astype(np.int64)
+    logp = torch.log_softmax(table, dim=1).numpy()
+    starts = evaluate.window_starts(len(ids), window, 70, 3)
+    expected = sum(math.log(V) if j < known else -logp[ids[s + j], ids[s + j + 1]]
+                   for s in starts for j in range(window))
+    got = anchors.score_windows(anchors.context_window_nll(logits_of, context), ids, window,
+                                70, 3)
+    assert got == pytest.approx(expected / (70 * window), rel=1e-12)
+
+
 def test_the_transformer_sees_nothing_after_the_character_it_predicts():
     torch.manual_seed(0)
     net = anchor_nanogpt.CharTransformer(V, 16, 12, 2, 2, 0.0).double().eval()
