@@ -8,6 +8,8 @@ a 12-trial `charrnn tune` sweep at 3 minutes a trial over the keys `--time` choo
     python benchmarks/time_check.py --corpora /work/corpora --shard 1/2
     python benchmarks/time_check.py --corpora /work/corpora --table
 
+`--seeds 0,1,2,3` adds seeds to the runs already recorded (a job on record is not run again).
+
 The jobs are ordered so that two shards run one corpus each, side by side, one core each: every
 run of a corpus then had the same machine (a core, its neighbour busy with the same kind of
 work). Each job appends a JSON line to benchmarks/data/time-check.jsonl: corpus, what ran, the
@@ -34,9 +36,9 @@ SECONDS = 180
 CHARRNN = [sys.executable, "-m", "charrnn"]
 
 
-def jobs():
+def jobs(seeds):
     """(corpus, what), interleaved so that shard k of 2 holds corpus k's jobs."""
-    kinds = ["tune", "time-0", "time-1", "rnn"]
+    kinds = ["tune"] + [f"time-{seed}" for seed in seeds] + ["rnn"]
     return [(corpus, kind) for kind in kinds for corpus in CORPORA]
 
 
@@ -86,6 +88,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpora", required=True, help="the folder benchmarks/corpora.py wrote")
     ap.add_argument("--shard", default="0/1", help="K/N: run every Nth job from the Kth")
+    ap.add_argument("--seeds", default="0,1", help="the seeds of `--time 3m`, comma-separated")
     ap.add_argument("--out", default="/tmp/time-check")
     ap.add_argument("--table", action="store_true", help="only print the results")
     args = ap.parse_args()
@@ -97,7 +100,8 @@ def main():
                   f"{r['window']:.4f} |")
         return
     k, n = (int(x) for x in args.shard.split("/"))
-    for corpus, kind in jobs()[k::n]:
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    for corpus, kind in jobs(seeds)[k::n]:
         if any((r["corpus"], r["kind"]) == (corpus, kind) for r in done):
             continue
         path = os.path.join(args.corpora, corpus + ".txt")
