@@ -119,7 +119,9 @@ class TrainConfig:
                                "keys you give win (docs/time.md)", duration=True)
     steps: int = _key(1000, "total training steps (windows), or auto: as many as fit the "
                       "time limit, measured at the start", low=1, auto=True)
-    time_limit: Optional[float] = _key(None, "stop after this many seconds of wall time",
+    time_limit: Optional[float] = _key(None, "end by this many seconds of wall time: no step "
+                                       "starts that would end, with the closing evaluation, "
+                                       "past it",
                                        low=0.0, low_open=True)
     eval_every: int = _key(200, "evaluate and checkpoint every N steps", low=1)
     patience: int = _key(0, "stop after N evaluations without a better validation loss "

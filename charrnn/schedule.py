@@ -125,6 +125,12 @@ class Pacer:
                           and eval_time is None else None)
         self.refit_at = (cfg.eval_every if eval_time is not None and cfg.eval_every < cfg.steps
                          else None)
+        # what must still fit when the clock decides whether to take another step: that step
+        # (the latest step's seconds) and the closing evaluation with its save (the latest
+        # evaluation's, the probe's before the first), so a run cut by its limit has ended by
+        # it, not a step and an evaluation after it
+        self.step_time, self.closing = 0.0, eval_time or 0.0
+        self._timed = (start_step, None)  # (step, train_seconds) at the latest after_step
 
     @property
     def steps(self):
@@ -139,17 +145,27 @@ class Pacer:
         return time.perf_counter() - self.wall_start
 
     def out_of_time(self, step):
-        """Whether the time limit has passed, at `step`. Never before this invocation's first
-        step: a run ends with at least one step trained and saved, however short its limit
-        (a run that stopped at once would report success with nothing to show)."""
+        """Whether another step and the closing evaluation would end past the time limit, at
+        `step`. Never before this invocation's first step: a run ends with at least one step
+        trained and saved, however short its limit (a run that stopped at once would report
+        success with nothing to show)."""
         return (self.cfg.time_limit is not None and step > self.start_step
-                and self.wall() >= self.cfg.time_limit)
+                and self.wall() + self.step_time + self.closing > self.cfg.time_limit)
+
+    def evaluated(self, seconds):
+        """An evaluation and its save took `seconds`: the closing one is expected to take as
+        long."""
+        self.closing = seconds
 
     def after_step(self, step, train_seconds):
         """-> (log lines, the new config or None) after `step` steps that trained for
         train_seconds in all (evaluations excluded); a new config (`steps` fitted again) is
         this pacer's from now on."""
         lines, refitted = [], None
+        last_step, last_seconds = self._timed
+        if last_seconds is not None and step > last_step:
+            self.step_time = (train_seconds - last_seconds) / (step - last_step)
+        self._timed = (step, train_seconds)
         if step == self.notice_at:
             wall = self.wall()
             line = time_limit_notice(self.cfg, self.start_step, step, wall - self.steps_began,

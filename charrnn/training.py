@@ -168,10 +168,13 @@ def _train(run, pacer, writer, requests, progress):
 
 
 def _evaluate(run, pacer, writer):
-    """An evaluation, saved: its checkpoint carries its metrics line without the timing."""
+    """An evaluation, saved: its checkpoint carries its metrics line without the timing. Its
+    seconds tell the pacer how early the clock must stop the steps for the closing one."""
+    t0 = time.perf_counter()
     rec, new_best = run.evaluate(pacer.lr(max(run.state.step - 1, 0)))
     ck = run.checkpoint(pacer.cfg, record={k: v for k, v in rec.items() if k != "elapsed"})
     writer.evaluation(ck, rec, new_best, run.sample_text)
+    pacer.evaluated(time.perf_counter() - t0)
 
 
 class Progress:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import charrnn
-from charrnn import config, optim, resume as resume_mod, run as run_mod, schedule, training
+from charrnn import config, interrupt, optim, resume as resume_mod, run as run_mod, schedule, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
@@ -41,10 +41,12 @@ def clock(monkeypatch):
         monkeypatch.setattr(module, "time", fake_time)
     train_step, validation_loss = run_mod.Run.train_step, run_mod.Run.validation_loss
 
-    def step(run, *votes):
-        # the probe is the Run with steps=1 (schedule.fit_steps)
-        clock.now += clock.probe if run.cfg.steps == 1 else clock.pace
-        return train_step(run, *votes)
+    def step(run, lr, vote=interrupt.NO_VOTE):
+        # a vote to stop takes no step, as in one process (Run.train_step); the probe is the
+        # Run with steps=1 (schedule.fit_steps)
+        if not np.any(vote):
+            clock.now += clock.probe if run.cfg.steps == 1 else clock.pace
+        return train_step(run, lr, vote)
 
     def evaluation(run):
         clock.now += EVALUATION
@@ -79,6 +81,21 @@ def test_auto_steps_end_the_schedule_at_the_time_limit(clock, tmp_path):
     assert ck.config.steps == steps and ck.step == result.step
     # the last cosine step is at lr_min: the schedule annealed fully
     assert schedule.lr_for(ck.config, steps - 1) < 0.01 * ck.config.lr
+
+
+def test_a_run_cut_by_its_clock_has_ended_by_the_limit(clock, tmp_path):
+    """The probe at full speed and the run DELAY slower a step, with a cosine (which is not
+    fitted again): the probe's steps are far too many and the clock cuts the run. It stops
+    while one more step and the closing evaluation still fit, so the run has ended by its limit,
+    not a step and an evaluation after it (a half-hour run once ended 9 s late)."""
+    clock.probe = STEP
+    result, wall = train_on_the_clock(
+        clock, SHAKESPEARE, TINY, out=tmp_path / "run", steps="auto", time_limit=LIMIT,
+        lr_schedule="cosine", eval_every=20, sample_length=0, progress=False)
+    assert result.step < 0.5 * resolved_steps(tmp_path / "run")  # cut by the clock
+    assert LIMIT - (STEP + DELAY) - EVALUATION < wall <= LIMIT
+    ck = charrnn.load(tmp_path / "run" / "last.npz").checkpoint
+    assert ck.step == result.step and ck.record["val_loss"] is not None  # closed and saved
 
 
 def test_resume_keeps_the_resolved_steps(clock, tmp_path):
