@@ -9,6 +9,11 @@ a 12-trial `charrnn tune` sweep at 3 minutes a trial over the keys `--time` choo
     python benchmarks/time_check.py --corpora /work/corpora --table
 
 `--seeds 0,1,2,3` adds seeds to the runs already recorded (a job on record is not run again).
+`--results FILE` records to another file, so every job runs again (machines differ by a third
+in pace from one session to the next: a comparison is only fair within one):
+
+    python benchmarks/time_check.py --corpora /work/corpora --seeds 0,1,2,3 \
+        --results benchmarks/data/time-check-one-session.jsonl --shard 0/2 &
 
 The jobs are ordered so that two shards run one corpus each, side by side, one core each: every
 run of a corpus then had the same machine (a core, its neighbour busy with the same kind of
@@ -90,9 +95,11 @@ def main():
     ap.add_argument("--shard", default="0/1", help="K/N: run every Nth job from the Kth")
     ap.add_argument("--seeds", default="0,1", help="the seeds of `--time 3m`, comma-separated")
     ap.add_argument("--out", default="/tmp/time-check")
+    ap.add_argument("--results", default=RESULTS,
+                    help="the JSON lines to read and append to  [default: %(default)s]")
     ap.add_argument("--table", action="store_true", help="only print the results")
     args = ap.parse_args()
-    done = read_jsonl(RESULTS)
+    done = read_jsonl(args.results)
     if args.table:
         for r in done:
             print(f"| {r['corpus']} | {r['kind']} | {r['model']}, dropout {r['dropout']:g} | "
@@ -109,8 +116,8 @@ def main():
         subprocess.run(command(kind, path, out), check=True, stdout=subprocess.DEVNULL)
         row = {"corpus": corpus, "kind": kind, **score(path, best_run(kind, out))}
         print(json.dumps(row), flush=True)
-        os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-        with open(RESULTS, "a", encoding="utf-8") as f:
+        os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
+        with open(args.results, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 
 
