@@ -36,12 +36,17 @@ RECIPE = dict(cell="gru", layers=2, batch_size=BATCH, seq_len=SEQ, optimizer="ad
 WINDOW, NUM_WINDOWS = 256, 1000
 
 SMALL = ("tinyshakespeare", "verse", "code-1m", "cjk", "names", "prose")
+LARGE = ("code", "c-100m")
 # (corpus, budget in characters, width, dropout), most telling first
 GRID = ([(c, 1_000_000, h, 0.0) for c in SMALL for h in (64, 128, 256, 384)
          if (c, h) != ("cjk", 384)]  # a 2 x 384 GRU with 6,174 outputs: too slow for the session
         + [(c, 4_000_000, h, 0.0) for c in ("tinyshakespeare", "code-1m", "verse")
            for h in (128, 256, 384) if (c, h) != ("code-1m", 384)]  # left out for time too
-        + [(c, 4_000_000, 256, 0.3) for c in ("verse", "tinyshakespeare")])
+        + [(c, 4_000_000, 256, 0.3) for c in ("verse", "tinyshakespeare")]
+        # the two large corpora (31 MB and 100 MB; added 2026-12-07): does the widest model
+        # still win at a fixed budget, and dropout still cost, where a run sees its text once?
+        + [(c, b, h, 0.0) for c in LARGE for b in (1_000_000, 4_000_000) for h in (128, 256, 384)]
+        + [(c, 4_000_000, 256, 0.3) for c in LARGE])
 
 
 def corpus_path(name, corpora):
