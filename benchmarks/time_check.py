@@ -89,11 +89,23 @@ def score(path, run_dir):
             "chars": info["chars"], "config": config}
 
 
+def seed_list(text):
+    """--seeds: "0,1,2,3" -> [0, 1, 2, 3], or argparse's one-line error."""
+    try:
+        seeds = [int(seed) for seed in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated integers: {text!r}") from None
+    if any(seed < 0 for seed in seeds):
+        raise argparse.ArgumentTypeError(f"a seed is negative: {text!r}")
+    return seeds
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpora", required=True, help="the folder benchmarks/corpora.py wrote")
     ap.add_argument("--shard", default="0/1", help="K/N: run every Nth job from the Kth")
-    ap.add_argument("--seeds", default="0,1", help="the seeds of `--time 3m`, comma-separated")
+    ap.add_argument("--seeds", type=seed_list, default=[0, 1],
+                    help="the seeds of `--time 3m`, comma-separated  [default: 0,1]")
     ap.add_argument("--out", default="/tmp/time-check")
     ap.add_argument("--results", default=RESULTS,
                     help="the JSON lines to read and append to  [default: %(default)s]")
@@ -107,8 +119,7 @@ def main():
                   f"{r['window']:.4f} |")
         return
     k, n = (int(x) for x in args.shard.split("/"))
-    seeds = [int(seed) for seed in args.seeds.split(",")]
-    for corpus, kind in jobs(seeds)[k::n]:
+    for corpus, kind in jobs(args.seeds)[k::n]:
         if any((r["corpus"], r["kind"]) == (corpus, kind) for r in done):
             continue
         path = os.path.join(args.corpora, corpus + ".txt")
