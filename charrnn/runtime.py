@@ -38,6 +38,13 @@ def available_cpus():
         return os.cpu_count() or 1
 
 
+def step_threads(threads, group_size=1):
+    """The threads a training step runs on for the config value `threads`: itself when set;
+    for `threads: none`, every CPU this process may use when it trains alone, and one when it
+    is one process of a group (a launcher starts one process per core)."""
+    return threads or (available_cpus() if group_size == 1 else 1)
+
+
 # ---------------------------------------------------------------- the layout
 
 _in_window = contextvars.ContextVar("charrnn_in_window", default=False)

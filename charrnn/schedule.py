@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from . import checkpoint, config as config_mod, distributed, optim, timeplan
+from . import checkpoint, config as config_mod, distributed, optim, runtime, timeplan
 from .corpus import Corpus
 
 
@@ -198,14 +198,23 @@ def measure_pace(values, vocab_size, threads, group=distributed.ALONE):
         np.uint8 if vocab_size <= 256 else np.uint32)
     text = Corpus(ids=ids, vocab="".join(map(chr, range(0x100, 0x100 + vocab_size))), hash="",
                   source="random")
-    run = Run(cfg, text, group=group)
-    for _ in range(PACE_WARMUP_STEPS):
-        run.train_step(cfg.lr)
-    t0 = time.perf_counter()
-    for _ in range(PACE_TIMED_STEPS):
-        run.train_step(cfg.lr)
-    seconds = (time.perf_counter() - t0) / PACE_TIMED_STEPS
+    # the BLAS held at the layout's threads whoever calls: a `--threads 1` dry run timed at the
+    # BLAS's default of every core measured 4-6x too slow with a second process beside it
+    with runtime.use_threads(threads):
+        run = Run(cfg, text, group=group)
+        for _ in range(PACE_WARMUP_STEPS):
+            run.train_step(cfg.lr)
+        t0 = time.perf_counter()
+        for _ in range(PACE_TIMED_STEPS):
+            run.train_step(cfg.lr)
+        seconds = (time.perf_counter() - t0) / PACE_TIMED_STEPS
     return group.bcast(cfg.batch_size * cfg.seq_len / seconds)
+
+
+def _layout(threads, processes):
+    """'2 threads', '2 processes of 1 thread': what the paces were measured on."""
+    each = f"{threads} thread{'s' if threads > 1 else ''}"
+    return each if processes == 1 else f"{processes} processes of {each}"
 
 
 def plan_time(cfg, given, train_chars, vocab_size, group=distributed.ALONE):
@@ -219,5 +228,6 @@ def plan_time(cfg, given, train_chars, vocab_size, group=distributed.ALONE):
                            lambda values: measure_pace(values, vocab_size, cfg.threads, group))
     planned = config_mod.load({**config_mod.to_dict(cfg), **plan.values})
     return planned, [f"time {cfg.time}: {planned.layers} x {planned.hidden_size} "
-                     f"{planned.cell}, chosen for this corpus and machine:"] + [
+                     f"{planned.cell}, chosen for this corpus and machine "
+                     f"({_layout(cfg.threads, group.size)}):"] + [
         f"  {reason}" for reason in plan.reasons]

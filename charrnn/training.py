@@ -81,8 +81,7 @@ def train(cfg, corpus, run_dir, resume_ck=None, progress=True, echo=None, init_c
     # `threads: none` is every CPU this process may use, fixed in config.yaml and the checkpoint
     # as the number it was: the same thread count gives the same bits. A process of a group
     # takes one: the launcher starts one process per core
-    cfg = dataclasses.replace(cfg, threads=cfg.threads or (
-        runtime.available_cpus() if group.size == 1 else 1))
+    cfg = dataclasses.replace(cfg, threads=runtime.step_threads(cfg.threads, group.size))
     with runtime.use_threads(cfg.threads):
         run, pacer, auto_lines = _prepare(cfg, corpus, resume_ck, init_ck, wall_start, group,
                                           given)

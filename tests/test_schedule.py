@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 import charrnn
-from charrnn import config, interrupt, optim, resume as resume_mod, run as run_mod, schedule, training
+from charrnn import blas, config, interrupt, optim, resume as resume_mod, run as run_mod, schedule, \
+    training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
@@ -198,3 +199,26 @@ def test_time_limit_notice_when_a_cosine_schedule_would_be_cut():
     held = config.build({"lr": 1e-3, "lr_schedule": "wsd", "steps": 10_000, "time_limit": 10})
     line = schedule.time_limit_notice(held, 0, 50, 1.0, 9.0)  # a cut wsd has not begun its decay
     assert "the wsd schedule is still at lr 0.001" in line
+
+
+@pytest.mark.skipif(not blas.get().libs, reason="no BLAS threadpoolctl can control")
+def test_a_pace_is_measured_on_the_threads_it_names(monkeypatch):
+    """measure_pace holds the BLAS at its layout's thread count, whoever calls it: a dry run
+    calls it outside training's hold, where the BLAS may run on every core while the step's
+    loops think they have one."""
+    seen = []
+    train_step = run_mod.Run.train_step
+
+    def step(run, lr, vote=interrupt.NO_VOTE):
+        seen.append([get() for get, _ in blas.get().calls])
+        return train_step(run, lr, vote)
+    monkeypatch.setattr(run_mod.Run, "train_step", step)
+    values = {"cell": "gru", "layers": 1, "hidden_size": 16, "batch_size": 4, "seq_len": 8}
+    blas_ = blas.get()
+    outside = blas_.hold(3)
+    try:
+        assert schedule.measure_pace(values, 20, threads=1) > 0
+        assert seen and all(counts == [1] * len(blas_.calls) for counts in seen), seen
+        assert [get() for get, _ in blas_.calls] == [3] * len(blas_.calls)  # put back
+    finally:
+        blas_.restore(outside, 3)

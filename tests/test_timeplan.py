@@ -198,7 +198,7 @@ def test_a_timed_run_records_its_choice_ends_on_time_and_resumes(clock, tmp_path
     assert (saved["batch_size"], saved["seq_len"]) == (8, 20)
     assert isinstance(saved["steps"], int) and result.step <= saved["steps"]
     assert 55 <= seconds <= 61  # the measuring counts in the time
-    assert logged[0] == "time 60s: 2 x 32 gru, chosen for this corpus and machine:"
+    assert logged[0] == "time 60s: 2 x 32 gru, chosen for this corpus and machine (1 thread):"
     assert logged[2] == "  hidden_size 32 (yours): 3,200 chars/s here"
     # a resume continues the same run: nothing is chosen again
     resumed = charrnn.train(SHAKESPEARE, resume=out / "last.npz", steps=result.step + 5,
