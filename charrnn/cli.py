@@ -53,8 +53,9 @@ def _train_options(f):
     return f
 
 
-# train alone runs on every rank of an MPI job, data-parallel; its dry run is a report (Command)
-@main.command(context_settings=CONTEXT, parallel=lambda params: not params["dry_run"])
+# train alone runs on every rank of an MPI job, data-parallel, its dry run too: a `time`
+# measures the paces of the processes the run would train on (Command)
+@main.command(context_settings=CONTEXT, parallel=True)
 @click.argument("corpus", nargs=-1, required=True, type=click.Path())
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="YAML config file; flags override it")
@@ -71,11 +72,8 @@ def _train_options(f):
 @click.pass_context
 def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, **overrides):
     """Train a model on CORPUS: UTF-8 text files, or folders of them (read in sorted order)."""
-    from . import resume as resume_mod
     if dry_run:
-        ck, cfg = resume_mod.resolve(config_path, overrides, resume_path, init_path)
-        return _dry_run(cfg, corpus, ck.vocab if ck else None,
-                        resume_mod.chosen_by_time(ck, cfg, config_path, overrides))
+        return _dry_run(corpus, config_path, overrides, resume_path, init_path)
     runtime.keep_freed_memory()  # each step reuses the last step's arrays, not fresh pages
     try:
         result = api.train(list(corpus), config_path, resume=resume_path,
@@ -92,19 +90,44 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, 
                    f"{result.run_dir}", err=True)
 
 
-def _dry_run(cfg, paths, vocab, given=None):
+def _dry_run(paths, config_path, overrides, resume_path, init_path):
     """The first corpus pass only (nothing is cached), then the report on stdout; for a run with
     `time`, first the model and recipe its rules choose here, with their reasons (the paces
-    measured on random text: given, the keys the user set)."""
+    measured on random text). Under an MPI launcher every rank takes part, as in the run (the
+    paces are the group's: P processes of one thread each, adding their gradients), and rank 0
+    alone reads, decides and prints."""
+    group = distributed.world()
+    with group.together():
+        ck, cfg, given = group.on_leader(lambda: _resolve(config_path, overrides, resume_path,
+                                                          init_path))
+        vocab = ck.vocab if ck else None
+        sc = group.on_leader(lambda: _scan(paths, vocab))
+        lines = []
+        if given is not None:
+            cfg, lines = schedule.plan_time(
+                dataclasses.replace(cfg, threads=runtime.step_threads(cfg.threads, group.size)),
+                given, data.split_sizes(sc.chars, cfg.val_frac)[0], len(sc.vocab), group)
+        group.on_leader(lambda: _report(cfg, sc, vocab, lines))
+
+
+def _resolve(config_path, overrides, resume_path, init_path):
+    """-> (the checkpoint or None, the config, the keys the user set when `time` chooses the
+    others, else None)."""
+    from . import resume as resume_mod
+    ck, cfg = resume_mod.resolve(config_path, overrides, resume_path, init_path)
+    return ck, cfg, resume_mod.chosen_by_time(ck, cfg, config_path, overrides)
+
+
+def _scan(paths, vocab):
     sc = corpus_mod.scan(paths, progress=True)
     if vocab is not None:
         corpus_mod.check_vocab(sc, vocab)
-    if given is not None:
-        cfg, lines = schedule.plan_time(
-            dataclasses.replace(cfg, threads=cfg.threads or runtime.available_cpus()), given,
-            data.split_sizes(sc.chars, cfg.val_frac)[0], len(sc.vocab))
-        for line in lines:
-            click.echo(line)
+    return sc
+
+
+def _report(cfg, sc, vocab, lines):
+    for line in lines:
+        click.echo(line)
     est = report.estimate(cfg, sc.chars, len(vocab or sc.vocab))
     for line in report.dry_run_lines(cfg, est, sc.source):
         click.echo(line)

@@ -1,8 +1,8 @@
 """The Click group every `charrnn` command runs in: where an error becomes one line `Error: ...`
 and an exit code (a usage error 2, a CharrnnError or an out-of-memory 1, Ctrl-C outside training
 130, a failed write to a full disk or a closed stdout 1), and where the one rule for a command
-under an MPI launcher is applied (Command): train on every rank, tune refused, any other on
-rank 0 alone, the other ranks quiet."""
+under an MPI launcher is applied (Command): train on every rank (its dry run too), tune
+refused, any other on rank 0 alone, the other ranks quiet."""
 import errno
 import io
 import os
@@ -29,10 +29,10 @@ class _ClosedStream(io.TextIOBase):
 class Command(click.Command):
     """A charrnn command, run under an MPI launcher by the one rule of
     distributed.single_process: on rank 0 alone, the other ranks ending at once with exit code
-    0; unless `parallel(params)` says this invocation trains data-parallel (every rank runs
-    it), or `refusal` is the line with which the command refuses to run under a launcher."""
+    0; unless `parallel`, a command every rank runs (train, data-parallel), or `refusal`, the
+    line with which the command refuses to run under a launcher."""
 
-    def __init__(self, *args, parallel=None, refusal=None, **kwargs):
+    def __init__(self, *args, parallel=False, refusal=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.parallel, self.refusal = parallel, refusal
 
@@ -45,7 +45,7 @@ class Command(click.Command):
 
     def invoke(self, ctx):
         # after parsing, so every rank meets a usage error alike (CharrnnCommands.main)
-        if self.parallel is not None and self.parallel(ctx.params):
+        if self.parallel:
             return super().invoke(ctx)
         if not distributed.single_process(self.refusal):
             return None

@@ -1,6 +1,7 @@
 """Every command under a real `mpiexec -n 2`, as a user who prefixes every command with it runs
-them: train trains data-parallel (tests/test_mpi.py), tune refuses in one line, and every other
-command runs once, on rank 0: its stdout, exit code and files are one process's."""
+them: train trains data-parallel (tests/test_mpi.py) and its dry run takes every rank too, tune
+refuses in one line, and every other command runs once, on rank 0: its stdout, exit code and
+files are one process's."""
 import importlib.util
 import json
 import os
@@ -64,7 +65,8 @@ def charrnn(tmp_path, args, launched):
 
 
 def commands(run, corpus):
-    """name -> (args, the file it writes or None), every command but train and tune."""
+    """name -> (args, the file it writes or None), every command but train (its dry run
+    included) and tune."""
     ckpt = run / "last.npz"
     yield "sample", ["sample", "--ckpt", ckpt, "--length", 200, "--seed", 3,
                      "--num-samples", 2], None
@@ -73,7 +75,6 @@ def commands(run, corpus):
     yield "viz", ["viz", "--ckpt", ckpt, corpus, "--chars", 500, "-o", "page.html"], "page.html"
     if importlib.util.find_spec("matplotlib"):
         yield "plot", ["plot", run, "-o", "loss.png"], "loss.png"
-    yield "dry-run", ["train", corpus, "--dry-run", "--hidden-size", 32], None
     yield "a failure", ["info", "no-such.npz"], None
     yield "a usage error", ["sample", "--ckpt", ckpt, "--length", "many"], None
     yield "--help", ["eval", "--help"], None
@@ -105,6 +106,29 @@ def test_every_other_command_runs_once_on_rank_0(run_dir, tmp_path):
 
 
 @needs_mpi
+def test_a_dry_run_takes_every_rank_and_reports_once(run_dir, tmp_path):
+    """train's dry run runs on every rank, as the run does: a `time` measures the candidates'
+    paces on the ranks together (the choice then is the run's); rank 0 alone prints, and no
+    rank writes."""
+    _, corpus = run_dir
+    plain = ["train", corpus, "--dry-run", "--hidden-size", 32]
+    alone, _ = charrnn(tmp_path, plain, launched=False)
+    two, wrote = charrnn(tmp_path, plain, launched=True)
+    assert two.returncode == alone.returncode == 0, two.stderr
+    assert two.stdout == alone.stdout and wrote == {"0": [], "1": []}
+    assert two.stderr.count("dry run: nothing was trained or written") == 1, two.stderr
+    timed, wrote = charrnn(tmp_path, ["train", corpus, "--dry-run", "--time", "30s",
+                                      "--layers", 1, "--batch-size", 8, "--seq-len", 20],
+                           launched=True)
+    assert timed.returncode == 0 and "Traceback" not in timed.stderr, timed.stderr
+    assert wrote == {"0": [], "1": []}
+    header = [line for line in timed.stdout.splitlines() if line.startswith("time 30s:")]
+    assert len(header) == 1 and header[0].endswith(
+        "chosen for this corpus and machine (2 processes of 1 thread):"), timed.stdout
+    assert timed.stderr.count("dry run: nothing was trained or written") == 1, timed.stderr
+
+
+@needs_mpi
 def test_tune_refuses_in_one_line_on_every_rank(tmp_path):
     args = ["tune", "corpus.txt", "--space", "space.yaml", "--trials", 1, "--out", "sweep"]
     refused, wrote = charrnn(tmp_path, args, launched=True)
@@ -116,7 +140,8 @@ def test_tune_refuses_in_one_line_on_every_rank(tmp_path):
 
 def test_a_rank_other_than_0_does_nothing_but_exit_0(run_dir, tmp_path, monkeypatch):
     """The rule without mpiexec: a process whose launcher says it is rank 1 of 2 reads nothing,
-    writes nothing, prints nothing, for every command but train, whose dry run included."""
+    writes nothing, prints nothing, for every command but train (whose dry run takes part in
+    the group, test_a_dry_run_takes_every_rank_and_reports_once)."""
     run, corpus = run_dir
     monkeypatch.setenv("PMI_SIZE", "2")
     monkeypatch.setenv("PMI_RANK", "1")

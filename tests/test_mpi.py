@@ -313,6 +313,8 @@ def test_an_error_on_one_rank_ends_the_job(corpus, tmp_path):
 @needs_mpi
 @pytest.mark.parametrize("args, fragment, code", [
     (["train", "no-such-corpus.txt"], "no-such-corpus.txt", 1),
+    (["train", "no-such-corpus.txt", "--dry-run"], "no-such-corpus.txt", 1),
+    (["train", "x.txt", "--dry-run", "--config", "no-such.yaml"], "no-such.yaml", 1),
     (["train", "x.txt", "--lr", "abc"], "'--lr'", 2),  # Click's, before MPI starts
     (["tune", "x.txt", "--space", "s.yaml", "--trials", "1", "--out", "sweep"], "--storage", 1),
 ])
