@@ -28,8 +28,8 @@ class _ClosedStream(io.TextIOBase):
 
 class Command(click.Command):
     """A charrnn command, run under an MPI launcher by the one rule of
-    distributed.single_process: on rank 0 alone, the other ranks ending at once with exit code
-    0; unless `parallel`, a command every rank runs (train, data-parallel), or `refusal`, the
+    distributed.single_process: on rank 0 alone, the other ranks waiting for it (until
+    distributed.leader_done) and ending with exit code 0; unless `parallel`, a command every rank runs (train, data-parallel), or `refusal`, the
     line with which the command refuses to run under a launcher."""
 
     def __init__(self, *args, parallel=False, refusal=None, **kwargs):
@@ -49,7 +49,10 @@ class Command(click.Command):
             return super().invoke(ctx)
         if not distributed.single_process(self.refusal):
             return None
-        return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        finally:
+            distributed.leader_done()
 
 
 class UsageLine(click.UsageError):

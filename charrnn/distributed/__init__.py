@@ -24,14 +24,15 @@ How a job ends on a fault, with no rank left waiting at a collective:
 
 Every other command (sample, eval, info, viz, plot, train --dry-run) and every API function but
 train does its work in one process: under a launcher the command runs on rank 0 alone and the
-other ranks end at once with exit code 0 (`single_process`); `charrnn tune` refuses.
+other ranks wait for it without using a core, then end with exit code 0 (`single_process`,
+`leader_done`); `charrnn tune` refuses.
 
 mpi4py is imported only when a launcher's environment variables say this process is one of
 several: a single process never starts MPI.
 """
 from .group import ALONE, Group, GroupError
-from .launch import INSTALL, launched_size, launcher_rank, single_process, world
+from .launch import INSTALL, launched_size, launcher_rank, leader_done, single_process, world
 from .mpi import MPIGroup
 
 __all__ = ["ALONE", "Group", "GroupError", "MPIGroup", "INSTALL", "launched_size", "launcher_rank",
-           "single_process", "world"]
+           "leader_done", "single_process", "world"]

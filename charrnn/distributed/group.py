@@ -59,6 +59,13 @@ class Group:
         """Every rank's block of rows, stacked in rank order (on every rank)."""
         return block
 
+    def wait_for_leader(self):
+        """On a rank other than 0, while rank 0 runs a command alone: return once rank 0 calls
+        leader_done, without using a core meanwhile."""
+
+    def leader_done(self):
+        """On rank 0, when the command it ran alone has ended: the others may end too."""
+
     def bcast(self, obj):
         """Rank 0's obj, on every rank."""
         return obj

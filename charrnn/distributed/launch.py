@@ -43,9 +43,10 @@ def launched_size():
 def single_process(refusal=None):
     """The rule for every command but data-parallel training, under a launcher that started
     several processes: the work is done once, by rank 0. Returns whether this process does it:
-    True without a launcher and on rank 0; False on any other rank, which then ends at once,
-    quietly, with exit code 0 (MPICH's mpiexec ORs the ranks' exit codes and Open MPI's reports
-    one that is not 0, so the job's code is rank 0's and its output is one process's).
+    True without a launcher and on rank 0; False on any other rank, which has then waited for
+    rank 0's leader_done without using a core and ends quietly with exit code 0 (MPICH's
+    mpiexec ORs the ranks' exit codes and Open MPI's reports one that is not 0, so the job's code
+    is rank 0's and its output is one process's). Without mpi4py they end at once.
 
     refusal: a command that cannot run as one process of several (the sweeps, which have their
     own way to use several machines) raises GroupError(refusal) on every rank instead, rank 0
@@ -58,7 +59,20 @@ def single_process(refusal=None):
         return True
     if refusal is not None:
         raise GroupError(refusal, shown=launcher_rank() == 0)
-    return launcher_rank() == 0
+    try:  # the others wait for rank 0 (MPIGroup.wait_for_leader says why)
+        group = world()
+    except GroupError:  # no mpi4py, or another MPI's launcher: they end at once
+        group = ALONE
+    if launcher_rank() == 0:
+        return True
+    group.wait_for_leader()
+    return False
+
+
+def leader_done():
+    """After a command single_process gave rank 0: the ranks waiting for it end."""
+    if _world is not None:
+        _world.leader_done()
 
 
 _world = None
