@@ -29,8 +29,9 @@ class _ClosedStream(io.TextIOBase):
 class Command(click.Command):
     """A charrnn command, run under an MPI launcher by the one rule of
     distributed.single_process: on rank 0 alone, the other ranks waiting for it (until
-    distributed.leader_done) and ending with exit code 0; unless `parallel`, a command every rank runs (train, data-parallel), or `refusal`, the
-    line with which the command refuses to run under a launcher."""
+    distributed.leader_done) and ending with exit code 0; unless `parallel`, a command every
+    rank runs (train, data-parallel), or `refusal`, the line with which the command refuses to
+    run under a launcher."""
 
     def __init__(self, *args, parallel=False, refusal=None, **kwargs):
         super().__init__(*args, **kwargs)
