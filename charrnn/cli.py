@@ -53,7 +53,7 @@ def _train_options(f):
     return f
 
 
-# train alone runs on every rank of an MPI job, data-parallel, its dry run too: a `time`
+# train runs on every rank of an MPI job, data-parallel, and so does its dry run: a `time`
 # measures the paces of the processes the run would train on (Command)
 @main.command(context_settings=CONTEXT, parallel=True)
 @click.argument("corpus", nargs=-1, required=True, type=click.Path())

@@ -22,7 +22,7 @@ How a job ends on a fault, with no rank left waiting at a collective:
   answering, a process stopped with SIGSTOP) ends the job from a watchdog thread: set
   CHARRNN_MPI_TIMEOUT to change it, 0 for none.
 
-Every other command (sample, eval, info, viz, plot, train --dry-run) and every API function but
+Every other command (sample, eval, info, viz, plot) and every API function but
 train does its work in one process: under a launcher the command runs on rank 0 alone and the
 other ranks wait for it without using a core, then end with exit code 0 (`single_process`,
 `leader_done`); `charrnn tune` refuses.
