@@ -11,10 +11,10 @@ Everything the `charrnn` command does is a call here first: the CLI parses, call
 prints. Errors a user can fix raise CharrnnError with the one-line message the CLI prints. A call
 leaves the process as it found it (signal handlers are put back; the CLI alone changes malloc).
 """
-from .api import Model, Trace, export, load, train
+from .api import Model, Plan, Trace, export, load, plan, train
 from .config import TrainConfig
 from .errors import CharrnnError
 from .training import Result, Stopped
 
-__all__ = ["load", "train", "export", "Model", "Trace", "TrainConfig", "Result", "Stopped",
-           "CharrnnError"]
+__all__ = ["load", "train", "plan", "export", "Model", "Trace", "Plan", "TrainConfig", "Result",
+           "Stopped", "CharrnnError"]

@@ -1,13 +1,14 @@
-"""The public API: load() -> Model (sample, stream, score, trace) and train(). charrnn's
+"""The public API: load() -> Model (sample, stream, score, trace), train() and plan(). charrnn's
 __init__ re-exports it; the CLI and the sweeps call it."""
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from . import checkpoint, corpus as corpus_mod, data, distributed, evaluate, inference, \
-    resume as resume_mod, rundir, runtime, sample as sample_mod, training
+from . import checkpoint, corpus as corpus_mod, data, distributed, evaluate, inference, report, \
+    resume as resume_mod, rundir, runtime, sample as sample_mod, schedule, training
 from .arguments import PathLike, checked
 from .config import TrainConfig
 from .errors import CharrnnError
@@ -267,6 +268,56 @@ def train(corpus: Union[PathLike, Sequence[PathLike]],
                                   group=group, given=given)
 
 
+@dataclass
+class Plan:
+    """What train() would do with the same arguments, found without training
+    (`charrnn train --dry-run`)."""
+    config: TrainConfig  # the run's config; with `time`, the keys its rules chose filled in
+    choices: list  # with `time`, the choice and the reason for each part of it; else []
+    report: list  # lines: the model's size, the batches per epoch, a memory estimate
+    warnings: list  # what would go wrong or run slowly, one line each
+
+
+@checked
+def plan(corpus: Union[PathLike, Sequence[PathLike]],
+         config: Union[None, PathLike, dict, TrainConfig] = None, *, progress: bool = True,
+         resume: Optional[PathLike] = None, init_from: Optional[PathLike] = None,
+         **overrides) -> Plan:
+    """What train(corpus, config, resume=..., init_from=..., **overrides) would do, without
+    training or writing anything: one pass over the corpus (nothing is cached) and, with
+    `time`, a few timed steps of each candidate model on random text, as train measures them.
+    progress: the pass's progress bar on stderr.
+
+    Under an MPI launcher every process calls plan, as with train: the candidates' paces are
+    then the processes' together (the run's), rank 0 reads the config and the corpus, and every
+    rank returns the same Plan.
+    """
+    group = distributed.world()
+    paths = corpus_mod.as_paths(corpus)
+    with group.together():
+        ck, cfg, given = group.on_leader(
+            lambda: resume_mod.resolve_given(config, overrides, resume, init_from))
+        vocab = ck.vocab if ck else None
+        scanned = group.on_leader(lambda: _scanned(paths, vocab, progress))
+        choices = []
+        if given is not None:
+            cfg, choices = schedule.plan_time(
+                dataclasses.replace(cfg, threads=runtime.step_threads(cfg.threads, group.size)),
+                given, data.split_sizes(scanned.chars, cfg.val_frac)[0], len(scanned.vocab),
+                group)
+    est = report.estimate(cfg, scanned.chars, len(vocab or scanned.vocab))
+    return Plan(config=cfg, choices=choices, report=report.dry_run_lines(cfg, est, scanned.source),
+                warnings=report.warnings(cfg, est))
+
+
+def _scanned(paths, vocab, progress):
+    """The corpus's first pass; a checkpoint's vocab (when given) must hold every character."""
+    scanned = corpus_mod.scan(paths, progress=progress)
+    if vocab is not None:
+        corpus_mod.check_vocab(scanned, vocab)
+    return scanned
+
+
 def _check_same_corpus(group, text, paths):
     """An error on every rank when the ranks read different texts at paths."""
     hashes = group.gather_rows(np.array([text.hash]))
@@ -279,12 +330,12 @@ def _check_same_corpus(group, text, paths):
 def _resolve(config, overrides, resume, init_from, overwrite):
     """-> (Checkpoint or None, TrainConfig, the keys the user set when `time` is to choose the
     others, else None); a fresh run refused early when its folder holds one."""
-    ck, cfg = resume_mod.resolve(config, overrides, resume, init_from)
+    ck, cfg, given = resume_mod.resolve_given(config, overrides, resume, init_from)
     if resume is None and not overwrite:
         # before reading the corpus, which may take a while; claim() checks again, under the
         # lock, where it cannot race another process
         rundir.RunDir(cfg.out).refuse_a_run()
-    return ck, cfg, resume_mod.chosen_by_time(ck, cfg, config, overrides)
+    return ck, cfg, given
 
 
 @contextlib.contextmanager

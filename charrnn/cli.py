@@ -10,7 +10,7 @@ import sys
 import click
 
 from . import api, checkpoint, config as config_mod, corpus as corpus_mod, data, distributed, \
-    evaluate, report, rundir, runtime, sample as sample_mod, schedule, training, \
+    evaluate, report, rundir, runtime, sample as sample_mod, training, \
     tune as tune_mod
 from .cli_group import CharrnnCommands
 from .errors import CharrnnError
@@ -91,48 +91,17 @@ def train(ctx, corpus, config_path, dry_run, resume_path, init_path, overwrite, 
 
 
 def _dry_run(paths, config_path, overrides, resume_path, init_path):
-    """The first corpus pass only (nothing is cached), then the report on stdout; for a run with
-    `time`, first the model and recipe its rules choose here, with their reasons (the paces
-    measured on random text). Under an MPI launcher every rank takes part, as in the run (the
-    paces are the group's: P processes of one thread each, adding their gradients), and rank 0
-    alone reads, decides and prints."""
-    group = distributed.world()
-    with group.together():
-        ck, cfg, given = group.on_leader(lambda: _resolve(config_path, overrides, resume_path,
-                                                          init_path))
-        vocab = ck.vocab if ck else None
-        sc = group.on_leader(lambda: _scan(paths, vocab))
-        lines = []
-        if given is not None:
-            cfg, lines = schedule.plan_time(
-                dataclasses.replace(cfg, threads=runtime.step_threads(cfg.threads, group.size)),
-                given, data.split_sizes(sc.chars, cfg.val_frac)[0], len(sc.vocab), group)
-        group.on_leader(lambda: _report(cfg, sc, vocab, lines))
-
-
-def _resolve(config_path, overrides, resume_path, init_path):
-    """-> (the checkpoint or None, the config, the keys the user set when `time` chooses the
-    others, else None)."""
-    from . import resume as resume_mod
-    ck, cfg = resume_mod.resolve(config_path, overrides, resume_path, init_path)
-    return ck, cfg, resume_mod.chosen_by_time(ck, cfg, config_path, overrides)
-
-
-def _scan(paths, vocab):
-    sc = corpus_mod.scan(paths, progress=True)
-    if vocab is not None:
-        corpus_mod.check_vocab(sc, vocab)
-    return sc
-
-
-def _report(cfg, sc, vocab, lines):
-    for line in lines:
-        click.echo(line)
-    est = report.estimate(cfg, sc.chars, len(vocab or sc.vocab))
-    for line in report.dry_run_lines(cfg, est, sc.source):
+    """charrnn.plan's report: with `time`, the model and recipe its rules choose and why, then
+    the run's size and memory, on stdout; its warnings on stderr. Under an MPI launcher every
+    rank plans (the paces are the ranks'), rank 0 prints."""
+    plan = api.plan(list(paths), config_path, resume=resume_path, init_from=init_path,
+                    **overrides)
+    if not distributed.world().leader:
+        return
+    for line in plan.choices + plan.report:
         click.echo(line)
     sys.stdout.flush()  # a full disk is then the one line printed, before the notes below
-    for warning in report.warnings(cfg, est):
+    for warning in plan.warnings:
         click.echo(f"Warning: {warning}", err=True)
     click.echo("dry run: nothing was trained or written", err=True)
 

@@ -90,6 +90,14 @@ def resolve(config=None, overrides=None, resume=None, init_from=None):
     return None, config_mod.load(config, overrides)
 
 
+def resolve_given(config=None, overrides=None, resume=None, init_from=None):
+    """-> (Checkpoint or None, TrainConfig, the keys the user set when `time` is to choose the
+    others, else None): resolve() and chosen_by_time() together, as train and its dry run
+    need them."""
+    ck, cfg = resolve(config, overrides, resume, init_from)
+    return ck, cfg, chosen_by_time(ck, cfg, config, overrides)
+
+
 def chosen_by_time(ck, cfg, config=None, overrides=None):
     """For a new run with `time`, the keys the user set (config, overrides), which the rules
     of timeplan.py leave as they are; None when nothing is to be chosen (no `time`, or a

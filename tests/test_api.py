@@ -261,6 +261,8 @@ def public_calls(model, corpus, tmp):
         "load": (charrnn.load, dict(path=str(model.checkpoint_path))),
         "train": (charrnn.train, dict(corpus=str(corpus), config=TINY, progress=False,
                                       overwrite=False, out=str(tmp / "run"), steps=2)),
+        "plan": (charrnn.plan, dict(corpus=str(corpus), config=TINY, progress=False,
+                                    steps=2)),
         "write_page": (charrnn.viz.write_page, dict(model=model, text=TEXT,
                                                     path=str(tmp / "v.html"), chars=50)),
         "plot_run": (charrnn.plot.plot_run, dict(run=str(tmp / "none"))),
@@ -296,6 +298,26 @@ def test_a_wrong_type_to_any_public_function_is_named_before_any_work(trained, c
             if name == "stream":
                 "".join(result)
         assert not os.listdir(tmp), (name, arg, os.listdir(tmp))
+
+
+def test_plan_is_the_dry_run(tmp_path):
+    """charrnn.plan is what `charrnn train --dry-run` prints: with `time`, the rules' choice
+    filled into the config and its reasons; without, the report alone; nothing written."""
+    args = dict(threads=1, batch_size=8, seq_len=20, hidden_size=32, out=str(tmp_path / "run"))
+    planned = charrnn.plan(SHAKESPEARE, progress=False, time="60s", **args)
+    assert (planned.config.cell, planned.config.layers, planned.config.hidden_size) == \
+        ("gru", 2, 32)
+    assert planned.config.time_limit == 60 and isinstance(planned.config.dropout, float)
+    assert planned.choices[0] == "time 60s: 2 x 32 gru, chosen for this corpus and machine " \
+                                 "(1 thread):"
+    assert planned.choices[2].startswith("  hidden_size 32 (yours): ")
+    plain = charrnn.plan(SHAKESPEARE, TINY, progress=False, out=str(tmp_path / "run"))
+    assert plain.choices == [] and plain.config == charrnn.config.load(
+        TINY, {"out": str(tmp_path / "run")})
+    printed = run("train", SHAKESPEARE, "--config", TINY, "--dry-run", "--out", tmp_path / "run")
+    assert printed.exit_code == 0
+    assert printed.stdout.splitlines() == plain.report
+    assert not os.listdir(tmp_path)
 
 
 @pytest.mark.parametrize("call", [
