@@ -40,7 +40,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import data, model, runtime  # noqa: E402
+from charrnn import blas, data, model, runtime  # noqa: E402
 from common import CLIP, CORPUS, LR, busy, add_model_args, corpus_ids, trainer  # noqa: E402
 
 
@@ -60,16 +60,24 @@ def blas_setup(threads, N):
 
 
 def machine_line():
-    model_name = platform.processor() or "?"
+    """The CPU (lscpu's model name, family and model), Python, NumPy, the BLAS and its kernels,
+    and any OPENBLAS_CORETYPE the environment forces: a forced kernel set can halve the BLAS's
+    speed (AVX2 kernels on an AVX-512 CPU), which PyTorch's oneDNN does not follow."""
+    model_name, family = platform.processor() or "?", ""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model_name = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                          if line.startswith("Model name"))
-    except (OSError, StopIteration):
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        model_name = fields.get("Model name", model_name)
+        if "CPU family" in fields:
+            family = f" (family {fields['CPU family']}, model {fields.get('Model', '?')})"
+    except OSError:
         pass
-    return (f"{model_name}, {os.cpu_count()} CPUs ({runtime.available_cpus()} usable); Python "
-            f"{platform.python_version()}, numpy {np.__version__}; load "
-            f"{open('/proc/loadavg').read().split()[0]}")
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    kernels = f", forced by OPENBLAS_CORETYPE={forced}" if forced else ""
+    return (f"{model_name}{family}, {os.cpu_count()} CPUs ({runtime.available_cpus()} usable); "
+            f"Python {platform.python_version()}, numpy {np.__version__}; "
+            f"{blas.describe()}{kernels}; load {open('/proc/loadavg').read().split()[0]}")
 
 
 # ---------------------------------------------------------------- charrnn
