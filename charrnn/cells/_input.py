@@ -96,20 +96,6 @@ def gate_major(W, gates):
     return np.ascontiguousarray(W.reshape(K, gates, G // gates).transpose(1, 0, 2))
 
 
-def project_gates(p, x, scale, gates, threads=runtime.ONE_THREAD):
-    """The window's input side and recurrent weights of a gated cell, gate-major and scaled by
-    the cell's gate_scale (G = gates*H,): acts (gates, T, N, H) = x_t Wx + b, one lookup or
-    product per gate, and Wh (gates, H, H), so one batched product gives a step's (gates, n, H)."""
-    H = p["Wh"].shape[0]
-    Wx, b = gate_major(p["Wx"] * scale, gates), (p["b"] * scale).reshape(gates, H)
-    T, N = x.shape[:2]
-    dtype = Wx.dtype if is_ids(x) else np.result_type(x, Wx)
-    acts = np.empty((gates, T, N, H), dtype=dtype)
-    for k in range(gates):
-        project(Wx[k], b[k], x, out=acts[k], threads=threads)
-    return acts, gate_major(p["Wh"] * scale, gates)
-
-
 def scaled_gates(p, scale):
     """p with the columns of Wx (D, G), b (G,) and Wh (H, G) multiplied by the cell's gate_scale
     (G,), new arrays (p keeps its own), any other parameter as it is: the weights a gated cell's
@@ -120,10 +106,10 @@ def scaled_gates(p, scale):
     return {**p, "Wx": p["Wx"] * scale, "b": p["b"] * scale, "Wh": p["Wh"] * scale}
 
 
-def project_backward(Wx, x, da, threads=runtime.ONE_THREAD):
+def project_backward(Wx, x, da, threads=runtime.ONE_THREAD, dx=True):
     """Gradients of project given da = dLoss/d(x Wx + b), shape (T, N, G).
 
-    Returns dWx (D, G), db (G,) and dx ((T, N, D), or None for id input).
+    Returns dWx (D, G), db (G,) and dx ((T, N, D), or None for id input or when dx is False).
     """
     T, N, G = da.shape
     da2 = da.reshape(T * N, G)
@@ -136,8 +122,9 @@ def project_backward(Wx, x, da, threads=runtime.ONE_THREAD):
     x2 = x.reshape(T * N, D)
     db = da2.sum(axis=0)
     dWx = threads.matmul(x2.T, da2)
-    dx = threads.matmul(da2, np.ascontiguousarray(Wx.T)).reshape(T, N, D)
-    return dWx, db, dx
+    if not dx:
+        return dWx, db, None
+    return dWx, db, threads.matmul(da2, np.ascontiguousarray(Wx.T)).reshape(T, N, D)
 
 
 def project_blocks(Wx, b, x, k, threads=runtime.ONE_THREAD):

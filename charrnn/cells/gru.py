@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import runtime
-from ._input import project_backward, project_gates, scaled_gates
+from ._input import gate_major, is_ids, project, project_backward, scaled_gates
 
 STATE_NAMES = ("h",)
 GATES = 3
@@ -87,33 +87,62 @@ def _activate(a, rec, bhn, h_prev, h, hn, tmp):
     h += n
 
 
-def forward(p, x, state, threads=runtime.ONE_THREAD):
-    """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
-    (h0,) = state
-    H = p["Wh"].shape[0]
-    scale = gate_scale(H, p["Wh"].dtype)
-    # acts (G, T, N, H): x_t Wx + b with r, z halved, gate by gate, overwritten by the gates;
-    # Wh (G, H, H): one product gives a step's (G, n, H)
-    acts, Wh = project_gates(p, x, scale, GATES, threads)
-    T, N, dtype = acts.shape[1], acts.shape[2], acts.dtype
-    # hs_ext (T+1, N, H) holds h0 in slot 0, so step t reads slot t and backward gets
-    # dWh = sum_t h_{t-1}^T drec_t as one product
-    hs_ext = np.empty((T + 1, N, H), dtype=dtype)
-    hs_ext[0] = h0
-    hns = np.empty((T, N, H), dtype=dtype)  # h_{t-1} Wh[n] + bhn, what the reset gate scales
+class Forward:
+    """The forward pass of one window, in pieces a caller can schedule: the input side of any
+    steps (project), the recurrence over any rows and consecutive steps (loop), then result.
+    forward runs them over the whole window; model's layer pipeline a chunk of steps at a time.
 
-    def loop(rows):
+    x (T, N) ids or (T, N, D), read by project only; state (h0,) with h0 (N, H).
+    """
+
+    def __init__(self, p, x, state):
+        (h0,) = state
+        T, (N, H) = x.shape[0], h0.shape
+        self.x, self.bhn = x, p["bhn"]
+        scale = gate_scale(H, p["Wh"].dtype)
+        # Wx (G, D, H), b (G, H): the input side gate by gate, r, z halved; Wh (G, H, H): one
+        # product gives a step's (G, n, H)
+        self.Wx, self.b = gate_major(p["Wx"] * scale, GATES), (p["b"] * scale).reshape(GATES, H)
+        self.Wh = gate_major(p["Wh"] * scale, GATES)
+        dtype = self.Wx.dtype if is_ids(x) else np.result_type(x, self.Wx)
+        # acts (G, T, N, H): x_t Wx + b, overwritten by the gates
+        self.acts = np.empty((GATES, T, N, H), dtype=dtype)
+        # hs_ext (T+1, N, H) holds h0 in slot 0, so step t reads slot t and backward gets
+        # dWh = sum_t h_{t-1}^T drec_t as one product
+        self.hs_ext = np.empty((T + 1, N, H), dtype=dtype)
+        self.hs_ext[0] = h0
+        self.hns = np.empty((T, N, H), dtype=dtype)  # h_{t-1} Wh[n] + bhn
+        self.hs = self.hs_ext[1:]
+
+    def project(self, steps, threads=runtime.ONE_THREAD):
+        """acts[:, steps] = x[steps] Wx + b, every row."""
+        for k in range(GATES):
+            project(self.Wx[k], self.b[k], self.x[steps], out=self.acts[k, steps],
+                    threads=threads)
+
+    def loop(self, rows, steps=slice(None)):
+        """The recurrence on rows (a slice of the batch) over steps (consecutive, in order);
+        the steps before them must be done for these rows, and their input side projected."""
+        acts, hs_ext, hns, H = self.acts, self.hs_ext, self.hns, self.hs_ext.shape[2]
         n = rows.stop - rows.start
-        rec = np.empty((GATES, n, H), dtype=dtype)
-        tmp = np.empty((n, H), dtype=dtype)
-        for t in range(T):
-            np.matmul(hs_ext[t, rows], Wh, out=rec)
-            _activate(acts[:, t, rows], rec, p["bhn"], hs_ext[t, rows], hs_ext[t + 1, rows],
+        rec = np.empty((GATES, n, H), dtype=acts.dtype)
+        tmp = np.empty((n, H), dtype=acts.dtype)
+        for t in range(*steps.indices(len(hns))):
+            np.matmul(hs_ext[t, rows], self.Wh, out=rec)
+            _activate(acts[:, t, rows], rec, self.bhn, hs_ext[t, rows], hs_ext[t + 1, rows],
                       hns[t, rows], tmp)
 
-    threads.each_block(loop, N)
-    hs = hs_ext[1:]
-    return hs, (hs[-1].copy(),), Cache(x, acts, hns, hs_ext)
+    def result(self):
+        """hs (T, N, H), the final state (hT,) and the cache for backward."""
+        return self.hs, (self.hs[-1].copy(),), Cache(self.x, self.acts, self.hns, self.hs_ext)
+
+
+def forward(p, x, state, threads=runtime.ONE_THREAD):
+    """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
+    window = Forward(p, x, state)
+    window.project(slice(None), threads)
+    threads.each_block(window.loop, x.shape[1])
+    return window.result()
 
 
 def _backward_step(acts, hn, h_prev, dh, drec, dn, tmp, tmp2):
@@ -144,6 +173,72 @@ def _backward_step(acts, hn, h_prev, dh, drec, dn, tmp, tmp2):
     dh *= z
 
 
+class Backward:
+    """The backward pass of one window, in pieces as Forward's: the recurrence over any rows and
+    steps (loop, last steps first), the input-side gradient dx of any steps (input_grad), then
+    result. cache from forward; dstate: the gradient w.r.t. the final state, or None for zero.
+    """
+
+    def __init__(self, p, cache, dstate=None):
+        self.p, self.cache = p, cache
+        x, acts, hns, hs_ext = cache
+        T, N, H = hns.shape
+        dtype = acts.dtype
+        # contiguous copies: OpenBLAS runs the small products against a transposed view ~40%
+        # slower
+        self.WhT = np.ascontiguousarray(p["Wh"].T)
+        self.WxT = None if is_ids(x) else np.ascontiguousarray(p["Wx"].T)
+        # (T, N, 3H): dLoss/d(h_{t-1} Wh + [0, 0, bhn]) in the parameters' column order, so
+        # that each step's rows are one product's operand and the window's gradients one
+        # product each
+        self.drec = np.empty((T, N, GATES * H), dtype=dtype)
+        self.dns = np.empty((T, N, H), dtype=dtype)  # dLoss/d(n's pre-activation)
+        # dLoss/dh at the step the loop has reached, per row: dh0 once every step is done
+        self.dh = np.zeros((N, H), dtype=dtype) if dstate is None else dstate[0].copy()
+
+    def loop(self, rows, dhs, steps=slice(None)):
+        """The recurrence on rows over steps (consecutive, last first) given dhs (T, N, H), the
+        gradient from above; the steps after them must be done for these rows."""
+        _, acts, hns, hs_ext = self.cache
+        drec, dns, WhT, H = self.drec, self.dns, self.WhT, hns.shape[2]
+        n = rows.stop - rows.start
+        dh = self.dh[rows]
+        tmp, mm = np.empty((n, H), dtype=dh.dtype), np.empty((n, H), dtype=dh.dtype)
+        tmp2 = np.empty((2, n, H), dtype=dh.dtype)
+        drec_t = np.empty((GATES, n, H), dtype=dh.dtype)
+        for t in reversed(range(*steps.indices(len(hns)))):
+            dh += dhs[t, rows]
+            _backward_step(acts[:, t, rows], hns[t, rows], hs_ext[t, rows], dh, drec_t,
+                           dns[t, rows], tmp, tmp2)
+            np.copyto(drec[t, rows].reshape(n, GATES, H).transpose(1, 0, 2), drec_t)
+            np.matmul(drec[t, rows], WhT, out=mm)
+            dh += mm
+
+    def input_grad(self, steps, out):
+        """out[steps] = dLoss/dx at those steps (dense input), once loop has done them: the
+        input side shares r and z with the recurrent side but sees n before the reset gate."""
+        H = self.dns.shape[2]
+        drec, dns = self.drec[steps], self.dns[steps]
+        rows = drec.shape[0] * drec.shape[1]
+        dx = out[steps].reshape(rows, -1)
+        np.matmul(drec.reshape(rows, -1)[:, :2 * H], self.WxT[:2 * H], out=dx)
+        dx += dns.reshape(rows, H) @ self.WxT[2 * H:]
+
+    def result(self, threads=runtime.ONE_THREAD, dx=True):
+        """grads {Wx, Wh, b, bhn}, dx ((T, N, D) or None for ids, and None when dx is False:
+        the caller took it from input_grad) and (dh0,)."""
+        x, _, hns, hs_ext = self.cache
+        T, N, H = hns.shape
+        drec = self.drec
+        dWh = threads.matmul(hs_ext[:-1].reshape(T * N, H).T, drec.reshape(T * N, 3 * H))
+        dbhn = drec[:, :, 2 * H:].sum(axis=(0, 1))
+        # the input side shares r and z with the recurrent side but sees n before the reset
+        # gate
+        drec[:, :, 2 * H:] = self.dns
+        dWx, db, dx = project_backward(self.p["Wx"], x, drec, threads=threads, dx=dx)
+        return {"Wx": dWx, "Wh": dWh, "b": db, "bhn": dbhn}, dx, (self.dh,)
+
+
 def backward(p, cache, dhs, dstate=None, threads=runtime.ONE_THREAD):
     """Backward through the window.
 
@@ -151,39 +246,9 @@ def backward(p, cache, dhs, dstate=None, threads=runtime.ONE_THREAD):
     dstate: gradient w.r.t. the final state, or None for zero.
     Returns grads {Wx, Wh, b, bhn}, dx ((T, N, D) or None for ids) and (dh0,).
     """
-    x, acts, hns, hs_ext = cache
-    T, N, H = dhs.shape
-    dtype = acts.dtype
-    # a contiguous copy: OpenBLAS runs the small products against a transposed view ~40% slower
-    WhT = np.ascontiguousarray(p["Wh"].T)
-    # (T, N, 3H): dLoss/d(h_{t-1} Wh + [0, 0, bhn]) in the parameters' column order, so that
-    # each step's rows are one product's operand and the window's gradients one product each
-    drec = np.empty((T, N, GATES * H), dtype=dtype)
-    dns = np.empty((T, N, H), dtype=dtype)  # dLoss/d(n's pre-activation)
-    dh0 = np.empty((N, H), dtype=dtype)
-
-    def loop(rows):
-        n = rows.stop - rows.start
-        dh = np.zeros((n, H), dtype=dtype) if dstate is None else dstate[0][rows].copy()
-        tmp, mm = np.empty((n, H), dtype=dtype), np.empty((n, H), dtype=dtype)
-        tmp2 = np.empty((2, n, H), dtype=dtype)
-        drec_t = np.empty((GATES, n, H), dtype=dtype)
-        for t in range(T - 1, -1, -1):
-            dh += dhs[t, rows]
-            _backward_step(acts[:, t, rows], hns[t, rows], hs_ext[t, rows], dh, drec_t,
-                           dns[t, rows], tmp, tmp2)
-            np.copyto(drec[t, rows].reshape(n, GATES, H).transpose(1, 0, 2), drec_t)
-            np.matmul(drec[t, rows], WhT, out=mm)
-            dh += mm
-        dh0[rows] = dh
-
-    threads.each_block(loop, N)
-    dWh = threads.matmul(hs_ext[:-1].reshape(T * N, H).T, drec.reshape(T * N, 3 * H))
-    dbhn = drec[:, :, 2 * H:].sum(axis=(0, 1))
-    # the input side shares r and z with the recurrent side but sees n before the reset gate
-    drec[:, :, 2 * H:] = dns
-    dWx, db, dx = project_backward(p["Wx"], x, drec, threads=threads)
-    return {"Wx": dWx, "Wh": dWh, "b": db, "bhn": dbhn}, dx, (dh0,)
+    window = Backward(p, cache, dstate)
+    threads.each_block(functools.partial(window.loop, dhs=dhs), dhs.shape[1])
+    return window.result(threads)
 
 
 def activations(cache):

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import runtime
-from ._input import project_backward, project_gates, scaled_gates
+from ._input import gate_major, is_ids, project, project_backward, scaled_gates
 
 STATE_NAMES = ("h", "c")
 GATES = 4
@@ -88,36 +88,66 @@ def _activate(z, c_prev, c, tanh_c, h, tmp):
     np.multiply(o, tanh_c, out=h)
 
 
-def forward(p, x, state, threads=runtime.ONE_THREAD):
-    """Run the window. Returns hs (T, N, H), the final state (hT, cT) and a cache for backward."""
-    h0, c0 = state
-    H = p["Wh"].shape[0]
-    scale = gate_scale(H, p["Wh"].dtype)
-    # acts (G, T, N, H): x_t Wx + b with i, f, o halved, gate by gate, overwritten by the gates;
-    # Wh (G, H, H): one product gives a step's (G, n, H)
-    acts, Wh = project_gates(p, x, scale, GATES, threads)
-    T, N, dtype = acts.shape[1], acts.shape[2], acts.dtype
-    # hs_ext, cs_ext (T+1, N, H) hold h0, c0 in slot 0, so step t reads slot t and backward gets
-    # dWh = sum_t h_{t-1}^T da_t as one product
-    hs_ext = np.empty((T + 1, N, H), dtype=dtype)
-    cs_ext = np.empty_like(hs_ext)
-    hs_ext[0], cs_ext[0] = h0, c0
-    tanh_cs = np.empty((T, N, H), dtype=dtype)  # kept so backward needs no second tanh
+class Forward:
+    """The forward pass of one window, in pieces a caller can schedule: the input side of any
+    steps (project), the recurrence over any rows and consecutive steps (loop), then result.
+    forward runs them over the whole window; model's layer pipeline a chunk of steps at a time.
 
-    def loop(rows):
-        n = rows.stop - rows.start
-        rec = np.empty((GATES, n, H), dtype=dtype)
-        tmp = np.empty((n, H), dtype=dtype)
-        for t in range(T):
-            np.matmul(hs_ext[t, rows], Wh, out=rec)
+    x (T, N) ids or (T, N, D), read by project only; state (h0, c0), each (N, H).
+    """
+
+    def __init__(self, p, x, state):
+        h0, c0 = state
+        T, (N, H) = x.shape[0], h0.shape
+        self.x = x
+        scale = gate_scale(H, p["Wh"].dtype)
+        # Wx (G, D, H), b (G, H): the input side gate by gate, i, f, o halved; Wh (G, H, H):
+        # one product gives a step's (G, n, H)
+        self.Wx, self.b = gate_major(p["Wx"] * scale, GATES), (p["b"] * scale).reshape(GATES, H)
+        self.Wh = gate_major(p["Wh"] * scale, GATES)
+        dtype = self.Wx.dtype if is_ids(x) else np.result_type(x, self.Wx)
+        # acts (G, T, N, H): x_t Wx + b, overwritten by the gates
+        self.acts = np.empty((GATES, T, N, H), dtype=dtype)
+        # hs_ext, cs_ext (T+1, N, H) hold h0, c0 in slot 0, so step t reads slot t and backward
+        # gets dWh = sum_t h_{t-1}^T da_t as one product
+        self.hs_ext = np.empty((T + 1, N, H), dtype=dtype)
+        self.cs_ext = np.empty_like(self.hs_ext)
+        self.hs_ext[0], self.cs_ext[0] = h0, c0
+        self.tanh_cs = np.empty((T, N, H), dtype=dtype)  # kept so backward needs no second tanh
+        self.hs = self.hs_ext[1:]
+
+    def project(self, steps, threads=runtime.ONE_THREAD):
+        """acts[:, steps] = x[steps] Wx + b, every row."""
+        for k in range(GATES):
+            project(self.Wx[k], self.b[k], self.x[steps], out=self.acts[k, steps],
+                    threads=threads)
+
+    def loop(self, rows, steps=slice(None)):
+        """The recurrence on rows (a slice of the batch) over steps (consecutive, in order);
+        the steps before them must be done for these rows, and their input side projected."""
+        acts, hs_ext, cs_ext, tanh_cs = self.acts, self.hs_ext, self.cs_ext, self.tanh_cs
+        n, H = rows.stop - rows.start, hs_ext.shape[2]
+        rec = np.empty((GATES, n, H), dtype=acts.dtype)
+        tmp = np.empty((n, H), dtype=acts.dtype)
+        for t in range(*steps.indices(len(tanh_cs))):
+            np.matmul(hs_ext[t, rows], self.Wh, out=rec)
             z = acts[:, t, rows]
             z += rec
             _activate(z, cs_ext[t, rows], cs_ext[t + 1, rows], tanh_cs[t, rows],
                       hs_ext[t + 1, rows], tmp)
 
-    threads.each_block(loop, N)
-    hs = hs_ext[1:]
-    return hs, (hs[-1].copy(), cs_ext[-1].copy()), Cache(x, acts, cs_ext, tanh_cs, hs_ext)
+    def result(self):
+        """hs (T, N, H), the final state (hT, cT) and the cache for backward."""
+        return self.hs, (self.hs[-1].copy(), self.cs_ext[-1].copy()), Cache(
+            self.x, self.acts, self.cs_ext, self.tanh_cs, self.hs_ext)
+
+
+def forward(p, x, state, threads=runtime.ONE_THREAD):
+    """Run the window. Returns hs (T, N, H), the final state (hT, cT) and a cache for backward."""
+    window = Forward(p, x, state)
+    window.project(slice(None), threads)
+    threads.each_block(window.loop, x.shape[1])
+    return window.result()
 
 
 def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, work):
@@ -149,6 +179,63 @@ def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, work):
     dc *= f
 
 
+class Backward:
+    """The backward pass of one window, in pieces as Forward's: the recurrence over any rows and
+    steps (loop, last steps first), the input-side gradient dx of any steps (input_grad), then
+    result. cache from forward; dstate: the gradients (dhT, dcT) w.r.t. the final state, or None
+    for zero.
+    """
+
+    def __init__(self, p, cache, dstate=None):
+        self.p, self.cache = p, cache
+        x, acts, _, tanh_cs, _ = cache
+        T, N, H = tanh_cs.shape
+        dtype = acts.dtype
+        # contiguous copies: OpenBLAS runs the small products against a transposed view ~40%
+        # slower
+        self.WhT = np.ascontiguousarray(p["Wh"].T)
+        self.WxT = None if is_ids(x) else np.ascontiguousarray(p["Wx"].T)
+        # (T, N, 4H): dLoss/d(pre-activations) in the parameters' column order, so that each
+        # step's rows are one product's operand and the window's gradients one product each
+        self.da = np.empty((T, N, GATES * H), dtype=dtype)
+        # dLoss/d(h, c) at the step the loop has reached, per row: d(h0, c0) once all are done
+        if dstate is None:
+            self.dh, self.dc = np.zeros((N, H), dtype=dtype), np.zeros((N, H), dtype=dtype)
+        else:
+            self.dh, self.dc = dstate[0].copy(), dstate[1].copy()
+
+    def loop(self, rows, dhs, steps=slice(None)):
+        """The recurrence on rows over steps (consecutive, last first) given dhs (T, N, H), the
+        gradient from above; the steps after them must be done for these rows."""
+        _, acts, cs_ext, tanh_cs, _ = self.cache
+        da, WhT, H = self.da, self.WhT, tanh_cs.shape[2]
+        n = rows.stop - rows.start
+        dh, dc = self.dh[rows], self.dc[rows]
+        tmp = np.empty((n, H), dtype=dh.dtype)
+        da_t, work = np.empty((GATES, n, H), dtype=dh.dtype), np.empty((GATES, n, H), dtype=dh.dtype)
+        for t in reversed(range(*steps.indices(len(tanh_cs)))):
+            dh += dhs[t, rows]
+            _backward_step(acts[:, t, rows], cs_ext[t, rows], tanh_cs[t, rows], dh, dc, da_t,
+                           tmp, work)
+            np.copyto(da[t, rows].reshape(n, GATES, H).transpose(1, 0, 2), da_t)
+            np.matmul(da[t, rows], WhT, out=dh)
+
+    def input_grad(self, steps, out):
+        """out[steps] = dLoss/dx at those steps (dense input), once loop has done them."""
+        da = self.da[steps]
+        rows = da.shape[0] * da.shape[1]
+        np.matmul(da.reshape(rows, -1), self.WxT, out=out[steps].reshape(rows, -1))
+
+    def result(self, threads=runtime.ONE_THREAD, dx=True):
+        """grads {Wx, Wh, b}, dx ((T, N, D) or None for ids, and None when dx is False: the
+        caller took it from input_grad) and (dh0, dc0)."""
+        x, _, _, tanh_cs, hs_ext = self.cache
+        T, N, H = tanh_cs.shape
+        dWh = threads.matmul(hs_ext[:-1].reshape(T * N, H).T, self.da.reshape(T * N, GATES * H))
+        dWx, db, dx = project_backward(self.p["Wx"], x, self.da, threads=threads, dx=dx)
+        return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (self.dh, self.dc)
+
+
 def backward(p, cache, dhs, dstate=None, threads=runtime.ONE_THREAD):
     """Backward through the window.
 
@@ -156,36 +243,9 @@ def backward(p, cache, dhs, dstate=None, threads=runtime.ONE_THREAD):
     dstate: gradients (dhT, dcT) w.r.t. the final state, or None for zero.
     Returns grads {Wx, Wh, b}, dx ((T, N, D) or None for ids) and (dh0, dc0).
     """
-    x, acts, cs_ext, tanh_cs, hs_ext = cache
-    T, N, H = dhs.shape
-    dtype = acts.dtype
-    # a contiguous copy: OpenBLAS runs the small products against a transposed view ~40% slower
-    WhT = np.ascontiguousarray(p["Wh"].T)
-    # (T, N, 4H): dLoss/d(pre-activations) in the parameters' column order, so that each step's
-    # rows are one product's operand and the window's gradients one product each
-    da = np.empty((T, N, GATES * H), dtype=dtype)
-    dh0, dc0 = np.empty((N, H), dtype=dtype), np.empty((N, H), dtype=dtype)
-
-    def loop(rows):
-        n = rows.stop - rows.start
-        if dstate is None:
-            dh, dc = np.zeros((n, H), dtype=dtype), np.zeros((n, H), dtype=dtype)
-        else:
-            dh, dc = dstate[0][rows].copy(), dstate[1][rows].copy()
-        tmp = np.empty((n, H), dtype=dtype)
-        da_t, work = np.empty((GATES, n, H), dtype=dtype), np.empty((GATES, n, H), dtype=dtype)
-        for t in range(T - 1, -1, -1):
-            dh += dhs[t, rows]
-            _backward_step(acts[:, t, rows], cs_ext[t, rows], tanh_cs[t, rows], dh, dc, da_t,
-                           tmp, work)
-            np.copyto(da[t, rows].reshape(n, GATES, H).transpose(1, 0, 2), da_t)
-            np.matmul(da[t, rows], WhT, out=dh)
-        dh0[rows], dc0[rows] = dh, dc
-
-    threads.each_block(loop, N)
-    dWh = threads.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, GATES * H))
-    dWx, db, dx = project_backward(p["Wx"], x, da, threads=threads)
-    return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0, dc0)
+    window = Backward(p, cache, dstate)
+    threads.each_block(functools.partial(window.loop, dhs=dhs), dhs.shape[1])
+    return window.result(threads)
 
 
 def activations(cache):

@@ -3,12 +3,13 @@
 Arrays are time-major so that each step's slice is contiguous: x (T, N) ids or (T, N, D),
 hidden states hs (T, N, H), state (h,) with h (N, H). Parameters: Wx (D, H), Wh (H, H), b (H,).
 """
+import functools
 from typing import NamedTuple
 
 import numpy as np
 
 from .. import runtime
-from ._input import project, project_backward
+from ._input import is_ids, project, project_backward
 
 STATE_NAMES = ("h",)
 GATES = 1
@@ -31,27 +32,100 @@ def init(rng, D, H, dtype):
             for name, shape in param_shapes(D, H).items()}
 
 
-def forward(p, x, state, threads=runtime.ONE_THREAD):
-    """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
-    (h0,) = state
-    T, (N, H), Wh = x.shape[0], h0.shape, p["Wh"]
-    # hs_ext (T+1, N, H) holds h0 in slot 0, so step t reads slot t and backward gets
-    # dWh = sum_t h_{t-1}^T da_t as one product; slots 1.. first hold a_t = x_t Wx + b
-    hs_ext = np.empty((T + 1, N, H), dtype=np.result_type(p["Wx"], h0))
-    hs_ext[0] = h0
-    project(p["Wx"], p["b"], x, out=hs_ext[1:], threads=threads)
+class Forward:
+    """The forward pass of one window, in pieces a caller can schedule: the input side of any
+    steps (project), the recurrence over any rows and consecutive steps (loop), then result.
+    forward runs them over the whole window; model's layer pipeline a chunk of steps at a time.
 
-    def loop(rows):
-        rec = np.empty((rows.stop - rows.start, H), dtype=hs_ext.dtype)
-        for t in range(T):
+    x (T, N) ids or (T, N, D), read by project only; state (h0,) with h0 (N, H).
+    """
+
+    def __init__(self, p, x, state):
+        (h0,) = state
+        T, (N, H) = x.shape[0], h0.shape
+        self.p, self.x = p, x
+        # hs_ext (T+1, N, H) holds h0 in slot 0, so step t reads slot t and backward gets
+        # dWh = sum_t h_{t-1}^T da_t as one product; slots 1.. first hold a_t = x_t Wx + b
+        self.hs_ext = np.empty((T + 1, N, H), dtype=np.result_type(p["Wx"], h0))
+        self.hs_ext[0] = h0
+        self.hs = self.hs_ext[1:]
+
+    def project(self, steps, threads=runtime.ONE_THREAD):
+        """hs[steps] = x[steps] Wx + b, every row, for the loop to turn into h."""
+        project(self.p["Wx"], self.p["b"], self.x[steps], out=self.hs[steps], threads=threads)
+
+    def loop(self, rows, steps=slice(None)):
+        """The recurrence on rows (a slice of the batch) over steps (consecutive, in order);
+        the steps before them must be done for these rows, and their input side projected."""
+        hs_ext, Wh = self.hs_ext, self.p["Wh"]
+        rec = np.empty((rows.stop - rows.start, Wh.shape[1]), dtype=hs_ext.dtype)
+        for t in range(*steps.indices(len(self.hs))):
             np.matmul(hs_ext[t, rows], Wh, out=rec)
             a = hs_ext[t + 1, rows]
             a += rec
             np.tanh(a, out=a)
 
-    threads.each_block(loop, N)
-    hs = hs_ext[1:]
-    return hs, (hs[-1].copy(),), Cache(x, hs_ext)
+    def result(self):
+        """hs (T, N, H), the final state (hT,) and the cache for backward."""
+        return self.hs, (self.hs[-1].copy(),), Cache(self.x, self.hs_ext)
+
+
+def forward(p, x, state, threads=runtime.ONE_THREAD):
+    """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
+    window = Forward(p, x, state)
+    window.project(slice(None), threads)
+    threads.each_block(window.loop, x.shape[1])
+    return window.result()
+
+
+class Backward:
+    """The backward pass of one window, in pieces as Forward's: the recurrence over any rows and
+    steps (loop, last steps first), the input-side gradient dx of any steps (input_grad), then
+    result. cache from forward; dstate: the gradient w.r.t. the final state, or None for zero.
+    """
+
+    def __init__(self, p, cache, dstate=None):
+        self.p, self.cache = p, cache
+        x, hs_ext = cache
+        # contiguous copies: OpenBLAS runs the small products against a transposed view ~40%
+        # slower
+        self.WhT = np.ascontiguousarray(p["Wh"].T)
+        self.WxT = None if is_ids(x) else np.ascontiguousarray(p["Wx"].T)
+        hs = hs_ext[1:]
+        # da_t = dLoss/d(pre-activation at t) = (1 - h_t^2) * dh_t; loop writes tanh' first
+        self.da = np.empty_like(hs)
+        # dLoss/dh at the step the loop has reached, per row: dh0 once every step is done
+        self.dh = np.zeros_like(hs[0]) if dstate is None else dstate[0].copy()
+
+    def loop(self, rows, dhs, steps=slice(None)):
+        """The recurrence on rows over steps (consecutive, last first) given dhs (T, N, H), the
+        gradient from above; the steps after them must be done for these rows."""
+        hs, da, WhT, dh = self.cache.hs_ext[1:], self.da, self.WhT, self.dh[rows]
+        steps = slice(*steps.indices(len(hs)))
+        # the tanh' factor, from the stored outputs, needs nothing from the recurrence: one pass
+        # over the steps before the loop rather than two small ones per step
+        np.multiply(hs[steps, rows], hs[steps, rows], out=da[steps, rows])
+        np.subtract(1.0, da[steps, rows], out=da[steps, rows])
+        for t in reversed(range(steps.start, steps.stop)):
+            dh += dhs[t, rows]
+            d = da[t, rows]
+            d *= dh
+            np.matmul(d, WhT, out=dh)
+
+    def input_grad(self, steps, out):
+        """out[steps] = dLoss/dx at those steps (dense input), once loop has done them."""
+        da = self.da[steps]
+        rows = da.shape[0] * da.shape[1]
+        np.matmul(da.reshape(rows, -1), self.WxT, out=out[steps].reshape(rows, -1))
+
+    def result(self, threads=runtime.ONE_THREAD, dx=True):
+        """grads {Wx, Wh, b}, dx ((T, N, D) or None for ids, and None when dx is False: the
+        caller took it from input_grad) and (dh0,)."""
+        x, hs_ext = self.cache
+        T, N, H = self.da.shape
+        dWh = threads.matmul(hs_ext[:-1].reshape(T * N, H).T, self.da.reshape(T * N, H))
+        dWx, db, dx = project_backward(self.p["Wx"], x, self.da, threads=threads, dx=dx)
+        return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (self.dh,)
 
 
 def backward(p, cache, dhs, dstate=None, threads=runtime.ONE_THREAD):
@@ -61,31 +135,9 @@ def backward(p, cache, dhs, dstate=None, threads=runtime.ONE_THREAD):
     dstate: gradient w.r.t. the final state, or None for zero.
     Returns grads {Wx, Wh, b}, dx ((T, N, D) or None for ids) and (dh0,).
     """
-    x, hs_ext = cache
-    T, N, H = dhs.shape
-    # a contiguous copy: OpenBLAS runs the small products against a transposed view ~40% slower
-    WhT = np.ascontiguousarray(p["Wh"].T)
-    hs = hs_ext[1:]
-    da = np.empty_like(hs)  # da_t = dLoss/d(pre-activation at t) = (1 - h_t^2) * dh_t
-    dh0 = np.empty((N, H), dtype=da.dtype)
-
-    def loop(rows):
-        # the tanh' factor, from the stored outputs, needs nothing from the recurrence: one pass
-        # over the window before the loop rather than two small ones per step
-        np.multiply(hs[:, rows], hs[:, rows], out=da[:, rows])
-        np.subtract(1.0, da[:, rows], out=da[:, rows])
-        dh = np.zeros_like(dh0[rows]) if dstate is None else dstate[0][rows].copy()
-        for t in range(T - 1, -1, -1):
-            dh += dhs[t, rows]
-            d = da[t, rows]
-            d *= dh
-            np.matmul(d, WhT, out=dh)
-        dh0[rows] = dh
-
-    threads.each_block(loop, N)
-    dWh = threads.matmul(hs_ext[:-1].reshape(T * N, H).T, da.reshape(T * N, H))
-    dWx, db, dx = project_backward(p["Wx"], x, da, threads=threads)
-    return {"Wx": dWx, "Wh": dWh, "b": db}, dx, (dh0,)
+    window = Backward(p, cache, dstate)
+    threads.each_block(functools.partial(window.loop, dhs=dhs), dhs.shape[1])
+    return window.result(threads)
 
 
 def activations(cache):
