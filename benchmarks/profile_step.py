@@ -4,8 +4,10 @@ Runs training steps of the model on tiny Shakespeare as charrnn.training does (h
 norm clipping, dropout when asked, a thread per usable CPU) and times, per step: the per-step
 time loops of the cells (forward and backward), the window-wide products (input projection of
 upper layers, output layer, dWh, dWx, dx, the one-hot transpose), the softmax, clipping and
-Adam; the rest is "other" (the input lookup, dropout masks, reshapes, Python). Timing wraps the functions in
-place, so it adds a few microseconds per call and nothing per time step.
+Adam; with two threads and two or more layers of rnn, lstm or gru, the wavefront's passes
+(charrnn/wavefront.py) instead of the loops and the products they hold. The rest is "other"
+(the input lookup, dropout masks, reshapes, Python). Timing wraps the functions in place, so it
+adds a few microseconds per call and nothing per time step.
 
     python benchmarks/profile_step.py --cell lstm --hidden-size 256 --layers 2
     perf record -g python benchmarks/profile_step.py --cell lstm --layers 2   # native view
@@ -23,7 +25,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import data, model, optim, runtime  # noqa: E402
+from charrnn import data, model, optim, runtime, wavefront  # noqa: E402
 from common import CORPUS, add_model_args, corpus_ids  # noqa: E402
 
 
@@ -47,25 +49,38 @@ def main(argv=None):
 
     spent = defaultdict(float)
     run = runtime.concurrently
+    inside = []  # a phase being timed as a whole (the wavefront): what it sends is not counted
 
     def timed_run(fn, slices):
-        # the cells' time loops are closures named `loop`; everything else sent to the two
-        # threads is a cut window-wide product or the softmax's row blocks
-        kind = {"loop": f"time loop, {fn.__qualname__.split('.')[0]}"}.get(fn.__name__)
+        # the cells' time loops are methods named `loop` (backward's with its dhs bound by a
+        # functools.partial); everything else sent to the two threads is a cut window-wide
+        # product or the softmax's row blocks
+        named = getattr(fn, "func", fn)
+        kind = {"loop": f"time loop, {named.__qualname__.split('.')[0].lower()}"}.get(
+            named.__name__)
         if kind is None:
-            kind = "softmax" if "forward" in fn.__qualname__ else "window-wide products"
+            kind = "softmax" if "forward" in named.__qualname__ else "window-wide products"
         t = time.perf_counter()
         run(fn, slices)
-        spent[kind] += time.perf_counter() - t
+        if not inside:
+            spent[kind] += time.perf_counter() - t
 
     def timed(label, fn):
         def wrapper(*a, **k):
+            inside.append(label)
             t = time.perf_counter()
-            out = fn(*a, **k)
-            spent[label] += time.perf_counter() - t
-            return out
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[label] += time.perf_counter() - t
+                inside.pop()
         return wrapper
 
+    # two layers at a time on two threads (charrnn/wavefront.py): each pass's loops, the upper
+    # layer's input side and (backward) both layers' weight gradients run interleaved, timed
+    # as one phase each
+    wavefront.forward = timed("wavefront forward", wavefront.forward)
+    wavefront.backward = timed("wavefront backward", wavefront.backward)
     runtime.concurrently = timed_run
     clip, apply = timed("clip", optim.clip), timed("Adam", optim.apply)
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import residual, runtime
+from . import residual, runtime, wavefront
 from .cells import CELLS
 from .dropconnect import drop_weights, drop_weights_grads
 from .loss import nll_sum, softmax_cross_entropy_rows
@@ -195,15 +195,30 @@ def _layers_forward(params, spec, x, state, masks=None, threads=runtime.ONE_THRE
     cell, inp = spec.cell_module, x
     drops = masks.layers or [None] * spec.layers
     caches, new_state = [], []
-    for layer in range(spec.layers):
-        p = drop_weights(layer_params(params, layer), masks.layer(layer))
-        hs, final, cache = cell.forward(p, inp, state[layer], threads)
-        if drops[layer] is not None:
-            hs = hs * drops[layer]
-        caches.append(cache)
-        new_state.append(final)
-        inp = hs
+    for group in layer_groups(spec, threads):
+        p = [drop_weights(layer_params(params, k), masks.layer(k)) for k in group]
+        if len(group) == 2:  # the wavefront: both layers at once, one per thread
+            a, b = group
+            outputs = wavefront.forward(cell, *p, inp, state[a], state[b], drops[a], threads)
+        else:
+            outputs = [cell.forward(p[0], inp, state[group[0]], threads)]
+        for layer, (hs, final, cache) in zip(group, outputs):
+            caches.append(cache)
+            new_state.append(final)
+            inp = hs
+        if drops[group[-1]] is not None:
+            inp = inp * drops[group[-1]]
     return inp, new_state, caches, masks
+
+
+def layer_groups(spec, threads):
+    """The plain stack's layers in the order forward runs them, as tuples of layer indices:
+    pairs of consecutive layers where the wavefront applies (wavefront.py; the last layer of an
+    odd count alone), else one at a time."""
+    L = spec.layers
+    if not wavefront.applies(spec, threads):
+        return [(k,) for k in range(L)]
+    return [tuple(range(k, min(k + 2, L))) for k in range(0, L, 2)]
 
 
 def output_layer(params, top, threads=runtime.ONE_THREAD):
@@ -314,12 +329,17 @@ def _layers_backward(params, spec, caches, masks, dh, grads, threads):
     if drops[-1] is not None:
         dh = dh.copy()
     dstate0 = [None] * spec.layers
-    for layer in range(spec.layers - 1, -1, -1):
-        if drops[layer] is not None:
-            dh *= drops[layer]
-        mask = masks.layer(layer)
-        g, dh, dstate0[layer] = cell.backward(drop_weights(layer_params(params, layer), mask),
-                                              caches[layer], dh, threads=threads)
-        for k, v in drop_weights_grads(g, mask).items():
-            grads[f"l{layer}.{k}"] = v
+    for group in reversed(layer_groups(spec, threads)):
+        if drops[group[-1]] is not None:
+            dh *= drops[group[-1]]
+        p = [drop_weights(layer_params(params, k), masks.layer(k)) for k in group]
+        if len(group) == 2:
+            a, b = group
+            *results, dh = wavefront.backward(cell, *p, caches[a], caches[b], dh, drops[a])
+        else:
+            g, dh, d0 = cell.backward(p[0], caches[group[0]], dh, threads=threads)
+            results = [(g, d0)]
+        for layer, (g, dstate0[layer]) in zip(group, results):
+            for k, v in drop_weights_grads(g, masks.layer(layer)).items():
+                grads[f"l{layer}.{k}"] = v
     return dstate0

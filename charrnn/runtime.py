@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import ctypes
 import ctypes.util
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -151,56 +152,115 @@ def _workers(k):
         return _pool
 
 
-def _in_worker(fn, rows, blas):
-    """A block on a worker thread: where the BLAS counts threads per caller, hold it there too."""
+def _in_worker(fn, blas):
+    """fn() on a worker thread: where the BLAS counts threads per caller, hold it there too."""
     if not blas.per_thread:
-        return fn(rows)
+        return fn()
     old = blas.hold(1)
     try:
-        return fn(rows)
+        return fn()
     finally:
         blas.restore(old, 1)
 
 
 def concurrently(fn, slices):
-    """fn(rows) for every slice of rows, the first on the calling thread and the others on the
-    pool, the BLAS held at one thread meanwhile (its threads would meet at a barrier after every
+    """fn(rows) for every slice of rows, concurrently (together); returns when all are done."""
+    together(*(functools.partial(fn, rows) for rows in slices))
+
+
+def together(*fns):
+    """fn() for every fn at once, the first on the calling thread and the others on the pool,
+    the BLAS held at one thread meanwhile (its threads would meet at a barrier after every
     small product, and a barrier costs a time slice whenever another process holds a core);
-    returns when all are done.
+    returns when all are done, and raises the first error any raised (not an Aborted one, which
+    only says that a partner failed: Relay).
 
     A call from inside another call's window (a threaded product in a block's code) runs its
-    slices one after the other on its own thread: the BLAS is already held and the pool busy.
+    functions one after the other on its own thread: the BLAS is already held and the pool busy.
     """
-    if len(slices) == 1 or _in_window.get():
-        for rows in slices:
-            fn(rows)
+    if len(fns) == 1 or _in_window.get():
+        for fn in fns:
+            fn()
         return
     blas = blas_mod.get()
     with _window_lock:  # one window at a time holds the BLAS; re-entrant for the same thread
-        pool = _workers(len(slices) - 1)
+        pool = _workers(len(fns) - 1)
         old = blas.hold(1) if blas.libs else None
         token = _in_window.set(True)
         try:
             # each worker runs in a copy of this context: NumPy's errstate and the window flag
             # hold there too
-            others = [pool.submit(contextvars.copy_context().run, _in_worker, fn, rows, blas)
-                      for rows in slices[1:]]
+            others = [pool.submit(contextvars.copy_context().run, _in_worker, fn, blas)
+                      for fn in fns[1:]]
+            errors = []
             try:
-                fn(slices[0])
-            finally:
-                for other in others:
+                fns[0]()
+            except BaseException as e:  # the others are waited for first, then it is raised
+                errors.append(e)
+            for other in others:
+                try:
                     other.result()
+                except BaseException as e:
+                    errors.append(e)
+            if errors:
+                raise next((e for e in errors if not isinstance(e, Aborted)), errors[0])
         finally:
             _in_window.reset(token)
             if old is not None:
                 blas.restore(old, 1)
 
 
-def describe(n, N):
+class Aborted(Exception):
+    """Raised on a side of a pipeline whose partner failed; together reports the partner's."""
+
+
+class Relay:
+    """The hand-offs of a pipeline between threads, one per chunk of its work: the producing
+    side calls ready(c) when chunk c is done, the consuming side wait(c) before it uses it.
+    abort() releases every wait with Aborted, so that a side that fails (or is interrupted)
+    never leaves its partner waiting for ever."""
+
+    def __init__(self, chunks):
+        self._ready = [threading.Event() for _ in range(chunks)]
+        self._aborted = False
+
+    def ready(self, c):
+        self._ready[c].set()
+
+    def wait(self, c):
+        self._ready[c].wait()
+        if self._aborted:
+            raise Aborted()
+
+    def abort(self):
+        self._aborted = True
+        for event in self._ready:
+            event.set()
+
+
+def pipeline(relays, *sides):
+    """Run sides (functions of no arguments) together, each on its own thread, passing chunks
+    to each other through relays; any side that raises aborts every relay first."""
+    def guarded(side):
+        def run():
+            try:
+                side()
+            except BaseException:
+                for relay in relays:
+                    relay.abort()
+                raise
+        return run
+    together(*(guarded(side) for side in sides))
+
+
+def describe(n, N, paired=False):
     """One line for the first lines of a training run: the thread layout for batch N on n
-    threads, and the BLAS (name, version, kernel) or that none could be controlled."""
+    threads (paired: the model runs its layers two at a time, one per thread, model.layer_groups),
+    and the BLAS (name, version, kernel) or that none could be controlled."""
     K = len(Threads(n).blocks(N))
     layout = f"threads: {n} (batch in {K} block{'s' if K > 1 else ''})"
+    if paired:
+        layout = f"threads: {n} (two layers at a time, one per thread)"
     return f"{layout}, {blas_mod.describe()}"
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from . import blas, config as config_mod, data, distributed, interrupt, report, \
+from . import blas, config as config_mod, data, distributed, interrupt, model, report, \
     resume as resume_mod, rundir, runtime, schedule
 from .loss import bits
 from .run import Run
@@ -121,7 +121,8 @@ def _first_lines(run, run_dir, group):
     """The log's first lines: the threads (or processes), the corpus, the model, warnings."""
     cfg, corpus = run.cfg, run.corpus
     layout = group.describe(cfg.threads)
-    lines = [runtime.describe(cfg.threads, cfg.batch_size) if layout is None
+    paired = any(len(g) == 2 for g in model.layer_groups(run.spec, run.threads))
+    lines = [runtime.describe(cfg.threads, cfg.batch_size, paired) if layout is None
              else f"{layout}, {blas.describe()}"]
     n_params = sum(p.size for p in run.state.params.values())
     lines.append(f"corpus {corpus.source}: {len(corpus):,} characters, vocabulary of "

@@ -32,7 +32,7 @@ def project(Wx, b, x, out=None, threads=runtime.ONE_THREAD):
     T, N, D = x.shape
     if out is None:
         out = np.empty((T, N, Wx.shape[1]), dtype=np.result_type(x, Wx))
-    out2 = out.reshape(T * N, -1)
+    out2 = out.reshape(T * N, Wx.shape[1])
     threads.matmul(x.reshape(T * N, D), Wx, out=out2)
     out2 += b
     return out

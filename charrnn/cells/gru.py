@@ -220,8 +220,8 @@ class Backward:
         H = self.dns.shape[2]
         drec, dns = self.drec[steps], self.dns[steps]
         rows = drec.shape[0] * drec.shape[1]
-        dx = out[steps].reshape(rows, -1)
-        np.matmul(drec.reshape(rows, -1)[:, :2 * H], self.WxT[:2 * H], out=dx)
+        dx = out[steps].reshape(rows, self.WxT.shape[1])
+        np.matmul(drec.reshape(rows, 3 * H)[:, :2 * H], self.WxT[:2 * H], out=dx)
         dx += dns.reshape(rows, H) @ self.WxT[2 * H:]
 
     def result(self, threads=runtime.ONE_THREAD, dx=True):

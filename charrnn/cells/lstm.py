@@ -212,7 +212,7 @@ class Backward:
         n = rows.stop - rows.start
         dh, dc = self.dh[rows], self.dc[rows]
         tmp = np.empty((n, H), dtype=dh.dtype)
-        da_t, work = np.empty((GATES, n, H), dtype=dh.dtype), np.empty((GATES, n, H), dtype=dh.dtype)
+        da_t, work = (np.empty((GATES, n, H), dtype=dh.dtype) for _ in range(2))
         for t in reversed(range(*steps.indices(len(tanh_cs)))):
             dh += dhs[t, rows]
             _backward_step(acts[:, t, rows], cs_ext[t, rows], tanh_cs[t, rows], dh, dc, da_t,
@@ -224,7 +224,8 @@ class Backward:
         """out[steps] = dLoss/dx at those steps (dense input), once loop has done them."""
         da = self.da[steps]
         rows = da.shape[0] * da.shape[1]
-        np.matmul(da.reshape(rows, -1), self.WxT, out=out[steps].reshape(rows, -1))
+        np.matmul(da.reshape(rows, GATES * self.WhT.shape[1]), self.WxT,
+                  out=out[steps].reshape(rows, self.WxT.shape[1]))
 
     def result(self, threads=runtime.ONE_THREAD, dx=True):
         """grads {Wx, Wh, b}, dx ((T, N, D) or None for ids, and None when dx is False: the

@@ -116,7 +116,8 @@ class Backward:
         """out[steps] = dLoss/dx at those steps (dense input), once loop has done them."""
         da = self.da[steps]
         rows = da.shape[0] * da.shape[1]
-        np.matmul(da.reshape(rows, -1), self.WxT, out=out[steps].reshape(rows, -1))
+        np.matmul(da.reshape(rows, self.WhT.shape[1]), self.WxT,
+                  out=out[steps].reshape(rows, self.WxT.shape[1]))
 
     def result(self, threads=runtime.ONE_THREAD, dx=True):
         """grads {Wx, Wh, b}, dx ((T, N, D) or None for ids, and None when dx is False: the
