@@ -40,7 +40,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from charrnn import blas, data, model, runtime  # noqa: E402
+from charrnn import blas, data, model, runtime, wavefront  # noqa: E402
 from common import CLIP, CORPUS, LR, busy, add_model_args, corpus_ids, trainer  # noqa: E402
 
 
@@ -82,12 +82,14 @@ def machine_line():
 
 # ---------------------------------------------------------------- charrnn
 
-def gemm_only_step(spec, N, T, threads=None, seed=0):
+def gemm_only_step(spec, N, T, threads=None, seed=0, pairs=False):
     """A closure doing only the matrix products of one charrnn step, into preallocated arrays.
 
     threads None: each product on the BLAS's own threads. threads a runtime.Threads: the
     recurrent products of its batch blocks on their threads and each large product cut into
-    pieces (charrnn/runtime.py), the BLAS at one thread. The bound is the faster of the two.
+    pieces (charrnn/runtime.py), the BLAS at one thread; with pairs, the layers' recurrent
+    products two layers at a time, one layer and the whole batch per thread, as charrnn's
+    wavefront runs them (charrnn/wavefront.py). The bound is the fastest of these.
     """
     split = threads is not None
     rng = np.random.default_rng(seed)
@@ -109,34 +111,56 @@ def gemm_only_step(spec, N, T, threads=None, seed=0):
     WyT = np.ascontiguousarray(Wy.T)
     dtop, dWy = arr(T * N, H), arr(H, V)
 
-    def recurrent_forward(a):
+    def whole_batch(loop):
+        return lambda: loop(slice(0, N))
+
+    def paired(each):
+        """each(a) for the layers in pairs at once, one layer per thread, whole batch."""
+        def run_pairs(group):
+            runtime.together(*(whole_batch(each(a)) for a in group))
+        return run_pairs
+
+    def forward_loop(a):
         def loop(rows):
             for t in range(T):
                 np.matmul(a["hs"][t - 1, rows], a["Wh"], out=a["rec"][rows])
-        run(loop, blocks)
+        return loop
 
-    def recurrent_backward(a):
+    def backward_loop(a):
         WhT = np.ascontiguousarray(a["Wh"].T)  # as the cells do: faster than a transposed view
 
         def loop(rows):
             for t in range(T - 1, -1, -1):
                 np.matmul(a["da"][t, rows], WhT, out=a["dh"][rows])
-        run(loop, blocks)
+        return loop
+
+    # (layer index, arrays) in the order forward runs them: pairs, or one at a time
+    numbered = list(enumerate(layers))
+    groups = ([numbered[k:k + 2] for k in range(0, len(numbered), 2)] if pairs
+              else [[one] for one in numbered])
+
+    def recurrent(each, group):
+        if len(group) == 2:
+            paired(each)([a for _, a in group])
+        else:
+            run(each(group[0][1]), blocks)
 
     def step():
-        for layer, a in enumerate(layers):
-            if layer > 0:
-                mm(a["below"].reshape(T * N, H), a["Wx"], out=a["acts"].reshape(T * N, G))
-            recurrent_forward(a)
+        for group in groups:
+            for layer, a in group:
+                if layer > 0:
+                    mm(a["below"].reshape(T * N, H), a["Wx"], out=a["acts"].reshape(T * N, G))
+            recurrent(forward_loop, group)
         mm(top, Wy, out=logits)
         mm(dlogits, WyT, out=dtop)
         mm(top.T, dlogits, out=dWy)
-        for layer, a in reversed(list(enumerate(layers))):
-            recurrent_backward(a)
-            mm(a["hs"].reshape(T * N, H).T, a["da"].reshape(T * N, G), out=a["dW"])
-            if layer > 0:
-                mm(a["below"].reshape(T * N, H).T, a["da"].reshape(T * N, G), out=a["dW"])
-                mm(a["da"].reshape(T * N, G), a["Wx"].T, out=a["dx"].reshape(T * N, H))
+        for group in reversed(groups):
+            recurrent(backward_loop, group)
+            for layer, a in group:
+                mm(a["hs"].reshape(T * N, H).T, a["da"].reshape(T * N, G), out=a["dW"])
+                if layer > 0:
+                    mm(a["below"].reshape(T * N, H).T, a["da"].reshape(T * N, G), out=a["dW"])
+                    mm(a["da"].reshape(T * N, G), a["Wx"].T, out=a["dx"].reshape(T * N, H))
 
     return step
 
@@ -206,6 +230,8 @@ def bench_core(args, ids, V):
     if not args.no_gemm:
         runners["gemm-blas"] = gemm_only_step(spec, N, T)
         runners["gemm-split"] = gemm_only_step(spec, N, T, threads)
+        if wavefront.applies(spec, threads):
+            runners["gemm-pairs"] = gemm_only_step(spec, N, T, threads, pairs=True)
     if torch is not None and not args.no_torch:
         runners["pytorch"] = torch_trainer(spec, ids, N, T)
     for step in runners.values():  # warm-up: allocator, BLAS pool, code paths
