@@ -12,7 +12,8 @@ see it (dWh = dWh' * M).
 
 Two stacks: "plain" (above), and "residual" (residual.py: an embedding, pre-norm residual blocks
 around each cell with an optional MLP, a final norm), chosen by ModelSpec.stack; the output layer
-and the loss are the same for both.
+and the loss are the same for both. On two threads the plain stack runs its layers two at a time,
+one per thread (wavefront.py, layer_groups).
 """
 from dataclasses import dataclass
 from typing import NamedTuple

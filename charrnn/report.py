@@ -3,7 +3,7 @@ before it starts (`charrnn train --dry-run`). Pure functions that return dicts a
 prints them."""
 import math
 
-from . import data, model
+from . import data, model, runtime, wavefront
 from .config import AUTO
 from .loss import bits
 from .optim import SLOTS
@@ -61,6 +61,9 @@ def estimate(cfg, n_chars, vocab_size):
     of width M), plus one chunk of logits (model.output_chunks: at most
     model.OUTPUT_CHUNK_BYTES, whatever V), which is what tracemalloc measures around
     model.forward and backward, plus the interpreter. The ids are memory-mapped and not counted.
+    A plain stack of two or more rnn, lstm or gru layers holds one more layer's gate gradients,
+    T N G E floats, when it runs on two threads (wavefront.py: the upper layer's are still
+    being used while the lower one's are made); the estimate counts them whatever the threads.
     """
     spec = model.spec_of(cfg, vocab_size)
     P = n_params(spec)
@@ -74,6 +77,8 @@ def estimate(cfg, n_chars, vocab_size):
         per_layer += 7 * H // 2 + 4 * cfg.mlp * H
     logits_bytes = min(T * N * V * itemsize, model.OUTPUT_CHUNK_BYTES + V * itemsize)
     step_bytes = T * N * (cfg.layers * per_layer + H) * itemsize + logits_bytes
+    if wavefront.applies(spec, runtime.Threads(2)):
+        step_bytes += T * N * G * E * itemsize
     windows = data.windows_per_epoch(n_train, N, T)
     return {
         "chars": n_chars, "vocab_size": V, "parameters": P, "train_chars": n_train,

@@ -74,8 +74,10 @@ def test_memory_estimate_is_of_the_right_size():
     P = est["parameters"]
     assert P == 4 * 512 * (100 + 512 + 1) + 4 * 512 * (512 + 512 + 1) + 512 * 100 + 100
     assert est["params_mb"] == pytest.approx(P * 4 * 4 / 2**20)  # adam: weights, grads, m, v
-    # tracemalloc's peak over a forward and backward pass of this model is 262 MB
-    assert 230 < est["step_mb"] + est["params_mb"] / 2 < 300
+    # tracemalloc's peak over a forward and backward pass of this model is 272 MB on one
+    # thread and 329 MB on two, where its layers run as a wavefront (2026-12-07); the estimate
+    # counts the second
+    assert 0.9 * 329 < est["step_mb"] + est["params_mb"] / 2 < 1.15 * 329
     # at V = 5,000 the logits are made a chunk at a time: tracemalloc's peak over a training
     # step of an RNN 1x256 at batch 64 x 100 (forward, backward, clip, Adam) is 53 MB
     cfg = config.build(None, {"cell": "rnn", "hidden_size": 256})

@@ -107,7 +107,61 @@ def test_describe_names_the_layout():
     line = runtime.describe(2, N)
     assert line.startswith("threads: 2 (batch in 2 blocks), BLAS: ")
     assert runtime.describe(1, N).startswith("threads: 1 (batch in 1 block), ")
+    assert runtime.describe(2, N, paired=True).startswith(
+        "threads: 2 (two layers at a time, one per thread), BLAS: ")
     assert runtime.available_cpus() >= 1
+
+
+def test_together_runs_every_function_and_raises_the_first_real_error():
+    """All run (the first on the calling thread) even when one fails; the error raised is the
+    failing function's, not the Aborted of a partner it left waiting."""
+    ran = []
+    relay = runtime.Relay(1)
+
+    def fails():
+        ran.append("fails")
+        raise KeyError("first")
+
+    def waits():
+        ran.append("waits")
+        relay.wait(0)
+
+    with pytest.raises(KeyError, match="first"):
+        runtime.pipeline((relay,), fails, waits)
+    assert sorted(ran) == ["fails", "waits"]
+    with pytest.raises(KeyError, match="first"):
+        runtime.pipeline((relay,), waits, fails)  # the failure on the pool's side this time
+    runtime.together(lambda: ran.append(1), lambda: ran.append(2))
+    assert ran[-2:] in ([1, 2], [2, 1])
+
+
+def test_a_relay_hands_over_in_order_and_abort_releases_its_waits():
+    relay = runtime.Relay(3)
+    got = []
+
+    def consumer():
+        for c in range(3):
+            relay.wait(c)
+            got.append(c)
+    t = threading.Thread(target=consumer)
+    t.start()
+    for c in range(3):
+        relay.ready(c)
+    t.join(10)
+    assert got == [0, 1, 2] and not t.is_alive()
+    stuck = runtime.Relay(2)
+    errors = []
+
+    def waiter():
+        try:
+            stuck.wait(1)
+        except runtime.Aborted as e:
+            errors.append(e)
+    t = threading.Thread(target=waiter)
+    t.start()
+    stuck.abort()
+    t.join(10)
+    assert not t.is_alive() and len(errors) == 1
 
 
 @pytest.mark.parametrize("shape", [(600, 40, 30), (30, 600, 400), (64, 64, 64)],
