@@ -96,6 +96,23 @@ def gate_major(W, gates):
     return np.ascontiguousarray(W.reshape(K, gates, G // gates).transpose(1, 0, 2))
 
 
+def gate_major_weights(p, scale, gates):
+    """A gated cell's window weights, gate-major and scaled by its gate_scale (G = gates*H,):
+    Wx (gates, D, H), b (gates, H) and Wh (gates, H, H), so that one lookup or product per gate
+    gives a step's input side (project_gate_major) and one batched product its recurrent side
+    (gates, n, H)."""
+    H = p["Wh"].shape[0]
+    return (gate_major(p["Wx"] * scale, gates), (p["b"] * scale).reshape(gates, H),
+            gate_major(p["Wh"] * scale, gates))
+
+
+def project_gate_major(Wx, b, x, acts, steps, threads=runtime.ONE_THREAD):
+    """acts[:, steps] = x[steps] Wx + b gate by gate, every row: Wx (G, D, H) and b (G, H) from
+    gate_major_weights, x (T, N) ids or (T, N, D), acts (G, T, N, H)."""
+    for k in range(len(Wx)):
+        project(Wx[k], b[k], x[steps], out=acts[k, steps], threads=threads)
+
+
 def scaled_gates(p, scale):
     """p with the columns of Wx (D, G), b (G,) and Wh (H, G) multiplied by the cell's gate_scale
     (G,), new arrays (p keeps its own), any other parameter as it is: the weights a gated cell's

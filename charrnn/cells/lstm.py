@@ -19,7 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import runtime
-from ._input import gate_major, is_ids, project, project_backward, scaled_gates
+from ._input import (gate_major_weights, is_ids, project_backward, project_gate_major,
+                     scaled_gates)
 
 STATE_NAMES = ("h", "c")
 GATES = 4
@@ -101,10 +102,8 @@ class Forward:
         T, (N, H) = x.shape[0], h0.shape
         self.x = x
         scale = gate_scale(H, p["Wh"].dtype)
-        # Wx (G, D, H), b (G, H): the input side gate by gate, i, f, o halved; Wh (G, H, H):
-        # one product gives a step's (G, n, H)
-        self.Wx, self.b = gate_major(p["Wx"] * scale, GATES), (p["b"] * scale).reshape(GATES, H)
-        self.Wh = gate_major(p["Wh"] * scale, GATES)
+        # gate-major, i, f, o halved: the input side gate by gate, one product a step's (G, n, H)
+        self.Wx, self.b, self.Wh = gate_major_weights(p, scale, GATES)
         dtype = self.Wx.dtype if is_ids(x) else np.result_type(x, self.Wx)
         # acts (G, T, N, H): x_t Wx + b, overwritten by the gates
         self.acts = np.empty((GATES, T, N, H), dtype=dtype)
@@ -118,9 +117,7 @@ class Forward:
 
     def project(self, steps, threads=runtime.ONE_THREAD):
         """acts[:, steps] = x[steps] Wx + b, every row."""
-        for k in range(GATES):
-            project(self.Wx[k], self.b[k], self.x[steps], out=self.acts[k, steps],
-                    threads=threads)
+        project_gate_major(self.Wx, self.b, self.x, self.acts, steps, threads)
 
     def loop(self, rows, steps=slice(None)):
         """The recurrence on rows (a slice of the batch) over steps (consecutive, in order);
