@@ -13,7 +13,20 @@ has the same functional interface:
 
 x is (T, N) ids or (T, N, D) floats, time-major; state a tuple of (N, H) arrays; threads the
 layout the window's loops and products run on (runtime.Threads; default runtime.ONE_THREAD). A new
-cell must equal its plain version in charrnn/reference/ (tests/test_reference.py)."""
+cell must equal its plain version in charrnn/reference/ (tests/test_reference.py).
+
+rnn, lstm and gru also give their passes in pieces, which forward and backward run over the
+whole window and the wavefront (charrnn/wavefront.py) a chunk of steps at a time:
+
+    Forward(p, x, state): .project(steps, threads)   the input side of those steps, every row
+                          .loop(rows, steps)         the recurrence on rows over consecutive
+                                                     steps, in order, once the earlier are done
+                          .result() -> (hs, state, cache);  .hs (T, N, H) as the loop fills it
+    Backward(p, cache, dstate): .loop(rows, dhs, steps)   the same, last steps first
+                          .input_grad(steps, out)    out[steps] = dLoss/dx (dense input), once
+                                                     loop has done those steps
+                          .result(threads, dx=True) -> (grads, dx or None, dstate0)
+"""
 from . import gru, lstm, mingru, minlstm, rnn
 
 CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru, "mingru": mingru, "minlstm": minlstm}

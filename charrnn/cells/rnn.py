@@ -33,12 +33,8 @@ def init(rng, D, H, dtype):
 
 
 class Forward:
-    """The forward pass of one window, in pieces a caller can schedule: the input side of any
-    steps (project), the recurrence over any rows and consecutive steps (loop), then result.
-    forward runs them over the whole window; model's layer pipeline a chunk of steps at a time.
-
-    x (T, N) ids or (T, N, D), read by project only; state (h0,) with h0 (N, H).
-    """
+    """The RNN's forward pass of a window in pieces (cells/__init__.py). x (T, N) ids or
+    (T, N, D), read by project only; state (h0,) with h0 (N, H)."""
 
     def __init__(self, p, x, state):
         (h0,) = state
@@ -79,10 +75,8 @@ def forward(p, x, state, threads=runtime.ONE_THREAD):
 
 
 class Backward:
-    """The backward pass of one window, in pieces as Forward's: the recurrence over any rows and
-    steps (loop, last steps first), the input-side gradient dx of any steps (input_grad), then
-    result. cache from forward; dstate: the gradient w.r.t. the final state, or None for zero.
-    """
+    """The RNN's backward pass of a window in pieces (cells/__init__.py). cache from forward;
+    dstate: the gradient w.r.t. the final state, or None for zero."""
 
     def __init__(self, p, cache, dstate=None):
         self.p, self.cache = p, cache
