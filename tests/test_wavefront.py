@@ -96,12 +96,13 @@ def test_its_gradients_match_finite_differences(cell):
                 assert err < 1e-7, (layer, i, err)
 
 
-def _fails_on(monkeypatch, cls, method, on_main, error):
-    """Make cls.method raise error on the main thread (on_main) or on the pool's."""
+def _fails_on(monkeypatch, cls, method, on_caller, error, caller=threading.main_thread):
+    """Make cls.method raise error on the thread that calls the pass (on_caller: caller(), the
+    main thread unless given) or on the pool's."""
     real = getattr(cls, method)
 
     def failing(self, *args, **kwargs):
-        if (threading.current_thread() is threading.main_thread()) == on_main:
+        if (threading.current_thread() is caller()) == on_caller:
             raise error
         return real(self, *args, **kwargs)
     monkeypatch.setattr(cls, method, failing)
@@ -133,21 +134,12 @@ def test_a_failing_side_ends_the_pass_with_its_error(monkeypatch, cell, piece, o
     Aborted) and returns; and the next pass runs normally (no thread is left waiting)."""
     spec, params, x, y, state = _setup(cell, 2, 2 * wavefront.STEPS + 1, 4)
     cls_name, method = piece.split(".")
-    caller = threading.current_thread
-
-    def on_the_callers_thread():
-        return threading.current_thread() is thread_of_call[0]
-    thread_of_call = [None]
-    real = getattr(getattr(CELLS[cell], cls_name), method)
-
-    def failing(self, *args, **kwargs):
-        if on_the_callers_thread() == on_caller:
-            raise KeyError("the failing side")
-        return real(self, *args, **kwargs)
-    monkeypatch.setattr(getattr(CELLS[cell], cls_name), method, failing)
+    calling = []  # the thread a_pass runs on: _in_a_thread's, not the main one
+    _fails_on(monkeypatch, getattr(CELLS[cell], cls_name), method, on_caller,
+              KeyError("the failing side"), caller=lambda: calling[-1])
 
     def a_pass():
-        thread_of_call[0] = caller()
+        calling.append(threading.current_thread())
         with runtime.use_threads(2) as threads:
             return _pass(spec, params, x, y, state, threads)
     found = _in_a_thread(a_pass)

@@ -19,8 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import runtime
-from ._input import (gate_major_weights, is_ids, project_backward, project_gate_major,
-                     scaled_gates)
+from ._input import gate_major_weights, is_ids, project_backward, project_gate_major, scaled_gates
+from ._window import BackwardBase, whole_backward, whole_forward
 
 STATE_NAMES = ("h", "c")
 GATES = 4
@@ -137,10 +137,7 @@ class Forward:
 
 def forward(p, x, state, threads=runtime.ONE_THREAD):
     """Run the window. Returns hs (T, N, H), the final state (hT, cT) and a cache for backward."""
-    window = Forward(p, x, state)
-    window.project(slice(None), threads)
-    threads.each_block(window.loop, x.shape[1])
-    return window.result()
+    return whole_forward(Forward, p, x, state, threads)
 
 
 def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, work):
@@ -172,19 +169,15 @@ def _backward_step(acts, c_prev, tanh_c, dh, dc, da, tmp, work):
     dc *= f
 
 
-class Backward:
+class Backward(BackwardBase):
     """The LSTM's backward pass of a window in pieces (cells/__init__.py). cache from forward;
     dstate: the gradients (dhT, dcT) w.r.t. the final state, or None for zero."""
 
     def __init__(self, p, cache, dstate=None):
-        self.p, self.cache = p, cache
-        x, acts, _, tanh_cs, _ = cache
+        super().__init__(p, cache)
+        _, acts, _, tanh_cs, _ = cache
         T, N, H = tanh_cs.shape
         dtype = acts.dtype
-        # contiguous copies: OpenBLAS runs the small products against a transposed view ~40%
-        # slower
-        self.WhT = np.ascontiguousarray(p["Wh"].T)
-        self.WxT = None if is_ids(x) else np.ascontiguousarray(p["Wx"].T)
         # (T, N, 4H): dLoss/d(pre-activations) in the parameters' column order, so that each
         # step's rows are one product's operand and the window's gradients one product each
         self.da = np.empty((T, N, GATES * H), dtype=dtype)
@@ -234,9 +227,7 @@ def backward(p, cache, dhs, dstate=None, threads=runtime.ONE_THREAD):
     dstate: gradients (dhT, dcT) w.r.t. the final state, or None for zero.
     Returns grads {Wx, Wh, b}, dx ((T, N, D) or None for ids) and (dh0, dc0).
     """
-    window = Backward(p, cache, dstate)
-    threads.each_block(functools.partial(window.loop, dhs=dhs), dhs.shape[1])
-    return window.result(threads)
+    return whole_backward(Backward, p, cache, dhs, dstate, threads)
 
 
 def activations(cache):

@@ -3,13 +3,13 @@
 Arrays are time-major so that each step's slice is contiguous: x (T, N) ids or (T, N, D),
 hidden states hs (T, N, H), state (h,) with h (N, H). Parameters: Wx (D, H), Wh (H, H), b (H,).
 """
-import functools
 from typing import NamedTuple
 
 import numpy as np
 
 from .. import runtime
-from ._input import is_ids, project, project_backward
+from ._input import project, project_backward
+from ._window import BackwardBase, whole_backward, whole_forward
 
 STATE_NAMES = ("h",)
 GATES = 1
@@ -68,24 +68,16 @@ class Forward:
 
 def forward(p, x, state, threads=runtime.ONE_THREAD):
     """Run the window. Returns hs (T, N, H), the final state (hT,) and a cache for backward."""
-    window = Forward(p, x, state)
-    window.project(slice(None), threads)
-    threads.each_block(window.loop, x.shape[1])
-    return window.result()
+    return whole_forward(Forward, p, x, state, threads)
 
 
-class Backward:
+class Backward(BackwardBase):
     """The RNN's backward pass of a window in pieces (cells/__init__.py). cache from forward;
     dstate: the gradient w.r.t. the final state, or None for zero."""
 
     def __init__(self, p, cache, dstate=None):
-        self.p, self.cache = p, cache
-        x, hs_ext = cache
-        # contiguous copies: OpenBLAS runs the small products against a transposed view ~40%
-        # slower
-        self.WhT = np.ascontiguousarray(p["Wh"].T)
-        self.WxT = None if is_ids(x) else np.ascontiguousarray(p["Wx"].T)
-        hs = hs_ext[1:]
+        super().__init__(p, cache)
+        hs = cache.hs_ext[1:]
         # da_t = dLoss/d(pre-activation at t) = (1 - h_t^2) * dh_t; loop writes tanh' first
         self.da = np.empty_like(hs)
         # dLoss/dh at the step the loop has reached, per row: dh0 once every step is done
@@ -130,9 +122,7 @@ def backward(p, cache, dhs, dstate=None, threads=runtime.ONE_THREAD):
     dstate: gradient w.r.t. the final state, or None for zero.
     Returns grads {Wx, Wh, b}, dx ((T, N, D) or None for ids) and (dh0,).
     """
-    window = Backward(p, cache, dstate)
-    threads.each_block(functools.partial(window.loop, dhs=dhs), dhs.shape[1])
-    return window.result(threads)
+    return whole_backward(Backward, p, cache, dhs, dstate, threads)
 
 
 def activations(cache):
