@@ -3,15 +3,17 @@ on 1 and 2 threads, with same-run ratios and each trainer's fraction of the GEMM
 
     python benchmarks/bench_torch.py                          # LSTM and GRU, the full matrix
     python benchmarks/bench_torch.py --cells lstm gru rnn --threads 2 --shapes 2x256
-    python benchmarks/bench_torch.py --rounds 6 --steps 3     # longer, less noisy
+    python benchmarks/bench_torch.py --rounds 6 --min-seconds 2  # longer, less noisy
 
 Every (cell, shape, threads) point is one child process running benchmarks/bench_train.py, which
 times charrnn's training step, the GEMM-only bound (the step's matrix products alone, on
 preallocated arrays, the faster of the BLAS's threads and charrnn's cut) and PyTorch's
 nn.RNN/LSTM/GRU step with the same batches, Adam and clipping, alternating in rounds inside that
-child; a child per point gives each its own BLAS and intra-op thread count. The ratios are of
-the best rounds, medians in brackets. Without PyTorch installed the ratio columns say so and the
-bound fractions are still printed.
+child; a child per point gives each its own BLAS and intra-op thread count. Each round of each
+trainer runs at least --steps steps and --min-seconds seconds, so a fast shape's round is not
+mostly the wake-up after the pause between rounds. The ratios are of the best rounds, medians
+in brackets. Without PyTorch installed the ratio columns say so and the bound fractions are
+still printed.
 """
 import argparse
 import json
@@ -30,7 +32,8 @@ def point(cell, layers, hidden, threads, args):
     """One bench_train.py child; returns {runner: [chars/s per round]}."""
     cmd = [sys.executable, os.path.join(HERE, "bench_train.py"), "--cell", cell,
            "--layers", str(layers), "--hidden-size", str(hidden), "--threads", str(threads),
-           "--rounds", str(args.rounds), "--steps", str(args.steps), "--warmup",
+           "--rounds", str(args.rounds), "--steps", str(args.steps), "--min-seconds",
+           str(args.min_seconds), "--warmup",
            str(args.warmup), "--batch-size", str(args.batch_size), "--seq-len",
            str(args.seq_len), "--json"]
     if args.no_torch:
@@ -70,13 +73,16 @@ def main(argv=None):
     ap.add_argument("--seq-len", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--steps", type=int, default=2, help="timed steps per round")
+    ap.add_argument("--min-seconds", type=float, default=1.0,
+                    help="each round runs at least this long (and at least --steps steps)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every child's output")
     args = ap.parse_args(argv)
     print(machine_line())
     print(f"batch {args.batch_size} x window {args.seq_len}, float32, Adam, clip 5; "
-          f"{args.rounds} alternating rounds of {args.steps} steps per point")
+          f"{args.rounds} alternating rounds of {args.steps}+ steps and {args.min_seconds:g}+ s "
+          "per point")
     print(f"{'cell':5s} {'shape':6s} {'thr':>3s} {'charrnn':>9s} {'pytorch':>9s} "
           f"{'ratio':>6s} {'(med)':>6s}  {'charrnn/bound':>13s} {'(med)':>6s} "
           f"{'pytorch/bound':>13s}", flush=True)

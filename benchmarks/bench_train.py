@@ -203,12 +203,17 @@ def torch_trainer(spec, ids, N, T, seed=0):
 
 # ---------------------------------------------------------------- timing
 
-def time_steps(step, n):
-    """Seconds per step over n steps (after the caller's warm-up)."""
+def time_steps(step, n, min_seconds=0.0):
+    """Seconds per step over at least n steps and at least min_seconds (after the caller's
+    warm-up). A round of a few fast steps measures the wake-up after the rounds' pause more than
+    the step: at RNN 1 x 256 on two threads, rounds of 5 steps gave 21.7 ms a step and rounds of
+    30 steps 15.7 ms (RESULTS.md, 2026-12-07 evening)."""
     t0 = time.perf_counter()
-    for _ in range(n):
+    done = 0
+    while done < n or time.perf_counter() - t0 < min_seconds:
         step()
-    return (time.perf_counter() - t0) / n
+        done += 1
+    return (time.perf_counter() - t0) / done
 
 
 def bench_core(args, ids, V):
@@ -244,11 +249,11 @@ def bench_core(args, ids, V):
                 # idle BLAS and OpenMP threads spin for a while after their last call: let the
                 # previous runner's go to sleep so that they do not take a core from this one
                 time.sleep(0.3)
-                times[name].append(time_steps(step, args.steps))
+                times[name].append(time_steps(step, args.steps, args.min_seconds))
     print(f"\n{args.cell} {args.layers}x{args.hidden_size}, V={V}, batch {N}, window {T}, "
           f"{args.dtype}, {args.threads} threads; {args.rounds} alternating rounds of "
-          f"{args.steps} steps" + (", beside a CPU-bound process on CPU 1" if args.busy else "")
-          + ":")
+          f"{args.steps}+ steps and {args.min_seconds:g}+ s"
+          + (", beside a CPU-bound process on CPU 1" if args.busy else "") + ":")
     report(times, N * T, "charrnn")
     if args.json:
         print("json:", json.dumps({name: [N * T / t for t in ts] for name, ts in times.items()}))
@@ -307,6 +312,8 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    ap.add_argument("--min-seconds", type=float, default=1.0,
+                    help="each round runs at least this long (and at least --steps steps)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--corpus", default=CORPUS)
