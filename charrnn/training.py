@@ -199,5 +199,19 @@ class Progress:
         return self
 
     def __exit__(self, *exc):
+        shown = not self.bar.disable
         self.bar.close()
+        # on a terminal close() clears the bar's line; on a pipe or in a log file its carriage
+        # returns stay on that line, and whatever came next (an error too) would follow them on
+        # it: end the line, so that the next one starts clean for a reader that splits on "\n"
+        if shown and not _is_terminal(sys.stderr):
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+        return False
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
         return False

@@ -29,7 +29,8 @@ def assert_one_error_line(stderr, code, *fragments):
     the run's log), with no traceback."""
     assert code == 1, stderr
     assert "Traceback" not in stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    # split on "\n" only: a progress bar's carriage returns must not share the error's line
+    lines = [line for line in stderr.split("\n") if line.strip()]
     errors = [line for line in lines if line.startswith("Error")]
     assert errors == lines[-1:] and errors[0].startswith("Error: "), stderr
     for fragment in fragments:

@@ -55,7 +55,7 @@ def assert_clean_outcome(result):
     assert "Traceback" not in result.output
     if result.exit_code == 0:
         return
-    lines = [line for line in result.stderr.splitlines()
+    lines = [line for line in result.stderr.split("\n")  # as clihelp.assert_one_line_error
              if line.strip() and not line.startswith("Warning: ")]
     assert result.exit_code in (1, 2), result.stderr
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr

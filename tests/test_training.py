@@ -140,3 +140,46 @@ def test_single_distinct_character_trains(tmp_path):
     assert records[-1]["val_loss"] == 0.0 and records[-1]["train_loss"] == 0.0
     sample = run("sample", "--ckpt", out / "best.npz", "--length", 20, "--seed", 1)
     assert sample.exit_code == 0 and sample.stdout == "a" * 20 + "\n"
+
+
+# ---- the progress bar -----------------------------------------------------------------------
+
+class _Stream:
+    """A text stream that says whether it is a terminal."""
+
+    def __init__(self, terminal):
+        self.text, self.terminal = [], terminal
+
+    def write(self, s):
+        self.text.append(s)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return self.terminal
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_progress_bar_leaves_an_error_a_line_of_its_own(monkeypatch, terminal):
+    stream = _Stream(terminal)
+    monkeypatch.setattr("sys.stderr", stream)
+    with pytest.raises(RuntimeError):
+        with training.Progress(total=3, initial=0, enabled=True) as bar:
+            bar.bar.update(1)
+            raise RuntimeError("ended")
+    stream.write("Error: ended\n")
+    text = "".join(stream.text)
+    assert "0/3 [" in text  # the bar was drawn
+    if terminal:  # close() cleared its line with a carriage return; nothing more is needed
+        assert text.endswith("\rError: ended\n")
+    else:  # on a pipe the bar's line ends first
+        assert text.split("\n")[-2] == "Error: ended"
+
+
+def test_a_disabled_progress_bar_writes_nothing(monkeypatch):
+    stream = _Stream(False)
+    monkeypatch.setattr("sys.stderr", stream)
+    with training.Progress(total=3, initial=0, enabled=False) as bar:
+        bar.bar.update(1)
+    assert "".join(stream.text) == ""
