@@ -61,8 +61,9 @@ def blas_setup(threads, N):
 
 def machine_line():
     """The CPU (lscpu's model name, family and model), Python, NumPy, the BLAS and its kernels,
-    and any OPENBLAS_CORETYPE the environment forces: a forced kernel set can halve the BLAS's
-    speed (AVX2 kernels on an AVX-512 CPU), which PyTorch's oneDNN does not follow."""
+    with any OPENBLAS_CORETYPE the environment forces (blas.describe): a forced kernel set can
+    halve the BLAS's speed (AVX2 kernels on an AVX-512 CPU), which PyTorch's oneDNN does not
+    follow."""
     model_name, family = platform.processor() or "?", ""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -73,11 +74,9 @@ def machine_line():
             family = f" (family {fields['CPU family']}, model {fields.get('Model', '?')})"
     except OSError:
         pass
-    forced = os.environ.get("OPENBLAS_CORETYPE")
-    kernels = f", forced by OPENBLAS_CORETYPE={forced}" if forced else ""
     return (f"{model_name}{family}, {os.cpu_count()} CPUs ({runtime.available_cpus()} usable); "
             f"Python {platform.python_version()}, numpy {np.__version__}; "
-            f"{blas.describe()}{kernels}; load {open('/proc/loadavg').read().split()[0]}")
+            f"{blas.describe()}; load {open('/proc/loadavg').read().split()[0]}")
 
 
 # ---------------------------------------------------------------- charrnn

@@ -4,6 +4,7 @@ and kernel for the first line of a run. Works with OpenBLAS, MKL, BLIS and Flexi
 threadpoolctl finds none, every hold is a no-op and the line says so. Process-level, never math.
 """
 import ctypes
+import os
 import threading
 
 
@@ -45,9 +46,19 @@ class Blas:
         for lib in self.libs:
             info = lib.info()
             kernel = info.get("architecture") or info.get("threading_layer") or ""
-            parts.append(" ".join(str(s) for s in (info["internal_api"], info["version"], kernel)
-                                  if s))
+            part = " ".join(str(s) for s in (info["internal_api"], info["version"], kernel) if s)
+            parts.append(part + _forced(info["internal_api"]))
         return "BLAS: " + "; ".join(parts)
+
+
+def _forced(api):
+    """', forced by OPENBLAS_CORETYPE=X' for an OpenBLAS when the environment names its kernels,
+    else ''. OpenBLAS then runs those instead of the CPU's best: on an AVX-512 CPU, Haswell's
+    AVX2 kernels ran a square float32 product at half the speed (126 against 237 GFLOP/s a core
+    on an AMD EPYC Zen 5, benchmarks/RESULTS.md 2026-12-07), and a run should say why it is
+    slow."""
+    forced = os.environ.get("OPENBLAS_CORETYPE") if api == "openblas" else None
+    return f", forced by OPENBLAS_CORETYPE={forced}" if forced else ""
 
 
 def _direct(lib):

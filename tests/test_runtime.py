@@ -112,6 +112,24 @@ def test_describe_names_the_layout():
     assert runtime.available_cpus() >= 1
 
 
+@pytest.mark.parametrize("coretype", [None, "Haswell"])
+def test_describe_says_when_the_environment_forces_openblas_kernels(monkeypatch, coretype):
+    """OPENBLAS_CORETYPE can halve OpenBLAS's speed on an AVX-512 CPU: a run's first line says
+    it is set, for an OpenBLAS only."""
+    fake = blas.Blas.__new__(blas.Blas)
+    fake.libs = [type("Lib", (), {"info": lambda self, api=api: {
+        "internal_api": api, "version": "1.0", "architecture": "K"}})() for api in
+        ("openblas", "mkl")]
+    monkeypatch.setattr(blas, "_instance", fake)
+    if coretype is None:
+        monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_CORETYPE", coretype)
+    line = runtime.describe(1, N)
+    forced = "" if coretype is None else ", forced by OPENBLAS_CORETYPE=Haswell"
+    assert line.endswith(f"BLAS: openblas 1.0 K{forced}; mkl 1.0 K"), line
+
+
 def test_together_runs_every_function_and_raises_the_first_real_error():
     """All run (the first on the calling thread) even when one fails; the error raised is the
     failing function's, not the Aborted of a partner it left waiting."""
