@@ -3,6 +3,7 @@ BLAS thread count it holds meanwhile, and glibc's malloc thresholds; and the mem
 may still take (available_memory, check_memory). Used by the core's threaded loops and by the
 CLI; never a place for math.
 """
+import collections
 import contextlib
 import contextvars
 import ctypes
@@ -238,9 +239,131 @@ class Relay:
             event.set()
 
 
+# flops per piece of a SharedProducts product: 2-3 ms on one core, so the threads end within
+# about that of each other, while each piece stays a product of hundreds of columns
+PIECE_FLOPS = 4e8
+PIECE_ALIGN = 64  # columns (or rows) a cut between pieces falls on a multiple of
+# pieces of a product cut along its sum at most: each but the first holds a partial result of
+# the product's size until the end (3 more dWh, 5 MB, at GRU 384)
+MAX_PARTIALS = 4
+
+
+class SharedProducts:
+    """A layout for the window-wide products with which threads end a pass (the cells'
+    Backward.result: dWh, dWx), shared between them: each product is cut into pieces of about
+    PIECE_FLOPS, by columns or rows, and queued; the thread that asked for it then runs queued
+    pieces, its own or another thread's, until its own are done, and finish() runs them until
+    every party has finished. A thread that ends its loops first so takes part of the other's
+    products instead of waiting for them (wavefront.backward). The cuts depend on the shapes
+    only, so which thread runs a piece never changes the bits.
+
+    Anything else a cell asks of its layout (each_block) runs on the calling thread, as inside
+    a window. abort() (runtime.pipeline, when a side fails) ends every wait with Aborted.
+    """
+
+    n = 1
+
+    def __init__(self, parties):
+        self._cond = threading.Condition()
+        self._queue = collections.deque()  # (piece, group) in the order they were asked for
+        self._parties = parties  # threads that have not finished yet
+        self._aborted = False
+
+    def blocks(self, N):
+        return [slice(0, N)]
+
+    def each_block(self, fn, N):
+        fn(slice(0, N))
+
+    def matmul(self, a, b, out=None):
+        """a (M, K) @ b (K, P) -> (M, P), written into out when given, by whichever threads
+        are free; returns once every piece is done."""
+        (M, K), P = a.shape, b.shape[1]
+        if out is None:
+            out = np.empty((M, P), dtype=np.result_type(a, b))
+        k = max(1, int(2.0 * M * P * K // PIECE_FLOPS))
+        partials = []
+        if K >= max(M, P):
+            # a weight gradient, summed over the window's T*N rows: cut that sum, each piece a
+            # partial product added up in order at the end. Cut by columns instead, each piece
+            # packs all of a again, and 8 pieces of dWh at 256 x 1,024 took 18% longer than one
+            # product; 4 partial sums took as long as it, 8 2-3% longer (RESULTS.md, 2026-12-07)
+            cuts = _aligned_cut(K, min(k, MAX_PARTIALS))
+            partials = [np.empty_like(out) for _ in cuts[1:]]
+            pieces = [functools.partial(np.matmul, a[:, ks], b[ks], out=part)
+                      for ks, part in zip(cuts, [out] + partials)]
+        elif M >= P:
+            pieces = [functools.partial(np.matmul, a[rows], b, out=out[rows])
+                      for rows in _aligned_cut(M, k)]
+        else:
+            pieces = [functools.partial(np.matmul, a, b[:, cols], out=out[:, cols])
+                      for cols in _aligned_cut(P, k)]
+        group = _Group(len(pieces))
+        with self._cond:
+            self._queue.extend((piece, group) for piece in pieces)
+            self._cond.notify_all()
+        self._work(lambda: group.left == 0)
+        if group.error is not None:
+            raise group.error
+        for part in partials:
+            out += part
+        return out
+
+    def finish(self):
+        """This thread has no more products of its own: run others' pieces until every party
+        has finished."""
+        with self._cond:
+            self._parties -= 1
+            self._cond.notify_all()
+        self._work(lambda: self._parties == 0)
+
+    def abort(self):
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+
+    def _work(self, done):
+        """Run queued pieces until done() holds (checked under the lock)."""
+        while True:
+            with self._cond:
+                while not done():
+                    if self._aborted:
+                        raise Aborted()
+                    if self._queue:
+                        break
+                    self._cond.wait()
+                else:
+                    return
+                piece, group = self._queue.popleft()
+            try:
+                piece()
+            except BaseException as e:  # the piece's owner raises it too, once its wait ends
+                group.error = group.error or e
+                raise
+            finally:
+                with self._cond:
+                    group.left -= 1
+                    self._cond.notify_all()
+
+
+class _Group:
+    """The pieces of one SharedProducts product still to run, and the first error of one."""
+
+    def __init__(self, left):
+        self.left, self.error = left, None
+
+
+def _aligned_cut(n, k):
+    """range(n) cut into at most k slices whose inner bounds are multiples of PIECE_ALIGN."""
+    k = max(1, min(k, n // PIECE_ALIGN))
+    bounds = sorted({0, n} | {round(i * n / k / PIECE_ALIGN) * PIECE_ALIGN for i in range(1, k)})
+    return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+
+
 def pipeline(relays, *sides):
     """Run sides (functions of no arguments) together, each on its own thread, passing chunks
-    to each other through relays; any side that raises aborts every relay first."""
+    to each other through relays (Relay, or anything a failure must release: SharedProducts);
+    any side that raises aborts every relay first."""
     def guarded(side):
         def run():
             try:

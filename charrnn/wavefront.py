@@ -13,7 +13,9 @@ OPENBLAS_CORETYPE=Haswell setting forces, where the products take twice as long.
 
 What stays balanced: the upper layer's input side (x Wx + b from the lower layer's output) is
 a window-wide product in the plain schedule; here each chunk's is cut between the two threads
-by steps, and likewise backward's dLoss/dx of the upper layer, which the lower one needs.
+by steps, and likewise backward's dLoss/dx of the upper layer, which the lower one needs. The
+weight gradients that end backward are cut into pieces that either thread takes
+(runtime.SharedProducts), since the upper layer's are twice the lower one's.
 
 Shape letters: T time, N batch, H hidden. The cells' Forward and Backward pieces do the work;
 this module only orders them. The same thread count gives the same bits whatever the timing.
@@ -98,6 +100,12 @@ def backward(cell, lower_p, upper_p, lower_cache, upper_cache, dhs, lower_drop):
             dhs_a[steps] *= lower_drop[steps]
 
     out = {}
+    # each layer's weight gradients start on its thread as soon as its loop ends, b's while a
+    # does its last chunk, in pieces that either thread takes (runtime.SharedProducts): b has
+    # dense input, so two large products (dWh, dWx) against a's one and a lookup's gradient,
+    # and with each layer's on its own thread the lower one idled for 12-33 ms at the end of a
+    # 120-310 ms backward (RESULTS.md, 2026-12-07)
+    shared = runtime.SharedProducts(2)
 
     def upper():
         for c, steps in enumerate(chunks):
@@ -105,9 +113,8 @@ def backward(cell, lower_p, upper_p, lower_cache, upper_cache, dhs, lower_drop):
             d_ready.ready(c)
             input_grad(_halves(steps)[1])
             dx_ready.ready(c)
-        # b's weight gradients while a finishes its last chunk: the two threads' window-wide
-        # products start as each is free, not together when both are
-        out["b"] = b.result(dx=False)
+        out["b"] = b.result(shared, dx=False)
+        shared.finish()
 
     def lower():
         for c, steps in enumerate(chunks):
@@ -115,8 +122,9 @@ def backward(cell, lower_p, upper_p, lower_cache, upper_cache, dhs, lower_drop):
             input_grad(_halves(steps)[0])
             dx_ready.wait(c)
             a.loop(every, dhs_a, steps)
-        out["a"] = a.result()
+        out["a"] = a.result(shared)
+        shared.finish()
 
-    runtime.pipeline((d_ready, dx_ready), upper, lower)
+    runtime.pipeline((d_ready, dx_ready, shared), upper, lower)
     (grads_b, _, dstate_b), (grads_a, dx, dstate_a) = out["b"], out["a"]
     return (grads_a, dstate_a), (grads_b, dstate_b), dx

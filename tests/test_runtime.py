@@ -3,6 +3,7 @@ held and restored around it, and the malloc setting charrnn train makes, which t
 glibc is the libc and is a harmless no-op elsewhere."""
 import platform
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -199,3 +200,100 @@ def test_split_product(shape, threads):
     assert layout.matmul(a, b, out=out) is out
     np.testing.assert_allclose(first, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(out, first)
+
+
+# ---- SharedProducts: the products threads end a pass with, in pieces either takes ------------
+
+def _shared_run(products, parties, helper_first=True):
+    """Each product (a, b) through one SharedProducts: with parties=2 a second thread waits in
+    finish() first and takes pieces while the caller works through its own. Returns the
+    results; fails if the helper does not end."""
+    shared = runtime.SharedProducts(parties)
+    helper = None
+    if parties == 2:
+        helper = threading.Thread(target=shared.finish)
+        helper.start()
+    results = [shared.matmul(a, b) for a, b in products]
+    shared.finish()
+    if helper is not None:
+        helper.join(30)
+        assert not helper.is_alive(), "the helper was left waiting"
+    return results
+
+
+@pytest.mark.parametrize("shape", [(8, 640, 12), (640, 8, 12), (12, 8, 640), (3, 5, 7)],
+                         ids=["sum cut", "rows cut", "columns cut", "whole"])
+def test_shared_products_are_the_products_whichever_thread_runs_the_pieces(monkeypatch, shape):
+    """Every way a product is cut gives a @ b to rounding, and the same bits on one thread as
+    with a second taking some of its pieces: the cuts depend on the shapes only."""
+    monkeypatch.setattr(runtime, "PIECE_FLOPS", 2e3)
+    monkeypatch.setattr(runtime, "PIECE_ALIGN", 4)
+    M, K, P = shape
+    rng = np.random.default_rng(0)
+    products = [(rng.standard_normal((M, K)), rng.standard_normal((K, P))) for _ in range(3)]
+    products.append((products[0][0][:, ::-1].T.T, products[0][1]))  # a strided view
+    alone = _shared_run(products, 1)
+    for (a, b), got in zip(products, alone):
+        np.testing.assert_allclose(got, a @ b, rtol=1e-12, atol=1e-12)
+    for _ in range(5):  # the helper takes a different share each time
+        together = _shared_run(products, 2)
+        assert all(np.array_equal(x, y) for x, y in zip(alone, together))
+
+
+def test_a_failing_piece_fails_its_owner_and_ends_every_wait(monkeypatch):
+    """A piece that raises on the helper's thread: the helper's side fails with it, the owner's
+    ends (with the same error, or Aborted once the pipeline aborts), and nothing is left
+    waiting; the pipeline raises the piece's error."""
+    monkeypatch.setattr(runtime, "PIECE_FLOPS", 2e3)
+    monkeypatch.setattr(runtime, "PIECE_ALIGN", 4)
+    real = np.matmul
+
+    def matmul(*args, **kwargs):
+        if threading.current_thread().name.startswith("charrnn-block"):  # the pool's side
+            raise KeyError("a piece")
+        time.sleep(0.002)  # the owner's pieces are slow enough for the helper to take some
+        return real(*args, **kwargs)
+    monkeypatch.setattr(runtime.np, "matmul", matmul)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((640, 8)), rng.standard_normal((8, 8))  # 40 pieces of rows
+    shared = runtime.SharedProducts(2)
+    helper_started = threading.Event()
+
+    def owner():
+        helper_started.wait(10)
+        time.sleep(0.05)  # the helper is waiting for pieces before they are queued
+        for _ in range(3):
+            shared.matmul(a, b)
+        shared.finish()
+
+    def helper():
+        helper_started.set()
+        shared.finish()
+    done = {}
+
+    def run():
+        try:
+            runtime.pipeline((shared,), owner, helper)
+        except BaseException as e:  # noqa: B036 -- what the pipeline raised is what is checked
+            done["error"] = e
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "a side was left waiting"
+    assert isinstance(done.get("error"), KeyError), done
+
+
+def test_abort_ends_a_finish_that_waits_for_a_partner():
+    shared = runtime.SharedProducts(2)
+    errors = []
+
+    def waits():
+        try:
+            shared.finish()
+        except runtime.Aborted as e:
+            errors.append(e)
+    t = threading.Thread(target=waits)
+    t.start()
+    shared.abort()
+    t.join(10)
+    assert not t.is_alive() and len(errors) == 1
