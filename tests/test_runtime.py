@@ -1,4 +1,5 @@
-"""charrnn.runtime: the thread layout (runtime.Threads, use_threads, concurrently), the BLAS
+"""charrnn.runtime: the thread layout (runtime.Threads, use_threads, concurrently), the
+pipelines' hand-offs (together, Relay, SharedProducts), the BLAS
 held and restored around it, and the malloc setting charrnn train makes, which takes effect where
 glibc is the libc and is a harmless no-op elsewhere."""
 import platform
