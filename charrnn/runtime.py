@@ -253,9 +253,8 @@ class SharedProducts:
     """A layout for the window-wide products with which threads end a pass (the cells'
     Backward.result: dWh, dWx), shared between them: each product is cut into pieces of about
     PIECE_FLOPS, along its sum (at most MAX_PARTIALS partial products), its rows or its columns,
-    and queued; the thread that asked for it then runs queued
-    pieces, its own or another thread's, until its own are done, and finish() runs them until
-    every party has finished. A thread that ends its loops first so takes part of the other's
+    and queued; the thread that asked for it then runs queued pieces, its own or another
+    thread's, until its own are done, and finish() runs them until every party has finished. A thread that ends its loops first so takes part of the other's
     products instead of waiting for them (wavefront.backward). The cuts depend on the shapes
     only, so which thread runs a piece never changes the bits.
 
