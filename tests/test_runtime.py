@@ -170,16 +170,21 @@ def test_a_relay_hands_over_in_order_and_abort_releases_its_waits():
     t.join(10)
     assert got == [0, 1, 2] and not t.is_alive()
     stuck = runtime.Relay(2)
+    _assert_abort_releases(lambda: stuck.wait(1), stuck.abort)
+
+
+def _assert_abort_releases(wait, abort):
+    """wait() on another thread ends with Aborted once abort() is called."""
     errors = []
 
     def waiter():
         try:
-            stuck.wait(1)
+            wait()
         except runtime.Aborted as e:
             errors.append(e)
     t = threading.Thread(target=waiter)
     t.start()
-    stuck.abort()
+    abort()
     t.join(10)
     assert not t.is_alive() and len(errors) == 1
 
@@ -286,15 +291,4 @@ def test_a_failing_piece_fails_its_owner_and_ends_every_wait(monkeypatch):
 
 def test_abort_ends_a_finish_that_waits_for_a_partner():
     shared = runtime.SharedProducts(2)
-    errors = []
-
-    def waits():
-        try:
-            shared.finish()
-        except runtime.Aborted as e:
-            errors.append(e)
-    t = threading.Thread(target=waits)
-    t.start()
-    shared.abort()
-    t.join(10)
-    assert not t.is_alive() and len(errors) == 1
+    _assert_abort_releases(shared.finish, shared.abort)
