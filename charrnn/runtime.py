@@ -1,8 +1,7 @@
 """Process-level settings for speed: the thread layout a training step runs on (Threads, and
 the pipelines' hand-offs: Relay, SharedProducts), the BLAS thread count it holds meanwhile, and
 glibc's malloc thresholds; and the memory the process may still take (available_memory,
-check_memory). Used by the core's threaded loops and by the
-CLI; never a place for math.
+check_memory). Used by the core's threaded loops and by the CLI; never a place for math.
 """
 import collections
 import contextlib
@@ -254,9 +253,10 @@ class SharedProducts:
     Backward.result: dWh, dWx), shared between them: each product is cut into pieces of about
     PIECE_FLOPS, along its sum (at most MAX_PARTIALS partial products), its rows or its columns,
     and queued; the thread that asked for it then runs queued pieces, its own or another
-    thread's, until its own are done, and finish() runs them until every party has finished. A thread that ends its loops first so takes part of the other's
-    products instead of waiting for them (wavefront.backward). The cuts depend on the shapes
-    only, so which thread runs a piece never changes the bits.
+    thread's, until its own are done, and finish() runs them until every party has finished. A
+    thread that ends its loops first so takes part of the other's products instead of waiting
+    for them (wavefront.backward). The cuts depend on the shapes only, so which thread runs a
+    piece never changes the bits.
 
     Anything else a cell asks of its layout (each_block) runs on the calling thread, as inside
     a window. abort() (runtime.pipeline, when a side fails) ends every wait with Aborted.
