@@ -62,9 +62,10 @@ REGULARIZERS = ("weight_drop", "weight_decay", "ema", "dropout_mode")
 REGULARIZE_FROM_EPOCHS = 30.0
 # 14 passes and 8M characters: over all of tiny Shakespeare the two cost 0.03 nats at 12 passes
 # (12M characters, --time 10m's 2 x 384 on a fast day: 1.4912 against 1.4588, its training
-# loss 0.17 below validation without them) and gained 0.014 at 16 (16M, the half hour's 2 x 512), so they turn on
-# between the two; the half hour (14.5-16 passes as the machine's pace moves from day to day,
-# more on a faster machine) keeps them (RESULTS.md, "The regularizers at 12 passes")
+# loss 0.17 below validation without them) and gained 0.014 at 16 (16M, the half hour's
+# 2 x 512), so they turn on between the two; the half hour (14.5-16 passes as the machine's
+# pace moves from day to day, more on a faster machine) keeps them (RESULTS.md, "The
+# regularizers at 12 passes")
 REGULARIZE_LARGE_FROM_EPOCHS, LARGE_BUDGET = 14.0, 8_000_000
 LONG_BUDGET = {"weight_drop": 0.2, "ema": 0.99}
 EVALUATIONS = 10  # evaluations a run makes, about
