@@ -26,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from bench_train import machine_line  # noqa: E402
+from common import seconds  # noqa: E402
 
 
 def point(cell, layers, hidden, threads, args):
@@ -73,7 +74,7 @@ def main(argv=None):
     ap.add_argument("--seq-len", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--steps", type=int, default=2, help="timed steps per round")
-    ap.add_argument("--min-seconds", type=float, default=1.0,
+    ap.add_argument("--min-seconds", type=seconds, default=1.0,
                     help="each round runs at least this long (and at least --steps steps)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-torch", action="store_true")

@@ -41,7 +41,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from charrnn import blas, data, model, runtime, wavefront  # noqa: E402
-from common import CLIP, CORPUS, LR, busy, add_model_args, corpus_ids, trainer  # noqa: E402
+from common import (CLIP, CORPUS, LR, add_model_args, busy, corpus_ids, seconds,  # noqa: E402
+                    trainer)
 
 
 try:
@@ -311,7 +312,7 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per round")
-    ap.add_argument("--min-seconds", type=float, default=1.0,
+    ap.add_argument("--min-seconds", type=seconds, default=1.0,
                     help="each round runs at least this long (and at least --steps steps)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=3)

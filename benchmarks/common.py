@@ -74,6 +74,19 @@ def add_model_args(ap):
     ap.add_argument("--seq-len", type=int, default=100)
 
 
+def seconds(text):
+    """An argparse type: a finite, non-negative number of seconds."""
+    import argparse
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"seconds must be finite and at least 0, got {text}")
+    return value
+
+
 @contextlib.contextmanager
 def busy(on):
     """One CPU-bound process pinned to CPU 1 while the block runs, when on."""
